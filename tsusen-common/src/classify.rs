@@ -1,0 +1,432 @@
+//! Which packets are connection attempts: the rules, written once.
+//!
+//! This module is the spec. The XDP program (live traffic) and `tsusen replay`
+//! (pcap files) both run exactly this code; a differential test runs a corpus
+//! through the loaded XDP program and through the host build and compares.
+//!
+//! A packet yields a row when all of these hold:
+//!
+//! 1. Link layer: Ethernet II with up to two VLAN tags ([`ethernet`]). The host
+//!    also reads Linux cooked and raw-IP captures and enters at rule 2.
+//! 2. Network layer: IPv4 with a valid header, not a non-first fragment; or
+//!    IPv6, its extension headers walked up to [`MAX_IPV6_EXT_HEADERS`], not a
+//!    non-first fragment ([`attempt`]).
+//! 3. Direction, against the local networks L ([`admit`]): a source in L is
+//!    outbound; with L non-empty the destination must be in L; with L empty
+//!    every packet is inbound.
+//! 4. Not noise: multicast and broadcast destinations are skipped unless asked
+//!    for ([`attempt`]).
+//! 5. Ignore lists: ignored destination port (TCP/UDP), source or destination in
+//!    an ignored network ([`admit`]). Exact numbers and prefixes.
+//! 6. Protocol ([`attempt`], and UDP replies in [`admit`]): TCP with SYN set and
+//!    ACK, RST clear; UDP unless it replies to a flow this host started; ICMP
+//!    echo, timestamp and address-mask requests; ICMPv6 echo requests; any other
+//!    IP protocol, with no port.
+//! 7. A truncated or malformed header is skipped, never misread.
+//!
+//! Rules 1, 2, 4, 6 need only the packet ([`ethernet`], [`attempt`]) and run
+//! first, so most non-attempts cost no map lookup. Rules 3, 5 and the UDP reply
+//! check need the tables ([`admit`]). A packet fails on the first rule it
+//! breaks; that rule is its [`Skip`] reason.
+//!
+//! Everything is `#[inline(always)]` and loop-free but for one bounded walk, so
+//! the BPF verifier sees straight-line code with a bounds check before every
+//! packet read.
+
+use crate::{
+    stats::Stat,
+    tuple::{FlowKey, TupleKey, ipv4_mapped},
+};
+
+pub const ETH_P_IPV4: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86dd;
+pub const ETH_P_8021Q: u16 = 0x8100;
+pub const ETH_P_8021AD: u16 = 0x88a8;
+
+pub const IPPROTO_HOPOPTS: u8 = 0;
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ROUTING: u8 = 43;
+pub const IPPROTO_FRAGMENT: u8 = 44;
+pub const IPPROTO_AH: u8 = 51;
+pub const IPPROTO_ICMPV6: u8 = 58;
+pub const IPPROTO_DSTOPTS: u8 = 60;
+
+/// IPv6 extension headers walked before giving up on the chain (rule 2).
+pub const MAX_IPV6_EXT_HEADERS: usize = 6;
+
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
+
+const ICMP_ECHO_REQUEST: u8 = 8;
+const ICMP_TIMESTAMP_REQUEST: u8 = 13;
+const ICMP_ADDRESS_MASK_REQUEST: u8 = 17;
+const ICMPV6_ECHO_REQUEST: u8 = 128;
+
+/// Read access to a packet's bytes, bounds-checked.
+///
+/// The host implements it for byte slices; the XDP program for its context,
+/// where the check is the `data + offset + N <= data_end` the verifier wants.
+pub trait Packet {
+    /// `N` bytes at `offset`, or `None` when they are not all in the packet.
+    fn bytes<const N: usize>(&self, offset: usize) -> Option<[u8; N]>;
+}
+
+impl Packet for [u8] {
+    #[inline]
+    fn bytes<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
+        let end = offset.checked_add(N)?;
+        self.get(offset..end)?.try_into().ok()
+    }
+}
+
+/// The lookups rules 3, 5 and the UDP reply check need: maps in the kernel,
+/// in-memory tables on the host. Addresses are IPv4-mapped IPv6.
+pub trait Tables {
+    /// Whether L, the set of local networks, has any entry.
+    fn has_local(&self) -> bool;
+    fn is_local(&self, ip: &[u8; 16]) -> bool;
+    fn is_ignored_port(&self, port: u16) -> bool;
+    fn is_ignored_net(&self, ip: &[u8; 16]) -> bool;
+    /// Whether an outbound flow with this (remote, local) pair was seen.
+    fn is_udp_reply(&self, flow: &FlowKey) -> bool;
+}
+
+/// Why a packet is not a row: the first rule it broke.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Skip {
+    /// Rule 1/2: neither IPv4 nor IPv6.
+    NotIp,
+    /// Rule 7: a header is cut short or invalid.
+    Malformed,
+    /// Rule 2: a non-first fragment (no transport header).
+    Fragment,
+    /// Rule 2: more IPv6 extension headers than we walk.
+    HeaderChain,
+    /// Rule 4: multicast or broadcast destination.
+    Multicast,
+    /// Rule 6: TCP without SYN, or with ACK or RST.
+    TcpNotSyn,
+    /// Rule 6: an ICMP/ICMPv6 message that is not a request.
+    IcmpNotRequest,
+    /// Rule 3: the source is local.
+    Outbound,
+    /// Rule 3: the destination is not local (and L is not empty).
+    NotLocal,
+    /// Rule 5.
+    IgnoredPort,
+    /// Rule 5.
+    IgnoredNet,
+    /// Rule 6: a reply to an outbound UDP flow.
+    UdpReply,
+}
+
+impl Skip {
+    /// The counter this reason increments.
+    #[inline(always)]
+    pub const fn stat(self) -> Stat {
+        match self {
+            Skip::NotIp => Stat::SkipNotIp,
+            Skip::Malformed => Stat::SkipMalformed,
+            Skip::Fragment => Stat::SkipFragment,
+            Skip::HeaderChain => Stat::SkipHeaderChain,
+            Skip::Multicast => Stat::SkipMulticast,
+            Skip::TcpNotSyn => Stat::SkipTcpNotSyn,
+            Skip::IcmpNotRequest => Stat::SkipIcmpNotRequest,
+            Skip::Outbound => Stat::SkipOutbound,
+            Skip::NotLocal => Stat::SkipNotLocal,
+            Skip::IgnoredPort => Stat::SkipIgnoredPort,
+            Skip::IgnoredNet => Stat::SkipIgnoredNet,
+            Skip::UdpReply => Stat::SkipUdpReply,
+        }
+    }
+}
+
+/// A connection attempt as the headers describe it (rules 1, 2, 4, 6 passed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Attempt {
+    pub proto: u8,
+    pub src_ip: [u8; 16],
+    pub dst_ip: [u8; 16],
+    /// TCP and UDP only; 0 otherwise.
+    pub src_port: u16,
+    pub dst_port: u16,
+}
+
+impl Attempt {
+    /// The key this attempt is counted under on `day`.
+    #[inline(always)]
+    pub fn key(&self, day: u16) -> TupleKey {
+        TupleKey {
+            src_ip: self.src_ip,
+            dst_ip: self.dst_ip,
+            dst_port: self.dst_port,
+            day,
+            proto: self.proto,
+            _pad: 0,
+        }
+    }
+
+    /// The outbound flow this packet would be a reply to.
+    #[inline(always)]
+    pub fn reply_to(&self) -> FlowKey {
+        FlowKey {
+            remote_ip: self.src_ip,
+            local_ip: self.dst_ip,
+            remote_port: self.src_port,
+            local_port: self.dst_port,
+        }
+    }
+
+    /// The counter of a candidate of this protocol.
+    #[inline(always)]
+    pub const fn candidate_stat(&self) -> Stat {
+        match self.proto {
+            IPPROTO_TCP => Stat::CandidateTcp,
+            IPPROTO_UDP => Stat::CandidateUdp,
+            IPPROTO_ICMP => Stat::CandidateIcmp,
+            IPPROTO_ICMPV6 => Stat::CandidateIcmpv6,
+            _ => Stat::CandidateOther,
+        }
+    }
+}
+
+/// Whether `proto` has ports (and so a `dst_port` column other than `-`).
+#[inline(always)]
+pub const fn has_ports(proto: u8) -> bool {
+    proto == IPPROTO_TCP || proto == IPPROTO_UDP
+}
+
+#[inline(always)]
+const fn be16(b: [u8; 2]) -> u16 {
+    u16::from_be_bytes(b)
+}
+
+#[inline(always)]
+const fn is_vlan(ethertype: u16) -> bool {
+    ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD
+}
+
+/// Rule 1: an Ethernet II frame with up to two VLAN tags.
+/// Returns the offset of the network header and its ethertype.
+#[inline(always)]
+pub fn ethernet<P: Packet + ?Sized>(pkt: &P) -> Result<(usize, u16), Skip> {
+    let mut ethertype = be16(pkt.bytes(12).ok_or(Skip::Malformed)?);
+    let mut offset = 14;
+    // Two tags at most (802.1ad outer, 802.1Q inner): unrolled, not a loop.
+    if is_vlan(ethertype) {
+        ethertype = be16(pkt.bytes(offset + 2).ok_or(Skip::Malformed)?);
+        offset += 4;
+        if is_vlan(ethertype) {
+            ethertype = be16(pkt.bytes(offset + 2).ok_or(Skip::Malformed)?);
+            offset += 4;
+        }
+    }
+    Ok((offset, ethertype))
+}
+
+/// Rules 2, 4 and 6 (but for UDP replies): the attempt a network-layer packet
+/// at `offset` makes, if any.
+#[inline(always)]
+pub fn attempt<P: Packet + ?Sized>(
+    pkt: &P,
+    offset: usize,
+    ethertype: u16,
+    include_multicast: bool,
+) -> Result<Attempt, Skip> {
+    let ip = match ethertype {
+        ETH_P_IPV4 => ipv4(pkt, offset)?,
+        ETH_P_IPV6 => ipv6(pkt, offset)?,
+        _ => return Err(Skip::NotIp),
+    };
+    if !include_multicast && is_multicast_or_broadcast(&ip.dst_ip) {
+        return Err(Skip::Multicast);
+    }
+    transport(pkt, &ip)
+}
+
+/// Rules 3, 5 and the UDP half of rule 6: what the tables say of an attempt.
+#[inline(always)]
+pub fn admit<T: Tables + ?Sized>(a: &Attempt, tables: &T) -> Result<(), Skip> {
+    if tables.has_local() {
+        if tables.is_local(&a.src_ip) {
+            return Err(Skip::Outbound);
+        }
+        if !tables.is_local(&a.dst_ip) {
+            return Err(Skip::NotLocal);
+        }
+    }
+    if has_ports(a.proto) && tables.is_ignored_port(a.dst_port) {
+        return Err(Skip::IgnoredPort);
+    }
+    if tables.is_ignored_net(&a.src_ip) || tables.is_ignored_net(&a.dst_ip) {
+        return Err(Skip::IgnoredNet);
+    }
+    if a.proto == IPPROTO_UDP && tables.is_udp_reply(&a.reply_to()) {
+        return Err(Skip::UdpReply);
+    }
+    Ok(())
+}
+
+/// The flow an outbound UDP packet opens: replies to it are not attempts.
+/// The TC egress program registers it; `tsusen replay` does the same for the
+/// outbound packets of a capture.
+#[inline(always)]
+pub fn outbound_udp_flow<P: Packet + ?Sized>(
+    pkt: &P,
+    offset: usize,
+    ethertype: u16,
+) -> Option<FlowKey> {
+    let ip = match ethertype {
+        ETH_P_IPV4 => ipv4(pkt, offset).ok()?,
+        ETH_P_IPV6 => ipv6(pkt, offset).ok()?,
+        _ => return None,
+    };
+    if ip.proto != IPPROTO_UDP {
+        return None;
+    }
+    let udp: [u8; 8] = pkt.bytes(ip.l4)?;
+    Some(FlowKey {
+        remote_ip: ip.dst_ip,
+        local_ip: ip.src_ip,
+        remote_port: be16([udp[2], udp[3]]),
+        local_port: be16([udp[0], udp[1]]),
+    })
+}
+
+/// Rule 4: 224.0.0.0/4, 255.255.255.255 and ff00::/8.
+#[inline(always)]
+pub fn is_multicast_or_broadcast(ip: &[u8; 16]) -> bool {
+    if ip[0] == 0xff {
+        return true; // ff00::/8
+    }
+    let v4 = ip[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+    v4 && (ip[12] & 0xf0 == 0xe0 || ip[12..] == [0xff; 4])
+}
+
+/// The network layer, parsed: where the transport header starts.
+struct Ip {
+    proto: u8,
+    src_ip: [u8; 16],
+    dst_ip: [u8; 16],
+    l4: usize,
+}
+
+/// Rule 2 for IPv4: version 4, IHL >= 5, the whole header (options included)
+/// in the packet, not a non-first fragment.
+#[inline(always)]
+fn ipv4<P: Packet + ?Sized>(pkt: &P, offset: usize) -> Result<Ip, Skip> {
+    let h: [u8; 20] = pkt.bytes(offset).ok_or(Skip::Malformed)?;
+    let ihl = usize::from(h[0] & 0x0f) * 4;
+    if h[0] >> 4 != 4 || ihl < 20 {
+        return Err(Skip::Malformed);
+    }
+    // Options: their last byte must be in the packet too.
+    if ihl > 20 && pkt.bytes::<1>(offset + ihl - 1).is_none() {
+        return Err(Skip::Malformed);
+    }
+    if be16([h[6], h[7]]) & 0x1fff != 0 {
+        return Err(Skip::Fragment);
+    }
+    Ok(Ip {
+        proto: h[9],
+        src_ip: ipv4_mapped([h[12], h[13], h[14], h[15]]),
+        dst_ip: ipv4_mapped([h[16], h[17], h[18], h[19]]),
+        l4: offset + ihl,
+    })
+}
+
+/// Rule 2 for IPv6: walk hop-by-hop, routing, destination options, fragment
+/// (offset 0 only) and AH headers, at most [`MAX_IPV6_EXT_HEADERS`] of them.
+#[inline(always)]
+fn ipv6<P: Packet + ?Sized>(pkt: &P, offset: usize) -> Result<Ip, Skip> {
+    let h: [u8; 40] = pkt.bytes(offset).ok_or(Skip::Malformed)?;
+    if h[0] >> 4 != 6 {
+        return Err(Skip::Malformed);
+    }
+    let mut src_ip = [0u8; 16];
+    let mut dst_ip = [0u8; 16];
+    src_ip.copy_from_slice(&h[8..24]);
+    dst_ip.copy_from_slice(&h[24..40]);
+
+    let mut next = h[6];
+    let mut l4 = offset + 40;
+    for _ in 0..MAX_IPV6_EXT_HEADERS {
+        let len = match next {
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
+                let e: [u8; 2] = pkt.bytes(l4).ok_or(Skip::Malformed)?;
+                next = e[0];
+                (usize::from(e[1]) + 1) * 8
+            }
+            IPPROTO_FRAGMENT => {
+                let e: [u8; 4] = pkt.bytes(l4).ok_or(Skip::Malformed)?;
+                if be16([e[2], e[3]]) >> 3 != 0 {
+                    return Err(Skip::Fragment);
+                }
+                next = e[0];
+                8
+            }
+            IPPROTO_AH => {
+                let e: [u8; 2] = pkt.bytes(l4).ok_or(Skip::Malformed)?;
+                next = e[0];
+                (usize::from(e[1]) + 2) * 4
+            }
+            proto => {
+                return Ok(Ip {
+                    proto,
+                    src_ip,
+                    dst_ip,
+                    l4,
+                });
+            }
+        };
+        l4 += len;
+    }
+    Err(Skip::HeaderChain)
+}
+
+/// Rule 6 (the packet half) and rule 7 for the transport header.
+#[inline(always)]
+fn transport<P: Packet + ?Sized>(pkt: &P, ip: &Ip) -> Result<Attempt, Skip> {
+    let mut a = Attempt {
+        proto: ip.proto,
+        src_ip: ip.src_ip,
+        dst_ip: ip.dst_ip,
+        src_port: 0,
+        dst_port: 0,
+    };
+    match ip.proto {
+        IPPROTO_TCP => {
+            let tcp: [u8; 20] = pkt.bytes(ip.l4).ok_or(Skip::Malformed)?;
+            let flags = tcp[13];
+            // SYN set, ACK and RST clear; ECE, CWR, FIN, PSH, URG don't matter.
+            if flags & (TCP_SYN | TCP_ACK | TCP_RST) != TCP_SYN {
+                return Err(Skip::TcpNotSyn);
+            }
+            a.src_port = be16([tcp[0], tcp[1]]);
+            a.dst_port = be16([tcp[2], tcp[3]]);
+        }
+        IPPROTO_UDP => {
+            let udp: [u8; 8] = pkt.bytes(ip.l4).ok_or(Skip::Malformed)?;
+            a.src_port = be16([udp[0], udp[1]]);
+            a.dst_port = be16([udp[2], udp[3]]);
+        }
+        IPPROTO_ICMP => {
+            let icmp: [u8; 8] = pkt.bytes(ip.l4).ok_or(Skip::Malformed)?;
+            match icmp[0] {
+                ICMP_ECHO_REQUEST | ICMP_TIMESTAMP_REQUEST | ICMP_ADDRESS_MASK_REQUEST => {}
+                _ => return Err(Skip::IcmpNotRequest),
+            }
+        }
+        IPPROTO_ICMPV6 => {
+            let icmp: [u8; 8] = pkt.bytes(ip.l4).ok_or(Skip::Malformed)?;
+            if icmp[0] != ICMPV6_ECHO_REQUEST {
+                return Err(Skip::IcmpNotRequest);
+            }
+        }
+        _ => {}
+    }
+    Ok(a)
+}

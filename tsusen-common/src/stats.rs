@@ -1,0 +1,91 @@
+//! Counters of the per-CPU `STATS` array: what the kernel saw and why it skipped.
+
+/// One counter, by its index in `STATS`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Stat {
+    /// Every packet the XDP program saw.
+    Packets = 0,
+    /// Row candidates (attempts that passed every rule), by protocol.
+    CandidateTcp,
+    CandidateUdp,
+    CandidateIcmp,
+    CandidateIcmpv6,
+    CandidateOther,
+    /// Tuples inserted into FIRST_SEEN: first seen on their day.
+    NewTuples,
+    /// Inserts the kernel refused (map full beyond what LRU could evict).
+    InsertFailed,
+    /// Skipped, by reason (see `classify::Skip`).
+    SkipNotIp,
+    SkipMalformed,
+    SkipFragment,
+    SkipHeaderChain,
+    SkipMulticast,
+    SkipTcpNotSyn,
+    SkipIcmpNotRequest,
+    SkipOutbound,
+    SkipNotLocal,
+    SkipIgnoredPort,
+    SkipIgnoredNet,
+    SkipUdpReply,
+    /// Outbound UDP packets the TC egress program registered as flows.
+    UdpFlowsSeen,
+}
+
+impl Stat {
+    /// Every counter, in index order.
+    pub const ALL: [Stat; Stat::COUNT as usize] = [
+        Stat::Packets,
+        Stat::CandidateTcp,
+        Stat::CandidateUdp,
+        Stat::CandidateIcmp,
+        Stat::CandidateIcmpv6,
+        Stat::CandidateOther,
+        Stat::NewTuples,
+        Stat::InsertFailed,
+        Stat::SkipNotIp,
+        Stat::SkipMalformed,
+        Stat::SkipFragment,
+        Stat::SkipHeaderChain,
+        Stat::SkipMulticast,
+        Stat::SkipTcpNotSyn,
+        Stat::SkipIcmpNotRequest,
+        Stat::SkipOutbound,
+        Stat::SkipNotLocal,
+        Stat::SkipIgnoredPort,
+        Stat::SkipIgnoredNet,
+        Stat::SkipUdpReply,
+        Stat::UdpFlowsSeen,
+    ];
+
+    /// Number of counters (entries of `STATS`).
+    pub const COUNT: u32 = Stat::UdpFlowsSeen as u32 + 1;
+
+    /// A short snake_case name, used in logs and metrics.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Stat::Packets => "packets",
+            Stat::CandidateTcp => "candidates_tcp",
+            Stat::CandidateUdp => "candidates_udp",
+            Stat::CandidateIcmp => "candidates_icmp",
+            Stat::CandidateIcmpv6 => "candidates_icmpv6",
+            Stat::CandidateOther => "candidates_other",
+            Stat::NewTuples => "new_tuples",
+            Stat::InsertFailed => "insert_failed",
+            Stat::SkipNotIp => "skipped_not_ip",
+            Stat::SkipMalformed => "skipped_malformed",
+            Stat::SkipFragment => "skipped_fragment",
+            Stat::SkipHeaderChain => "skipped_header_chain",
+            Stat::SkipMulticast => "skipped_multicast",
+            Stat::SkipTcpNotSyn => "skipped_tcp_not_syn",
+            Stat::SkipIcmpNotRequest => "skipped_icmp_not_request",
+            Stat::SkipOutbound => "skipped_outbound",
+            Stat::SkipNotLocal => "skipped_not_local",
+            Stat::SkipIgnoredPort => "skipped_ignored_port",
+            Stat::SkipIgnoredNet => "skipped_ignored_net",
+            Stat::SkipUdpReply => "skipped_udp_reply",
+            Stat::UdpFlowsSeen => "udp_flows_seen",
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Capture: load the eBPF programs, hand them their settings, attach them.
+//!
+//! The object is built by build.rs and embedded in the binary, so a deployed
+//! `tsusen` is one file.
+
+pub mod clock;
+pub mod iface;
+pub mod privileges;
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, MapData, PerCpuArray},
+    programs::{ProgramError, Xdp, XdpMode as AyaXdpMode, xdp::XdpLinkId},
+};
+use log::{info, warn};
+use tsusen_common::{Config, Stat, maps};
+
+/// The eBPF object built by build.rs from tsusen-ebpf.
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tsusen"));
+
+/// Name of the XDP program in the object.
+pub const XDP_PROGRAM: &str = "tsusen";
+/// Name of the TC egress program in the object.
+pub const EGRESS_PROGRAM: &str = "tsusen_egress";
+
+/// How the XDP program is attached (`--xdp-mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum XdpMode {
+    /// Native (driver) mode where the driver supports it, generic otherwise.
+    Auto,
+    /// Native mode, in the driver, before an skb is allocated.
+    Native,
+    /// Generic mode, after the skb is allocated: works on every interface.
+    Generic,
+}
+
+/// How to load the object.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// Entries of the first-seen map; `None` keeps the compiled-in default.
+    pub first_seen_entries: Option<u32>,
+    /// Pin (and reuse) the maps in this bpffs directory.
+    pub pin_dir: Option<PathBuf>,
+}
+
+/// Load the eBPF object and the XDP program into the kernel (not attached).
+pub fn load(opts: &LoadOptions) -> Result<Ebpf> {
+    let mut loader = EbpfLoader::new();
+    if let Some(entries) = opts.first_seen_entries {
+        loader.map_max_entries(maps::FIRST_SEEN, entries);
+    }
+    let pins: Vec<(&str, PathBuf)> = match &opts.pin_dir {
+        Some(dir) => all_maps().iter().map(|&m| (m, dir.join(m))).collect(),
+        None => Vec::new(),
+    };
+    for (name, path) in &pins {
+        loader.map_pin_path(name, path.as_path());
+    }
+    let mut ebpf = loader
+        .load(EBPF_OBJECT)
+        .map_err(|err| privileges::explain(anyhow!(err), "loading the eBPF maps"))?;
+    let xdp: &mut Xdp = program(&mut ebpf, XDP_PROGRAM)?.try_into()?;
+    xdp.load()
+        .map_err(|err| privileges::explain(verifier_error(err), "loading the XDP program"))?;
+    Ok(ebpf)
+}
+
+fn all_maps() -> [&'static str; 7] {
+    [
+        maps::FIRST_SEEN,
+        maps::STATS,
+        maps::CONFIG,
+        maps::LOCAL_NETS,
+        maps::IGNORED_NETS,
+        maps::IGNORED_PORTS,
+        maps::UDP_FLOWS,
+    ]
+}
+
+fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::Program> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| anyhow!("the eBPF object has no program {name}"))
+}
+
+/// A verifier rejection carries the verifier's log: keep it for the reader.
+fn verifier_error(err: ProgramError) -> anyhow::Error {
+    anyhow!(err)
+}
+
+/// Write the settings the XDP program reads.
+pub fn set_config(ebpf: &mut Ebpf, config: &Config) -> Result<()> {
+    let mut array: Array<&mut MapData, Config> = Array::try_from(
+        ebpf.map_mut(maps::CONFIG)
+            .context("the eBPF object has no CONFIG map")?,
+    )?;
+    array.set(0, config, 0).context("writing the CONFIG map")?;
+    Ok(())
+}
+
+/// Sum the per-CPU counters.
+pub fn read_stats(ebpf: &Ebpf) -> Result<[u64; Stat::COUNT as usize]> {
+    let array: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(
+        ebpf.map(maps::STATS)
+            .context("the eBPF object has no STATS map")?,
+    )?;
+    let mut totals = [0u64; Stat::COUNT as usize];
+    for (index, total) in totals.iter_mut().enumerate() {
+        let per_cpu = array.get(&(index as u32), 0).context("reading STATS")?;
+        *total = per_cpu.iter().sum();
+    }
+    Ok(totals)
+}
+
+/// Attach the loaded XDP program to `iface`. `Auto` tries native mode first and
+/// falls back to generic mode when the driver has no XDP support.
+pub fn attach_xdp(ebpf: &mut Ebpf, iface: &str, mode: XdpMode) -> Result<(XdpLinkId, XdpMode)> {
+    iface::require(iface)?;
+    let xdp: &mut Xdp = program(ebpf, XDP_PROGRAM)?.try_into()?;
+    let attempt = |xdp: &mut Xdp, mode: XdpMode| {
+        let aya_mode = match mode {
+            XdpMode::Native => AyaXdpMode::Driver,
+            XdpMode::Generic | XdpMode::Auto => AyaXdpMode::Skb,
+        };
+        xdp.attach(iface, aya_mode)
+    };
+    let (link, mode) = match mode {
+        XdpMode::Auto => match attempt(xdp, XdpMode::Native) {
+            Ok(link) => (link, XdpMode::Native),
+            Err(err) if already_attached(&err) => return Err(attach_error(err, iface)),
+            Err(err) => {
+                info!("{iface}: native XDP not available ({err}); using generic mode");
+                (
+                    attempt(xdp, XdpMode::Generic).map_err(|e| attach_error(e, iface))?,
+                    XdpMode::Generic,
+                )
+            }
+        },
+        mode => (
+            attempt(xdp, mode).map_err(|e| attach_error(e, iface))?,
+            mode,
+        ),
+    };
+    Ok((link, mode))
+}
+
+fn os_error(err: &ProgramError) -> Option<i32> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return io.raw_os_error();
+        }
+        source = e.source();
+    }
+    None
+}
+
+fn already_attached(err: &ProgramError) -> bool {
+    matches!(os_error(err), Some(libc::EBUSY | libc::EEXIST))
+}
+
+fn attach_error(err: ProgramError, iface: &str) -> anyhow::Error {
+    if already_attached(&err) {
+        return anyhow!(
+            "another XDP program is already attached to {iface} (see `ip link show {iface}`); \
+             detach it with `ip link set dev {iface} xdp off`"
+        );
+    }
+    match os_error(&err) {
+        Some(libc::EOPNOTSUPP) => {
+            anyhow!("{iface} does not support this XDP mode; try --xdp-mode generic")
+        }
+        _ => privileges::explain(anyhow!(err), &format!("attaching XDP to {iface}")),
+    }
+}
+
+/// Warn when the memlock limit may be too low for old kernels (< 5.11), which
+/// charge BPF maps to RLIMIT_MEMLOCK rather than the cgroup.
+pub fn raise_memlock_limit() {
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: a plain syscall on a valid struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
+        warn!(
+            "could not raise RLIMIT_MEMLOCK ({}); fine on kernels >= 5.11",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// Nothing to check but that the guard is used: a helper for the error path.
+pub fn ensure_root_or_caps() -> Result<()> {
+    let missing = privileges::missing();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        bail!(
+            "missing privileges: tsusen needs {} (run as root, e.g. with sudo)",
+            missing.join(", ")
+        )
+    }
+}

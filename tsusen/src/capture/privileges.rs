@@ -1,0 +1,60 @@
+//! Which capabilities tsusen needs, and which of them this process lacks.
+
+use std::fs;
+
+// Capability numbers from linux/capability.h.
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// The effective capability set of this process.
+fn effective() -> u64 {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Capabilities missing to load and attach: CAP_BPF + CAP_PERFMON (5.8+) or
+/// CAP_SYS_ADMIN (older kernels), and CAP_NET_ADMIN to attach XDP/TC.
+pub fn missing() -> Vec<&'static str> {
+    let caps = effective();
+    let has = |cap: u32| caps & (1 << cap) != 0;
+    let mut missing = Vec::new();
+    if !has(CAP_SYS_ADMIN) && !(has(CAP_BPF) && has(CAP_PERFMON)) {
+        if !has(CAP_BPF) {
+            missing.push("CAP_BPF");
+        }
+        if !has(CAP_PERFMON) {
+            missing.push("CAP_PERFMON");
+        }
+    }
+    if !has(CAP_NET_ADMIN) {
+        missing.push("CAP_NET_ADMIN");
+    }
+    missing
+}
+
+/// Turn a permission error into the line a person needs; pass others through.
+pub fn explain(err: anyhow::Error, doing: &str) -> anyhow::Error {
+    let denied = err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+            .is_some_and(|code| code == libc::EPERM || code == libc::EACCES)
+    }) || err.to_string().contains("Operation not permitted");
+    let missing = missing();
+    if denied && !missing.is_empty() {
+        anyhow::anyhow!(
+            "missing privileges for {doing}: tsusen needs {} (run as root, e.g. with sudo)",
+            missing.join(", ")
+        )
+    } else {
+        err.context(doing.to_owned())
+    }
+}

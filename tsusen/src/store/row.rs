@@ -1,0 +1,237 @@
+//! One row of a day file: `proto dst_port src_ip dst_ip timestamp`.
+//!
+//! - `proto`: `TCP`, `UDP`, `ICMP`, `ICMPV6`, else the IANA keyword or number;
+//! - `dst_port`: decimal for TCP and UDP, `-` otherwise;
+//! - `src_ip`, `dst_ip`: IPv4 dotted quad, IPv6 per RFC 5952;
+//! - `timestamp`: Unix seconds of the tuple's first packet that UTC day.
+
+use std::{
+    fmt,
+    net::{IpAddr, Ipv6Addr},
+    str::FromStr,
+};
+
+use anyhow::{Context as _, Result, bail};
+use tsusen_common::{
+    FirstSeen, NS_PER_DAY, TupleKey,
+    classify::has_ports,
+    proto,
+    tuple::{as_ipv4, ipv4_mapped},
+};
+
+/// The header line of every day file.
+pub const HEADER: &str = "proto dst_port src_ip dst_ip timestamp";
+
+/// Seconds in a day.
+pub const SECS_PER_DAY: i64 = 86_400;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Row {
+    pub proto: u8,
+    /// 0 for protocols without ports.
+    pub dst_port: u16,
+    pub src_ip: IpAddr,
+    pub dst_ip: IpAddr,
+    /// Unix seconds.
+    pub timestamp: i64,
+}
+
+fn to_ip(bytes: &[u8; 16]) -> IpAddr {
+    match as_ipv4(bytes) {
+        Some(v4) => IpAddr::from(v4),
+        None => IpAddr::V6(Ipv6Addr::from(*bytes)),
+    }
+}
+
+fn to_key_bytes(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => ipv4_mapped(v4.octets()),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+impl Row {
+    /// The row for a first-seen map entry.
+    pub fn from_entry(key: &TupleKey, seen: &FirstSeen) -> Self {
+        Row {
+            proto: key.proto,
+            dst_port: key.dst_port,
+            src_ip: to_ip(&key.src_ip),
+            dst_ip: to_ip(&key.dst_ip),
+            timestamp: (seen.wall_ns / 1_000_000_000) as i64,
+        }
+    }
+
+    /// The UTC day (days since 1970-01-01) this row belongs to.
+    pub fn day(&self) -> u16 {
+        self.timestamp.div_euclid(SECS_PER_DAY) as u16
+    }
+
+    /// The map key of this row's tuple on its day.
+    pub fn key(&self) -> TupleKey {
+        TupleKey {
+            src_ip: to_key_bytes(self.src_ip),
+            dst_ip: to_key_bytes(self.dst_ip),
+            dst_port: self.dst_port,
+            day: self.day(),
+            proto: self.proto,
+            _pad: 0,
+        }
+    }
+
+    /// The `proto` column.
+    pub fn proto_column(&self) -> ProtoColumn {
+        ProtoColumn(self.proto)
+    }
+
+    /// Parse the five columns of a day-file line.
+    pub fn parse_columns(columns: &[&str]) -> Result<Self> {
+        let [proto, port, src, dst, ts] = columns else {
+            bail!("expected 5 columns, found {}", columns.len());
+        };
+        let proto =
+            proto::from_column(proto).with_context(|| format!("unknown protocol {proto:?}"))?;
+        let dst_port = match *port {
+            "-" if !has_ports(proto) => 0,
+            port if has_ports(proto) => {
+                port.parse().with_context(|| format!("bad port {port:?}"))?
+            }
+            port => bail!("port {port:?} on a protocol without ports"),
+        };
+        Ok(Row {
+            proto,
+            dst_port,
+            src_ip: IpAddr::from_str(src).with_context(|| format!("bad source address {src:?}"))?,
+            dst_ip: IpAddr::from_str(dst)
+                .with_context(|| format!("bad destination address {dst:?}"))?,
+            timestamp: ts
+                .parse()
+                .with_context(|| format!("bad timestamp {ts:?}"))?,
+        })
+    }
+}
+
+impl FromStr for Row {
+    type Err = anyhow::Error;
+
+    fn from_str(line: &str) -> Result<Self> {
+        let columns: Vec<&str> = line.split(' ').collect();
+        Row::parse_columns(&columns)
+    }
+}
+
+/// Writes the protocol's keyword, or its number.
+pub struct ProtoColumn(pub u8);
+
+impl fmt::Display for ProtoColumn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match proto::keyword(self.0) {
+            Some(keyword) => f.write_str(keyword),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+impl fmt::Display for Row {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ", self.proto_column())?;
+        if has_ports(self.proto) {
+            write!(f, "{}", self.dst_port)?;
+        } else {
+            f.write_str("-")?;
+        }
+        write!(f, " {} {} {}", self.src_ip, self.dst_ip, self.timestamp)
+    }
+}
+
+/// The UTC day number of a wall-clock time in nanoseconds.
+pub fn day_of_ns(wall_ns: u64) -> u16 {
+    (wall_ns / NS_PER_DAY) as u16
+}
+
+/// `YYYY-MM-DD` of a UTC day number.
+pub fn day_name(day: u16) -> String {
+    let date = chrono::DateTime::from_timestamp(i64::from(day) * SECS_PER_DAY, 0)
+        .expect("a u16 day is in chrono's range")
+        .date_naive();
+    date.format("%Y-%m-%d").to_string()
+}
+
+/// The UTC day number of a `YYYY-MM-DD` name.
+pub fn day_from_name(name: &str) -> Option<u16> {
+    let date = chrono::NaiveDate::parse_from_str(name, "%Y-%m-%d").ok()?;
+    let secs = date.and_hms_opt(0, 0, 0)?.and_utc().timestamp();
+    u16::try_from(secs.div_euclid(SECS_PER_DAY)).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_the_documented_examples() {
+        let tcp: Row = "TCP 8080 198.51.100.40 192.0.2.46 1446042553"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            tcp.to_string(),
+            "TCP 8080 198.51.100.40 192.0.2.46 1446042553"
+        );
+        let icmp: Row = "ICMP - 198.51.100.3 192.0.2.46 1446042324".parse().unwrap();
+        assert_eq!(
+            icmp.to_string(),
+            "ICMP - 198.51.100.3 192.0.2.46 1446042324"
+        );
+        assert_eq!(icmp.dst_port, 0);
+    }
+
+    #[test]
+    fn ipv6_is_rfc5952_and_other_protocols_have_no_port() {
+        let row = Row {
+            proto: 47,
+            dst_port: 0,
+            src_ip: "2001:0db8:0000:0000:0000:0000:0000:0001".parse().unwrap(),
+            dst_ip: "2001:db8:0:1:0:0:0:2".parse().unwrap(),
+            timestamp: 1,
+        };
+        assert_eq!(row.to_string(), "GRE - 2001:db8::1 2001:db8:0:1::2 1");
+        let unnamed = Row { proto: 253, ..row };
+        assert_eq!(unnamed.to_string(), "253 - 2001:db8::1 2001:db8:0:1::2 1");
+        assert_eq!(unnamed.to_string().parse::<Row>().unwrap(), unnamed);
+    }
+
+    #[test]
+    fn key_and_entry_round_trip() {
+        let row: Row = "UDP 53 203.0.113.9 192.0.2.1 1764000000".parse().unwrap();
+        let key = row.key();
+        assert_eq!(key.day, (1_764_000_000i64 / 86_400) as u16);
+        let seen = FirstSeen {
+            wall_ns: 1_764_000_000_123_456_789,
+        };
+        assert_eq!(Row::from_entry(&key, &seen), row);
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_row() {
+        for bad in [
+            "",
+            "TCP 80 198.51.100.1 192.0.2.1",
+            "TCP - 198.51.100.1 192.0.2.1 5",
+            "ICMP 7 198.51.100.1 192.0.2.1 5",
+            "TCP 70000 198.51.100.1 192.0.2.1 5",
+            "TCP 80 198.51.100.300 192.0.2.1 5",
+            "BOGUS 80 198.51.100.1 192.0.2.1 5",
+            "TCP 80 198.51.100.1 192.0.2.1 soon",
+        ] {
+            assert!(bad.parse::<Row>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn day_names() {
+        assert_eq!(day_name(0), "1970-01-01");
+        let day = day_from_name("2026-11-24").unwrap();
+        assert_eq!(day_name(day), "2026-11-24");
+        assert_eq!(day_from_name("2026-13-01"), None);
+    }
+}

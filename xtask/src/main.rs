@@ -1,0 +1,190 @@
+//! `cargo xtask`: the developer's entry point.
+//!
+//! - `setup`: install what building the eBPF program needs, for the route this
+//!   machine can take (idempotent; seconds when everything is there).
+//! - `build`, `test`, `run`, `bench`: call `setup`, then do the thing.
+
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what the eBPF build needs (and, with --test-tools, the test tools).
+    Setup {
+        /// Also install the traffic tools the live tests use (masscan, nmap, tshark, ...).
+        #[arg(long)]
+        test_tools: bool,
+    },
+    /// Build the eBPF object and the tsusen binary.
+    Build {
+        /// Build with the release profile.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Run every test: unit, kernel (BPF_PROG_TEST_RUN), live (namespaces), plus fmt and clippy.
+    Test {
+        /// Arguments passed to `cargo test` after `--` (e.g. a test name filter).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Build in release mode and run the sensor (with sudo when not root).
+    Run {
+        /// Arguments for `tsusen`, e.g. `-- run --iface eth0`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Setup { test_tools } => {
+            let toolchain = setup::run(test_tools)?;
+            println!("eBPF toolchain: {toolchain}");
+        }
+        Cmd::Build { release } => {
+            let toolchain = setup::run(false)?;
+            let binary = build(&toolchain, release)?;
+            let object = ebpf_object(release)?;
+            println!("tsusen binary: {}", binary.display());
+            println!("eBPF object:   {}", object.display());
+        }
+        Cmd::Test { args } => test(&args)?,
+        Cmd::Run { args } => {
+            let toolchain = setup::run(false)?;
+            let binary = build(&toolchain, true)?;
+            run_binary(&binary, &args)?;
+        }
+    }
+    Ok(())
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// A `cargo` command in the workspace, with the eBPF toolchain chosen.
+fn cargo(toolchain: &str) -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(workspace_root())
+        .env("TSUSEN_EBPF_TOOLCHAIN", toolchain);
+    cmd
+}
+
+fn status(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("failed to start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{:?} failed ({status})", cmd.get_program());
+    }
+    Ok(())
+}
+
+fn build(toolchain: &str, release: bool) -> Result<PathBuf> {
+    let mut cmd = cargo(toolchain);
+    cmd.args(["build", "--package", "tsusen"]);
+    if release {
+        cmd.arg("--release");
+    }
+    status(&mut cmd)?;
+    let profile = if release { "release" } else { "debug" };
+    Ok(workspace_root().join("target").join(profile).join("tsusen"))
+}
+
+/// The newest eBPF object build.rs produced for this profile.
+fn ebpf_object(release: bool) -> Result<PathBuf> {
+    let profile = if release { "release" } else { "debug" };
+    let build_dir = workspace_root().join("target").join(profile).join("build");
+    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+    for entry in std::fs::read_dir(&build_dir)?.flatten() {
+        let object = entry.path().join("out").join("tsusen");
+        if !entry.file_name().to_string_lossy().starts_with("tsusen-") {
+            continue;
+        }
+        if let Ok(modified) = object.metadata().and_then(|m| m.modified())
+            && newest.as_ref().is_none_or(|(t, _)| modified > *t)
+        {
+            newest = Some((modified, object));
+        }
+    }
+    newest
+        .map(|(_, path)| path)
+        .context("no eBPF object found after the build")
+}
+
+fn test(args: &[String]) -> Result<()> {
+    let toolchain = setup::run(true)?;
+    let root = setup::is_root();
+    if !root {
+        println!(
+            "note: not root, so the kernel and live tests will skip (each says why); \
+             run `sudo -E cargo xtask test` to run them"
+        );
+    }
+    status(cargo(&toolchain).args(["fmt", "--all", "--check"]))?;
+    status(cargo(&toolchain).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--quiet",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    let mut cmd = cargo(&toolchain);
+    cmd.args(["test", "--workspace"]);
+    // In CI (root) a kernel test that skips is a failure: it must run.
+    if std::env::var_os("CI").is_some() {
+        cmd.env("TSUSEN_REQUIRE_ROOT_TESTS", "1");
+    }
+    if !args.is_empty() {
+        cmd.arg("--").args(args);
+    }
+    status(&mut cmd)
+}
+
+fn run_binary(binary: &Path, args: &[String]) -> Result<()> {
+    let mut cmd = if setup::is_root() {
+        Command::new(binary)
+    } else {
+        let mut sudo = Command::new("sudo");
+        sudo.args(["-E", "--"]).arg(binary);
+        sudo
+    };
+    cmd.args(args);
+    let status = cmd
+        .status()
+        .with_context(|| format!("failed to start {}", binary.display()))?;
+    if !status.success() {
+        std::process::exit(status.code().unwrap_or(1));
+    }
+    Ok(())
+}
