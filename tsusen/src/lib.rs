@@ -1,0 +1,13 @@
+//! tsusen: who is scanning your hosts, on which ports, and when that changes.
+//!
+//! The data path, one module per step:
+//! [`capture`] (the XDP program and its maps) -> [`drain`] (kernel map to rows)
+//! -> [`store`] (daily CSV files) -> [`report`] (trends and spikes).
+//! [`replay`] feeds pcap files through the same rules on the host.
+
+pub mod capture;
+pub mod cli;
+pub mod run;
+pub mod store;
+#[doc(hidden)]
+pub mod testing;
