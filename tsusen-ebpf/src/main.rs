@@ -89,7 +89,7 @@ fn record(pkt: &Frame) {
     let key = attempt.key((wall_ns / NS_PER_DAY) as u16);
     // Already recorded today: it passed every rule then. This keeps a repeated
     // attempt at one hash lookup.
-    if FIRST_SEEN.get_ptr(&key).is_some() {
+    if FIRST_SEEN.get_ptr(key).is_some() {
         return count(attempt.candidate_stat());
     }
     if let Err(skip) = admit(&attempt, &KernelTables { config }) {
@@ -98,7 +98,7 @@ fn record(pkt: &Frame) {
     count(attempt.candidate_stat());
     // BPF_NOEXIST: when two CPUs race on the same new tuple, one wins and the
     // earlier time stays.
-    match FIRST_SEEN.insert(&key, &FirstSeen { wall_ns }, BPF_NOEXIST as u64) {
+    match FIRST_SEEN.insert(key, FirstSeen { wall_ns }, BPF_NOEXIST as u64) {
         Ok(()) => count(Stat::NewTuples),
         Err(err) if err == -EEXIST => {}
         Err(_) => count(Stat::InsertFailed),
@@ -115,9 +115,9 @@ fn register_outbound(pkt: &Frame) {
         return;
     };
     // Look first: an update per packet would churn the LRU for busy flows.
-    if UDP_FLOWS.get_ptr(&flow).is_none() {
+    if UDP_FLOWS.get_ptr(flow).is_none() {
         let now = CONFIG.get(0).map_or(0, now_wall_ns);
-        if UDP_FLOWS.insert(&flow, &now, 0).is_ok() {
+        if UDP_FLOWS.insert(flow, now, 0).is_ok() {
             count(Stat::UdpFlowsSeen);
         }
     }
@@ -198,7 +198,8 @@ impl Tables for KernelTables<'_> {
     }
 }
 
-#[cfg(not(test))]
+// On the host (clippy, the build dependency) std brings its own.
+#[cfg(target_arch = "bpf")]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     loop {}

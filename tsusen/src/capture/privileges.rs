@@ -27,7 +27,8 @@ pub fn missing() -> Vec<&'static str> {
     let caps = effective();
     let has = |cap: u32| caps & (1 << cap) != 0;
     let mut missing = Vec::new();
-    if !has(CAP_SYS_ADMIN) && !(has(CAP_BPF) && has(CAP_PERFMON)) {
+    let can_load = has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON));
+    if !can_load {
         if !has(CAP_BPF) {
             missing.push("CAP_BPF");
         }

@@ -1,0 +1,58 @@
+//! Mistakes a person can make get one clear line and a non-zero exit.
+
+use std::process::{Command, Output};
+
+use tsusen::{
+    skip_unless,
+    testing::{have_program, is_root},
+};
+
+fn tsusen(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tsusen"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+fn one_error_line(out: &Output) -> String {
+    assert!(!out.status.success(), "must exit non-zero");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("tsusen: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "one error line, got: {stderr}");
+    errors[0].to_owned()
+}
+
+#[test]
+fn unknown_interface_lists_the_real_ones() {
+    let out = tsusen(&["run", "--iface", "nosuch0"]);
+    let line = one_error_line(&out);
+    assert!(line.contains("no interface named \"nosuch0\""), "{line}");
+    assert!(line.contains("lo"), "{line}");
+}
+
+#[test]
+fn without_privileges_it_names_the_capabilities() {
+    if is_root() {
+        // Drop to an unprivileged user to see what a non-root user sees.
+        skip_unless!(have_program("setpriv"), "needs setpriv (util-linux)");
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(env!("CARGO_BIN_EXE_tsusen"))
+            .args(["run", "--iface", "lo"])
+            .output()
+            .unwrap();
+        let line = one_error_line(&out);
+        assert!(line.contains("missing privileges"), "{line}");
+        assert!(
+            line.contains("CAP_BPF") && line.contains("CAP_NET_ADMIN"),
+            "{line}"
+        );
+    } else {
+        let line = one_error_line(&tsusen(&["run", "--iface", "lo"]));
+        assert!(line.contains("missing privileges"), "{line}");
+    }
+}
