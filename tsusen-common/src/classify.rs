@@ -213,9 +213,23 @@ const fn is_vlan(ethertype: u16) -> bool {
 /// Returns the offset of the network header and its ethertype.
 #[inline(always)]
 pub fn ethernet<P: Packet + ?Sized>(pkt: &P) -> Result<(usize, u16), Skip> {
-    let mut ethertype = be16(pkt.bytes(12).ok_or(Skip::Malformed)?);
-    let mut offset = 14;
+    link(pkt, 12, 14)
+}
+
+/// Rule 1 for any link header that ends in an ethertype (Ethernet, Linux
+/// cooked capture): the ethertype at `ethertype_at`, the payload at
+/// `payload_at`, then up to two VLAN tags. Returns the offset of the network
+/// header and its ethertype.
+#[inline(always)]
+pub fn link<P: Packet + ?Sized>(
+    pkt: &P,
+    ethertype_at: usize,
+    payload_at: usize,
+) -> Result<(usize, u16), Skip> {
+    let mut ethertype = be16(pkt.bytes(ethertype_at).ok_or(Skip::Malformed)?);
+    let mut offset = payload_at;
     // Two tags at most (802.1ad outer, 802.1Q inner): unrolled, not a loop.
+    // A tag is 2 bytes of TCI, then the next ethertype.
     if is_vlan(ethertype) {
         ethertype = be16(pkt.bytes(offset + 2).ok_or(Skip::Malformed)?);
         offset += 4;
@@ -373,18 +387,27 @@ fn ipv6<P: Packet + ?Sized>(pkt: &P, offset: usize) -> Result<Ip, Skip> {
                 next = e[0];
                 (usize::from(e[1]) + 2) * 4
             }
-            proto => {
-                return Ok(Ip {
-                    proto,
-                    src_ip,
-                    dst_ip,
-                    l4,
-                });
-            }
+            _ => break,
         };
         l4 += len;
     }
-    Err(Skip::HeaderChain)
+    if is_ipv6_ext(next) {
+        return Err(Skip::HeaderChain);
+    }
+    Ok(Ip {
+        proto: next,
+        src_ip,
+        dst_ip,
+        l4,
+    })
+}
+
+#[inline(always)]
+const fn is_ipv6_ext(next: u8) -> bool {
+    matches!(
+        next,
+        IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_FRAGMENT | IPPROTO_AH
+    )
 }
 
 /// Rule 6 (the packet half) and rule 7 for the transport header.

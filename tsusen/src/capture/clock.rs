@@ -14,6 +14,11 @@ fn now_ns(clock: libc::clockid_t) -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// The kernel's monotonic clock (what bpf_ktime_get_ns() returns).
+pub fn monotonic_ns() -> u64 {
+    now_ns(libc::CLOCK_MONOTONIC)
+}
+
 /// Nanoseconds to add to the kernel's monotonic clock to get wall-clock time.
 pub fn wall_offset_ns() -> u64 {
     // Read monotonic on both sides of realtime and use the midpoint.

@@ -193,3 +193,6 @@ pub fn run(program: &str, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+pub mod kernel;
+pub mod packet;

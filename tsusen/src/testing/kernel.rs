@@ -1,0 +1,164 @@
+//! The XDP program in the kernel, run on single packets with
+//! BPF_PROG_TEST_RUN: the kernel half of the rule and differential tests, and
+//! the benchmark. Reports the same `Verdict` the host sensor gives.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use aya::{
+    Ebpf,
+    maps::{HashMap, MapData},
+    programs::{TestRun as _, TestRunOptions, Xdp},
+};
+use tsusen_common::{FirstSeen, FlowKey, NS_PER_DAY, Stat, TupleKey, maps};
+
+use crate::{capture, replay::sensor::Verdict, tables::Tables};
+
+/// 2026-11-24 12:00:00 UTC: tests pin the kernel's clock here (through the
+/// wall-clock offset) so both sides agree on the day.
+pub const TEST_WALL_NS: u64 = 1_795_953_600 * 1_000_000_000;
+
+/// XDP_PASS, from linux/bpf.h.
+const XDP_PASS: u32 = 2;
+
+pub struct KernelSensor {
+    ebpf: Ebpf,
+}
+
+impl KernelSensor {
+    /// Load the program (not attached anywhere) with these tables.
+    pub fn load(tables: &Tables) -> Result<Self> {
+        let ebpf = capture::load(&capture::LoadOptions::default())?;
+        let mut sensor = KernelSensor { ebpf };
+        sensor.set_tables(tables)?;
+        Ok(sensor)
+    }
+
+    /// Replace the tables (maps and flags) and forget every recorded tuple.
+    pub fn set_tables(&mut self, tables: &Tables) -> Result<()> {
+        let offset = TEST_WALL_NS.wrapping_sub(capture::clock::monotonic_ns());
+        tables.write_to_kernel(&mut self.ebpf, offset)?;
+        let mut flows: HashMap<&mut MapData, FlowKey, u64> =
+            HashMap::try_from(self.ebpf.map_mut(maps::UDP_FLOWS).context("UDP_FLOWS")?)?;
+        let old: Vec<FlowKey> = flows.keys().filter_map(Result::ok).collect();
+        for key in old {
+            flows.remove(&key)?;
+        }
+        for flow in &tables.udp_flows {
+            flows.insert(flow, 0, 0)?;
+        }
+        self.clear()
+    }
+
+    /// Forget every recorded tuple.
+    pub fn clear(&mut self) -> Result<()> {
+        let mut map = self.first_seen_mut()?;
+        let keys: Vec<TupleKey> = map.keys().filter_map(Result::ok).collect();
+        for key in keys {
+            map.remove(&key)?;
+        }
+        Ok(())
+    }
+
+    fn first_seen_mut(&mut self) -> Result<HashMap<&mut MapData, TupleKey, FirstSeen>> {
+        Ok(HashMap::try_from(
+            self.ebpf.map_mut(maps::FIRST_SEEN).context("FIRST_SEEN")?,
+        )?)
+    }
+
+    /// The recorded tuples.
+    pub fn recorded(&self) -> Result<Vec<(TupleKey, FirstSeen)>> {
+        let map: HashMap<&MapData, TupleKey, FirstSeen> =
+            HashMap::try_from(self.ebpf.map(maps::FIRST_SEEN).context("FIRST_SEEN")?)?;
+        Ok(map.iter().filter_map(Result::ok).collect())
+    }
+
+    fn xdp(&self) -> Result<&Xdp> {
+        Ok(self
+            .ebpf
+            .program(capture::XDP_PROGRAM)
+            .context("no XDP program")?
+            .try_into()?)
+    }
+
+    /// Run the program `repeat` times on `packet`; returns the mean time per run.
+    pub fn time(&self, packet: &[u8], repeat: u32) -> Result<Duration> {
+        let result = self.xdp()?.test_run(TestRunOptions {
+            data_in: Some(packet),
+            repeat,
+            ..TestRunOptions::default()
+        })?;
+        if result.return_value != XDP_PASS {
+            bail!(
+                "the program returned {} instead of XDP_PASS",
+                result.return_value
+            );
+        }
+        Ok(result.duration)
+    }
+
+    /// Run the program once on `packet` and say what it decided, from the
+    /// counters it moved and the tuple it recorded.
+    pub fn verdict(&mut self, packet: &[u8]) -> Result<Verdict> {
+        let before = capture::read_stats(&self.ebpf)?;
+        let recorded_before = self.recorded()?.len();
+        self.time(packet, 1)?;
+        let after = capture::read_stats(&self.ebpf)?;
+        let moved: Vec<Stat> = Stat::ALL
+            .iter()
+            .copied()
+            .filter(|s| after[*s as usize] != before[*s as usize])
+            .collect();
+        let new = moved.contains(&Stat::NewTuples);
+        let reason = moved
+            .iter()
+            .copied()
+            .find(|s| !matches!(s, Stat::Packets | Stat::NewTuples));
+        match (reason, new) {
+            (Some(stat), _) if skip_of(stat).is_some() => {
+                Ok(Verdict::Skipped(skip_of(stat).expect("checked")))
+            }
+            (Some(_), true) => {
+                let recorded = self.recorded()?;
+                if recorded.len() != recorded_before + 1 {
+                    bail!(
+                        "a new tuple was counted but {} entries are recorded",
+                        recorded.len()
+                    );
+                }
+                let newest = recorded
+                    .into_iter()
+                    .max_by_key(|(_, seen)| seen.wall_ns)
+                    .expect("one entry");
+                Ok(Verdict::New(newest.0))
+            }
+            (Some(_), false) => Ok(Verdict::Repeat(TupleKey::default())),
+            (None, _) => bail!("no counter moved but Packets: {moved:?}"),
+        }
+    }
+
+    /// The kernel's UTC day (it follows TEST_WALL_NS).
+    pub fn day(&self) -> u16 {
+        (TEST_WALL_NS / NS_PER_DAY) as u16
+    }
+}
+
+fn skip_of(stat: Stat) -> Option<tsusen_common::classify::Skip> {
+    use tsusen_common::classify::Skip;
+    [
+        Skip::NotIp,
+        Skip::Malformed,
+        Skip::Fragment,
+        Skip::HeaderChain,
+        Skip::Multicast,
+        Skip::TcpNotSyn,
+        Skip::IcmpNotRequest,
+        Skip::Outbound,
+        Skip::NotLocal,
+        Skip::IgnoredPort,
+        Skip::IgnoredNet,
+        Skip::UdpReply,
+    ]
+    .into_iter()
+    .find(|skip| skip.stat() == stat)
+}
