@@ -7,7 +7,9 @@
 
 pub mod capture;
 pub mod cli;
+pub mod replay;
 pub mod run;
 pub mod store;
+pub mod tables;
 #[doc(hidden)]
 pub mod testing;

@@ -10,6 +10,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Run(args) => tsusen::run::run(args),
+        Command::Replay(args) => tsusen::replay::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
