@@ -15,7 +15,7 @@
 //!    outbound; with L non-empty the destination must be in L; with L empty
 //!    every packet is inbound.
 //! 4. Not noise: multicast and broadcast destinations are skipped unless asked
-//!    for ([`attempt`]).
+//!    for ([`not_noise`]).
 //! 5. Ignore lists: ignored destination port (TCP/UDP), source or destination in
 //!    an ignored network ([`admit`]). Exact numbers and prefixes.
 //! 6. Protocol ([`attempt`], and UDP replies in [`admit`]): TCP with SYN set and
@@ -24,10 +24,11 @@
 //!    IP protocol, with no port.
 //! 7. A truncated or malformed header is skipped, never misread.
 //!
-//! Rules 1, 2, 4, 6 need only the packet ([`ethernet`], [`attempt`]) and run
-//! first, so most non-attempts cost no map lookup. Rules 3, 5 and the UDP reply
-//! check need the tables ([`admit`]). A packet fails on the first rule it
-//! breaks; that rule is its [`Skip`] reason.
+//! Rules 1, 2 and 6 need only the packet ([`ethernet`], [`attempt`]) and run
+//! first, so most non-attempts cost no map lookup; rule 4 ([`not_noise`])
+//! needs one setting; rules 3, 5 and the UDP reply check need the tables
+//! ([`admit`]). A packet fails on the first rule it breaks, in that order;
+//! that rule is its [`Skip`] reason.
 //!
 //! Everything is `#[inline(always)]` and loop-free but for one bounded walk, so
 //! the BPF verifier sees straight-line code with a bounds check before every
@@ -241,24 +242,38 @@ pub fn link<P: Packet + ?Sized>(
     Ok((offset, ethertype))
 }
 
-/// Rules 2, 4 and 6 (but for UDP replies): the attempt a network-layer packet
-/// at `offset` makes, if any.
+/// Rules 2 and 6 (but for UDP replies): the attempt a network-layer packet
+/// at `offset` makes, if any. Addresses are read only once the protocol rule
+/// passed, so the common non-attempt (a TCP ACK) costs the least.
 #[inline(always)]
 pub fn attempt<P: Packet + ?Sized>(
     pkt: &P,
     offset: usize,
     ethertype: u16,
-    include_multicast: bool,
 ) -> Result<Attempt, Skip> {
     let ip = match ethertype {
         ETH_P_IPV4 => ipv4(pkt, offset)?,
         ETH_P_IPV6 => ipv6(pkt, offset)?,
         _ => return Err(Skip::NotIp),
     };
-    if !include_multicast && is_multicast_or_broadcast(&ip.dst_ip) {
+    let (src_port, dst_port) = transport(pkt, &ip)?;
+    let (src_ip, dst_ip) = addresses(pkt, &ip)?;
+    Ok(Attempt {
+        proto: ip.proto,
+        src_ip,
+        dst_ip,
+        src_port,
+        dst_port,
+    })
+}
+
+/// Rule 4: multicast and broadcast destinations are noise, unless asked for.
+#[inline(always)]
+pub fn not_noise(a: &Attempt, include_multicast: bool) -> Result<(), Skip> {
+    if !include_multicast && is_multicast_or_broadcast(&a.dst_ip) {
         return Err(Skip::Multicast);
     }
-    transport(pkt, &ip)
+    Ok(())
 }
 
 /// Rules 3, 5 and the UDP half of rule 6: what the tables say of an attempt.
@@ -302,9 +317,10 @@ pub fn outbound_udp_flow<P: Packet + ?Sized>(
         return None;
     }
     let udp: [u8; 8] = pkt.bytes(ip.l4)?;
+    let (src_ip, dst_ip) = addresses(pkt, &ip).ok()?;
     Some(FlowKey {
-        remote_ip: ip.dst_ip,
-        local_ip: ip.src_ip,
+        remote_ip: dst_ip,
+        local_ip: src_ip,
         remote_port: be16([udp[2], udp[3]]),
         local_port: be16([udp[0], udp[1]]),
     })
@@ -320,12 +336,30 @@ pub fn is_multicast_or_broadcast(ip: &[u8; 16]) -> bool {
     v4 && (ip[12] & 0xf0 == 0xe0 || ip[12..] == [0xff; 4])
 }
 
-/// The network layer, parsed: where the transport header starts.
+/// The network layer, parsed: the protocol, where the addresses are and where
+/// the transport header starts.
 struct Ip {
     proto: u8,
-    src_ip: [u8; 16],
-    dst_ip: [u8; 16],
+    /// Offset of the IP header (the addresses' place follows from `v6`).
+    offset: usize,
+    v6: bool,
     l4: usize,
+}
+
+/// The source and destination addresses, IPv4-mapped for IPv4.
+#[inline(always)]
+fn addresses<P: Packet + ?Sized>(pkt: &P, ip: &Ip) -> Result<([u8; 16], [u8; 16]), Skip> {
+    if ip.v6 {
+        let src: [u8; 16] = pkt.bytes(ip.offset + 8).ok_or(Skip::Malformed)?;
+        let dst: [u8; 16] = pkt.bytes(ip.offset + 24).ok_or(Skip::Malformed)?;
+        Ok((src, dst))
+    } else {
+        let a: [u8; 8] = pkt.bytes(ip.offset + 12).ok_or(Skip::Malformed)?;
+        Ok((
+            ipv4_mapped([a[0], a[1], a[2], a[3]]),
+            ipv4_mapped([a[4], a[5], a[6], a[7]]),
+        ))
+    }
 }
 
 /// Rule 2 for IPv4: version 4, IHL >= 5, the whole header (options included)
@@ -346,8 +380,8 @@ fn ipv4<P: Packet + ?Sized>(pkt: &P, offset: usize) -> Result<Ip, Skip> {
     }
     Ok(Ip {
         proto: h[9],
-        src_ip: ipv4_mapped([h[12], h[13], h[14], h[15]]),
-        dst_ip: ipv4_mapped([h[16], h[17], h[18], h[19]]),
+        offset,
+        v6: false,
         l4: offset + ihl,
     })
 }
@@ -356,15 +390,11 @@ fn ipv4<P: Packet + ?Sized>(pkt: &P, offset: usize) -> Result<Ip, Skip> {
 /// (offset 0 only) and AH headers, at most [`MAX_IPV6_EXT_HEADERS`] of them.
 #[inline(always)]
 fn ipv6<P: Packet + ?Sized>(pkt: &P, offset: usize) -> Result<Ip, Skip> {
+    // The fixed header is 40 bytes; version and next header are all we need now.
     let h: [u8; 40] = pkt.bytes(offset).ok_or(Skip::Malformed)?;
     if h[0] >> 4 != 6 {
         return Err(Skip::Malformed);
     }
-    let mut src_ip = [0u8; 16];
-    let mut dst_ip = [0u8; 16];
-    src_ip.copy_from_slice(&h[8..24]);
-    dst_ip.copy_from_slice(&h[24..40]);
-
     let mut next = h[6];
     let mut l4 = offset + 40;
     for _ in 0..MAX_IPV6_EXT_HEADERS {
@@ -396,8 +426,8 @@ fn ipv6<P: Packet + ?Sized>(pkt: &P, offset: usize) -> Result<Ip, Skip> {
     }
     Ok(Ip {
         proto: next,
-        src_ip,
-        dst_ip,
+        offset,
+        v6: true,
         l4,
     })
 }
@@ -410,16 +440,10 @@ const fn is_ipv6_ext(next: u8) -> bool {
     )
 }
 
-/// Rule 6 (the packet half) and rule 7 for the transport header.
+/// Rule 6 (the packet half) and rule 7 for the transport header: the ports
+/// of an attempt (0, 0 for protocols without them).
 #[inline(always)]
-fn transport<P: Packet + ?Sized>(pkt: &P, ip: &Ip) -> Result<Attempt, Skip> {
-    let mut a = Attempt {
-        proto: ip.proto,
-        src_ip: ip.src_ip,
-        dst_ip: ip.dst_ip,
-        src_port: 0,
-        dst_port: 0,
-    };
+fn transport<P: Packet + ?Sized>(pkt: &P, ip: &Ip) -> Result<(u16, u16), Skip> {
     match ip.proto {
         IPPROTO_TCP => {
             let tcp: [u8; 20] = pkt.bytes(ip.l4).ok_or(Skip::Malformed)?;
@@ -428,28 +452,29 @@ fn transport<P: Packet + ?Sized>(pkt: &P, ip: &Ip) -> Result<Attempt, Skip> {
             if flags & (TCP_SYN | TCP_ACK | TCP_RST) != TCP_SYN {
                 return Err(Skip::TcpNotSyn);
             }
-            a.src_port = be16([tcp[0], tcp[1]]);
-            a.dst_port = be16([tcp[2], tcp[3]]);
+            Ok((be16([tcp[0], tcp[1]]), be16([tcp[2], tcp[3]])))
         }
         IPPROTO_UDP => {
             let udp: [u8; 8] = pkt.bytes(ip.l4).ok_or(Skip::Malformed)?;
-            a.src_port = be16([udp[0], udp[1]]);
-            a.dst_port = be16([udp[2], udp[3]]);
+            Ok((be16([udp[0], udp[1]]), be16([udp[2], udp[3]])))
         }
         IPPROTO_ICMP => {
             let icmp: [u8; 8] = pkt.bytes(ip.l4).ok_or(Skip::Malformed)?;
             match icmp[0] {
-                ICMP_ECHO_REQUEST | ICMP_TIMESTAMP_REQUEST | ICMP_ADDRESS_MASK_REQUEST => {}
-                _ => return Err(Skip::IcmpNotRequest),
+                ICMP_ECHO_REQUEST | ICMP_TIMESTAMP_REQUEST | ICMP_ADDRESS_MASK_REQUEST => {
+                    Ok((0, 0))
+                }
+                _ => Err(Skip::IcmpNotRequest),
             }
         }
         IPPROTO_ICMPV6 => {
             let icmp: [u8; 8] = pkt.bytes(ip.l4).ok_or(Skip::Malformed)?;
-            if icmp[0] != ICMPV6_ECHO_REQUEST {
-                return Err(Skip::IcmpNotRequest);
+            if icmp[0] == ICMPV6_ECHO_REQUEST {
+                Ok((0, 0))
+            } else {
+                Err(Skip::IcmpNotRequest)
             }
         }
-        _ => {}
+        _ => Ok((0, 0)),
     }
-    Ok(a)
 }

@@ -1,13 +1,15 @@
 //! Counters of the per-CPU `STATS` array: what the kernel saw and why it skipped.
 
 /// One counter, by its index in `STATS`.
+///
+/// Every packet moves exactly one classification counter (a candidate or a
+/// skip reason), so the packet count is their sum ([`packets`]) and the XDP
+/// program pays for one counter per packet, not two.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Stat {
-    /// Every packet the XDP program saw.
-    Packets = 0,
     /// Row candidates (attempts that passed every rule), by protocol.
-    CandidateTcp,
+    CandidateTcp = 0,
     CandidateUdp,
     CandidateIcmp,
     CandidateIcmpv6,
@@ -36,7 +38,6 @@ pub enum Stat {
 impl Stat {
     /// Every counter, in index order.
     pub const ALL: [Stat; Stat::COUNT as usize] = [
-        Stat::Packets,
         Stat::CandidateTcp,
         Stat::CandidateUdp,
         Stat::CandidateIcmp,
@@ -62,10 +63,17 @@ impl Stat {
     /// Number of counters (entries of `STATS`).
     pub const COUNT: u32 = Stat::UdpFlowsSeen as u32 + 1;
 
+    /// Whether each packet moves this counter or another of its kind.
+    pub const fn is_classification(self) -> bool {
+        !matches!(
+            self,
+            Stat::NewTuples | Stat::InsertFailed | Stat::UdpFlowsSeen
+        )
+    }
+
     /// A short snake_case name, used in logs and metrics.
     pub const fn name(self) -> &'static str {
         match self {
-            Stat::Packets => "packets",
             Stat::CandidateTcp => "candidates_tcp",
             Stat::CandidateUdp => "candidates_udp",
             Stat::CandidateIcmp => "candidates_icmp",
@@ -88,4 +96,13 @@ impl Stat {
             Stat::UdpFlowsSeen => "udp_flows_seen",
         }
     }
+}
+
+/// Packets seen: the sum of the classification counters.
+pub fn packets(stats: &[u64; Stat::COUNT as usize]) -> u64 {
+    Stat::ALL
+        .iter()
+        .filter(|s| s.is_classification())
+        .map(|s| stats[*s as usize])
+        .sum()
 }

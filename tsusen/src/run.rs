@@ -36,7 +36,7 @@ pub fn run(args: RunArgs) -> Result<()> {
                 _ = term.recv() => break,
                 _ = tick.tick() => {
                     let stats = capture::read_stats(&ebpf)?;
-                    info!("packets={} new_tuples={}", stats[Stat::Packets as usize], stats[Stat::NewTuples as usize]);
+                    info!("packets={} new_tuples={}", tsusen_common::stats::packets(&stats), stats[Stat::NewTuples as usize]);
                 }
             }
         }

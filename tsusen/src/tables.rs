@@ -26,7 +26,7 @@ use tsusen_common::{
 #[derive(Clone, Debug, Default)]
 pub struct Networks {
     /// Masked address by prefix length (in the 128-bit mapped form).
-    by_len: BTreeMap<u8, HashSet<u128>>,
+    by_len: BTreeMap<u8, HashSet<u128, foldhash::fast::RandomState>>,
 }
 
 /// An address in the 16-byte mapped form keys use.

@@ -54,7 +54,9 @@ fn kernel() -> Option<MutexGuard<'static, KernelSensor>> {
 }
 
 fn host_verdict(tables: &Tables, bytes: &[u8]) -> Verdict {
-    HostSensor::new(tables.clone()).inbound(bytes, Link::Ethernet.network(bytes), TEST_WALL_NS)
+    HostSensor::new(tables.clone())
+        .inbound(bytes, Link::Ethernet.network(bytes), TEST_WALL_NS)
+        .unwrap()
 }
 
 fn shown(verdict: &Verdict) -> String {

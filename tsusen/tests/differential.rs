@@ -169,7 +169,8 @@ impl Pair {
         let kernel = self.kernel.verdict(bytes).unwrap();
         let host = self
             .host
-            .inbound(bytes, Link::Ethernet.network(bytes), TEST_WALL_NS);
+            .inbound(bytes, Link::Ethernet.network(bytes), TEST_WALL_NS)
+            .unwrap();
         (format!("{kernel:?}"), format!("{host:?}"))
     }
 
@@ -259,7 +260,8 @@ fn a_repeated_tuple_is_recorded_once_on_both_sides() {
     let kernel = pair.kernel.verdict(&syn).unwrap();
     let host = pair
         .host
-        .inbound(&syn, Link::Ethernet.network(&syn), TEST_WALL_NS);
+        .inbound(&syn, Link::Ethernet.network(&syn), TEST_WALL_NS)
+        .unwrap();
     assert!(
         matches!(host, tsusen::replay::sensor::Verdict::Repeat(_)),
         "{host:?}"

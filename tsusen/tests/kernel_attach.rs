@@ -112,7 +112,7 @@ fn check(mode: XdpMode) {
         2,
         "both echo requests are candidates"
     );
-    assert!(count(Stat::Packets) >= 5);
+    assert!(tsusen_common::stats::packets(&stats) >= 5);
     assert_eq!(count(Stat::InsertFailed), 0);
 }
 

@@ -41,6 +41,9 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Measure: the XDP program per packet (BPF_PROG_TEST_RUN, as ratios to an
+    /// empty program) and replay throughput. Needs root for the kernel part.
+    Bench,
     /// Build in release mode and run the sensor (with sudo when not root).
     Run {
         /// Arguments for `tsusen`, e.g. `-- run --iface eth0`.
@@ -74,6 +77,10 @@ fn real_main() -> Result<()> {
             println!("eBPF object:   {}", object.display());
         }
         Cmd::Test { args } => test(&args)?,
+        Cmd::Bench => {
+            let toolchain = setup::run(false)?;
+            status(cargo(&toolchain).args(["bench", "--package", "tsusen", "--quiet"]))?;
+        }
         Cmd::Run { args } => {
             let toolchain = setup::run(false)?;
             let binary = build(&toolchain, true)?;

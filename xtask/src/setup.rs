@@ -37,6 +37,7 @@ const TEST_TOOL_PACKAGES: &[(&str, &str)] = &[
     ("python3-scapy", "scapy"),
     ("dnsutils", "dig"),
     ("netcat-openbsd", "nc"),
+    ("chromium", "chromium"),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -23,6 +23,8 @@ pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DI
 
 /// Name of the XDP program in the object.
 pub const XDP_PROGRAM: &str = "tsusen";
+/// Name of the empty XDP program, the benchmark's floor.
+pub const FLOOR_PROGRAM: &str = "tsusen_floor";
 /// Name of the TC egress program in the object.
 pub const EGRESS_PROGRAM: &str = "tsusen_egress";
 

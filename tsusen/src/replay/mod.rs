@@ -24,7 +24,7 @@ use tsusen_common::{
     classify::{self, ETH_P_IPV4, ETH_P_IPV6, Skip},
 };
 
-use crate::{cli::ReplayArgs, store::DayStore};
+use crate::{cli::ReplayArgs, store::DayStore, tables::Tables};
 
 /// Link layers tsusen reads, and where each puts the network header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,20 +77,36 @@ pub struct Summary {
     pub rows: u64,
 }
 
+/// The day store remembers what the host sensor recorded: a new tuple is a
+/// row queued for its day file, and what the files hold already is known.
+impl sensor::Recorded for DayStore {
+    fn contains(&mut self, key: &tsusen_common::TupleKey) -> Result<bool> {
+        DayStore::contains(self, key)
+    }
+
+    fn insert(&mut self, key: tsusen_common::TupleKey, wall_ns: u64) -> Result<()> {
+        self.record(sensor::row(&key, wall_ns)).map(drop)
+    }
+
+    fn clear(&mut self) {}
+}
+
 /// Feeds packets from capture files through the host sensor into the store.
 pub struct Replay {
-    pub sensor: HostSensor,
-    pub store: DayStore,
+    pub sensor: HostSensor<DayStore>,
     pub summary: Summary,
 }
 
 impl Replay {
-    pub fn new(sensor: HostSensor, store: DayStore) -> Self {
+    pub fn new(tables: Tables, store: DayStore) -> Self {
         Replay {
-            sensor,
-            store,
+            sensor: HostSensor::with_recorded(tables, store),
             summary: Summary::default(),
         }
+    }
+
+    pub fn store(&mut self) -> &mut DayStore {
+        &mut self.sensor.recorded
     }
 
     /// One packet of link type `link`, captured at `wall_ns`.
@@ -101,9 +117,7 @@ impl Replay {
         if self.sensor.is_outbound(data, network) {
             self.sensor.outbound(data, network);
         }
-        if let Verdict::New(key) = self.sensor.inbound(data, network, wall_ns)
-            && self.store.record(sensor::row(&key, wall_ns))?
-        {
+        if let Verdict::New(_) = self.sensor.inbound(data, network, wall_ns)? {
             self.summary.rows += 1;
         }
         Ok(())
@@ -230,12 +244,12 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         }
     }
     let store = DayStore::open(&args.out_dir, usize::MAX)?;
-    let mut replay = Replay::new(HostSensor::new(tables), store);
+    let mut replay = Replay::new(tables, store);
     let started = Instant::now();
     for pcap in &args.pcaps {
         replay.file(pcap)?;
     }
-    replay.store.flush()?;
+    replay.store().flush()?;
     let elapsed = started.elapsed();
     let stats = replay.sensor.stats();
     let skipped: Vec<String> = Stat::ALL
@@ -249,7 +263,7 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         replay.summary.files,
         elapsed,
         replay.summary.rows,
-        replay.store.dir().display(),
+        replay.sensor.recorded.dir().display(),
         if skipped.is_empty() {
             "none".into()
         } else {

@@ -1,7 +1,10 @@
 //! The kernel's decision, on the host: the same rules in the same order as
-//! `record()` in tsusen-ebpf, with a hash set in place of the FIRST_SEEN map.
+//! `record()` in tsusen-ebpf, with a [`Recorded`] set in place of the
+//! FIRST_SEEN map (a hash set in tests, the day store itself in replay).
 
 use std::collections::HashSet;
+
+use anyhow::Result;
 
 use tsusen_common::{
     NS_PER_DAY, Stat, TupleKey,
@@ -21,17 +24,50 @@ pub enum Verdict {
     New(TupleKey),
 }
 
-pub struct HostSensor {
+/// Where the host sensor remembers the tuples it recorded.
+pub trait Recorded {
+    fn contains(&mut self, key: &TupleKey) -> Result<bool>;
+    /// Remember a new tuple first seen at `wall_ns`.
+    fn insert(&mut self, key: TupleKey, wall_ns: u64) -> Result<()>;
+    /// Forget everything (as clearing the kernel map does).
+    fn clear(&mut self);
+}
+
+/// A plain set: for tests, where nothing is written.
+pub type Seen = HashSet<TupleKey, foldhash::fast::RandomState>;
+
+impl Recorded for Seen {
+    fn contains(&mut self, key: &TupleKey) -> Result<bool> {
+        Ok(HashSet::contains(self, key))
+    }
+
+    fn insert(&mut self, key: TupleKey, _wall_ns: u64) -> Result<()> {
+        HashSet::insert(self, key);
+        Ok(())
+    }
+
+    fn clear(&mut self) {
+        HashSet::clear(self);
+    }
+}
+
+pub struct HostSensor<R: Recorded = Seen> {
     pub tables: Tables,
-    seen: HashSet<TupleKey>,
+    pub recorded: R,
     stats: [u64; Stat::COUNT as usize],
 }
 
-impl HostSensor {
+impl HostSensor<Seen> {
     pub fn new(tables: Tables) -> Self {
+        Self::with_recorded(tables, Seen::default())
+    }
+}
+
+impl<R: Recorded> HostSensor<R> {
+    pub fn with_recorded(tables: Tables, recorded: R) -> Self {
         HostSensor {
             tables,
-            seen: HashSet::new(),
+            recorded,
             stats: [0; Stat::COUNT as usize],
         }
     }
@@ -42,7 +78,7 @@ impl HostSensor {
 
     /// Forget what was recorded (as clearing the kernel map does).
     pub fn clear_seen(&mut self) {
-        self.seen.clear();
+        self.recorded.clear();
     }
 
     /// An outbound packet: remember the UDP flow it opens, as the TC egress
@@ -63,9 +99,8 @@ impl HostSensor {
         pkt: &[u8],
         network: Result<(usize, u16), Skip>,
         wall_ns: u64,
-    ) -> Verdict {
-        self.stats[Stat::Packets as usize] += 1;
-        let verdict = self.decide(pkt, network, wall_ns);
+    ) -> Result<Verdict> {
+        let verdict = self.decide(pkt, network, wall_ns)?;
         let stat = match verdict {
             Verdict::Skipped(skip) => skip.stat(),
             Verdict::Repeat(key) | Verdict::New(key) => candidate_stat(key.proto),
@@ -74,26 +109,33 @@ impl HostSensor {
         if let Verdict::New(_) = verdict {
             self.stats[Stat::NewTuples as usize] += 1;
         }
-        verdict
+        Ok(verdict)
     }
 
-    fn decide(&mut self, pkt: &[u8], network: Result<(usize, u16), Skip>, wall_ns: u64) -> Verdict {
+    fn decide(
+        &mut self,
+        pkt: &[u8],
+        network: Result<(usize, u16), Skip>,
+        wall_ns: u64,
+    ) -> Result<Verdict> {
         let found = network.and_then(|(offset, ethertype)| {
-            classify::attempt(pkt, offset, ethertype, self.tables.include_multicast)
+            let attempt = classify::attempt(pkt, offset, ethertype)?;
+            classify::not_noise(&attempt, self.tables.include_multicast)?;
+            Ok(attempt)
         });
         let attempt = match found {
             Ok(attempt) => attempt,
-            Err(skip) => return Verdict::Skipped(skip),
+            Err(skip) => return Ok(Verdict::Skipped(skip)),
         };
         let key = attempt.key((wall_ns / NS_PER_DAY) as u16);
-        if self.seen.contains(&key) {
-            return Verdict::Repeat(key);
+        if self.recorded.contains(&key)? {
+            return Ok(Verdict::Repeat(key));
         }
         if let Err(skip) = classify::admit(&attempt, &self.tables) {
-            return Verdict::Skipped(skip);
+            return Ok(Verdict::Skipped(skip));
         }
-        self.seen.insert(key);
-        Verdict::New(key)
+        self.recorded.insert(key, wall_ns)?;
+        Ok(Verdict::New(key))
     }
 
     /// Whether a packet's source is local: it is outbound.

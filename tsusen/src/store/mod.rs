@@ -39,7 +39,7 @@ pub struct StoreStats {
 struct Day {
     path: PathBuf,
     /// Tuples on disk or pending: a tuple is never written twice.
-    tuples: HashSet<TupleKey>,
+    tuples: HashSet<TupleKey, foldhash::fast::RandomState>,
     pending: Vec<Row>,
     /// Bytes of the file known to end in a complete row.
     good_len: u64,
@@ -103,16 +103,17 @@ impl DayStore {
         let key = row.key();
         let full = self.pending >= self.max_pending;
         let day = self.day(key.day)?;
-        if day.tuples.contains(&key) {
-            return Ok(false);
-        }
         if full {
-            // Counted, and not remembered: if the tuple is seen again it is
-            // written then.
-            self.stats.pending_dropped += 1;
+            if !day.tuples.contains(&key) {
+                // Counted, and not remembered: if the tuple is seen again it
+                // is written then.
+                self.stats.pending_dropped += 1;
+            }
             return Ok(false);
         }
-        day.tuples.insert(key);
+        if !day.tuples.insert(key) {
+            return Ok(false);
+        }
         day.pending.push(row);
         self.pending += 1;
         Ok(true)
@@ -159,12 +160,14 @@ impl DayStore {
     }
 
     fn day(&mut self, day: u16) -> Result<&mut Day> {
-        if !self.days.contains_key(&day) {
-            let path = day_path(&self.dir, day);
-            let loaded = load(&path, &mut self.stats)?;
-            self.days.insert(day, loaded);
+        use std::collections::btree_map::Entry;
+        match self.days.entry(day) {
+            Entry::Occupied(entry) => Ok(entry.into_mut()),
+            Entry::Vacant(entry) => {
+                let loaded = load(&day_path(&self.dir, day), &mut self.stats)?;
+                Ok(entry.insert(loaded))
+            }
         }
-        Ok(self.days.get_mut(&day).expect("inserted above"))
     }
 }
 
@@ -172,7 +175,7 @@ impl DayStore {
 fn load(path: &Path, stats: &mut StoreStats) -> Result<Day> {
     let mut day = Day {
         path: path.to_path_buf(),
-        tuples: HashSet::new(),
+        tuples: HashSet::default(),
         pending: Vec::new(),
         good_len: 0,
     };
@@ -230,15 +233,20 @@ fn complete_rows_len(file: &mut File, len: u64) -> Result<u64> {
 /// Append a day's pending rows (with the header if the file is new) in one
 /// write, fsync, and cut back to the last complete row on failure.
 fn append(day: &mut Day) -> Result<usize> {
-    day.pending
-        .sort_unstable_by(|a, b| a.timestamp.cmp(&b.timestamp).then(a.cmp(b)));
+    // By time, then by the row itself: the file's order does not depend on
+    // the order a drain happened to read the kernel map in. Rows from a
+    // capture come in time order already, where the stable sort is linear.
+    day.pending.sort_by_key(|row| row.timestamp);
+    for same_second in day.pending.chunk_by_mut(|a, b| a.timestamp == b.timestamp) {
+        same_second.sort_unstable();
+    }
     let mut buf = Vec::with_capacity(day.pending.len() * 48 + HEADER.len() + 1);
     if day.good_len == 0 {
         buf.extend_from_slice(HEADER.as_bytes());
         buf.push(b'\n');
     }
     for row in &day.pending {
-        writeln!(buf, "{row}").expect("writing to a Vec");
+        row.write_line(&mut buf);
     }
     let mut file = OpenOptions::new()
         .create(true)
@@ -423,7 +431,9 @@ mod tests {
 
     #[test]
     fn an_unwritable_out_dir_is_refused_up_front() {
-        let err = DayStore::open(Path::new("/proc/tsusen-nope"), 10).unwrap_err();
+        let Err(err) = DayStore::open(Path::new("/proc/tsusen-nope"), 10) else {
+            panic!("opened an out-dir under /proc");
+        };
         assert!(
             format!("{err:#}").contains("out-dir /proc/tsusen-nope"),
             "{err:#}"

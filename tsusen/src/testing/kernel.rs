@@ -83,18 +83,20 @@ impl KernelSensor {
 
     /// Run the program `repeat` times on `packet`; returns the mean time per run.
     pub fn time(&self, packet: &[u8], repeat: u32) -> Result<Duration> {
-        let result = self.xdp()?.test_run(TestRunOptions {
-            data_in: Some(packet),
-            repeat,
-            ..TestRunOptions::default()
-        })?;
-        if result.return_value != XDP_PASS {
-            bail!(
-                "the program returned {} instead of XDP_PASS",
-                result.return_value
-            );
+        time_program(self.xdp()?, packet, repeat)
+    }
+
+    /// The same for the empty program (loaded on first use): the floor.
+    pub fn time_floor(&mut self, packet: &[u8], repeat: u32) -> Result<Duration> {
+        let floor: &mut Xdp = self
+            .ebpf
+            .program_mut(capture::FLOOR_PROGRAM)
+            .context("no floor program")?
+            .try_into()?;
+        if floor.fd().is_err() {
+            floor.load()?;
         }
-        Ok(result.duration)
+        time_program(floor, packet, repeat)
     }
 
     /// Run the program once on `packet` and say what it decided, from the
@@ -110,10 +112,7 @@ impl KernelSensor {
             .filter(|s| after[*s as usize] != before[*s as usize])
             .collect();
         let new = moved.contains(&Stat::NewTuples);
-        let reason = moved
-            .iter()
-            .copied()
-            .find(|s| !matches!(s, Stat::Packets | Stat::NewTuples));
+        let reason = moved.iter().copied().find(|s| s.is_classification());
         match (reason, new) {
             (Some(stat), _) if skip_of(stat).is_some() => {
                 Ok(Verdict::Skipped(skip_of(stat).expect("checked")))
@@ -133,7 +132,7 @@ impl KernelSensor {
                 Ok(Verdict::New(newest.0))
             }
             (Some(_), false) => Ok(Verdict::Repeat(TupleKey::default())),
-            (None, _) => bail!("no counter moved but Packets: {moved:?}"),
+            (None, _) => bail!("no classification counter moved: {moved:?}"),
         }
     }
 
@@ -141,6 +140,21 @@ impl KernelSensor {
     pub fn day(&self) -> u16 {
         (TEST_WALL_NS / NS_PER_DAY) as u16
     }
+}
+
+fn time_program(xdp: &Xdp, packet: &[u8], repeat: u32) -> Result<Duration> {
+    let result = xdp.test_run(TestRunOptions {
+        data_in: Some(packet),
+        repeat,
+        ..TestRunOptions::default()
+    })?;
+    if result.return_value != XDP_PASS {
+        bail!(
+            "the program returned {} instead of XDP_PASS",
+            result.return_value
+        );
+    }
+    Ok(result.duration)
 }
 
 fn skip_of(stat: Stat) -> Option<tsusen_common::classify::Skip> {

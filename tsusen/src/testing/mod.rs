@@ -196,3 +196,4 @@ pub fn run(program: &str, args: &[&str]) -> String {
 
 pub mod kernel;
 pub mod packet;
+pub mod pcapgen;

@@ -1,0 +1,146 @@
+//! `cargo xtask bench`: what a packet costs, as ratios to a floor measured in
+//! the same run (this machine is shared and noisy; absolute numbers drift).
+//!
+//! 1. The XDP program under BPF_PROG_TEST_RUN (repeat 1,000,000, median of
+//!    7 rounds) against an empty XDP_PASS program, per kind of packet.
+//! 2. `tsusen replay` end to end (read pcap, classify, write day files) on a
+//!    generated capture of 1,000,000 packets, on one core.
+
+use std::time::{Duration, Instant};
+
+use tsusen::{
+    replay::Replay,
+    store::DayStore,
+    tables::{Tables, parse_net},
+    testing::{
+        is_root,
+        kernel::KernelSensor,
+        packet::{ACK, Pkt},
+        pcapgen, unique_name,
+    },
+};
+
+const REPEAT: u32 = 1_000_000;
+const ROUNDS: usize = 7;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn ns(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e9
+}
+
+fn kernel_table() {
+    // The live sensor's usual setup: local networks known, nothing ignored.
+    let mut tables = Tables::default();
+    tables.local.insert(parse_net("192.0.2.0/24").unwrap());
+    tables.local.insert(parse_net("2001:db8:1::/48").unwrap());
+    let mut kernel = KernelSensor::load(&tables).expect("load the XDP program");
+
+    let cases: [(&str, Vec<u8>, Option<f64>); 5] = [
+        (
+            "TCP ACK (not a candidate)",
+            Pkt::tcp("198.51.100.7", "192.0.2.1", 443, ACK).bytes(),
+            Some(1.3),
+        ),
+        (
+            "SYN, tuple already recorded",
+            Pkt::syn("198.51.100.7", "192.0.2.1", 443).bytes(),
+            Some(2.5),
+        ),
+        (
+            "UDP datagram, tuple recorded",
+            Pkt::udp("198.51.100.7", "192.0.2.1", 40_000, 53).bytes(),
+            None,
+        ),
+        (
+            "IPv6 SYN, tuple recorded",
+            Pkt::syn("2001:db8:bad::7", "2001:db8:1::1", 22).bytes(),
+            None,
+        ),
+        (
+            "VLAN-tagged SYN, tuple recorded",
+            Pkt::syn("198.51.100.8", "192.0.2.1", 22)
+                .vlan(0x8100, 7)
+                .bytes(),
+            None,
+        ),
+    ];
+    let floor_pkt = &cases[0].1;
+    let mut floor = Vec::new();
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+    for _ in 0..ROUNDS {
+        // Interleave the floor with the cases so drift hits both alike.
+        floor.push(ns(kernel.time_floor(floor_pkt, REPEAT).unwrap()));
+        for (i, (_, pkt, _)) in cases.iter().enumerate() {
+            times[i].push(ns(kernel.time(pkt, REPEAT).unwrap()));
+        }
+    }
+    let floor = median(floor);
+    println!("XDP program, BPF_PROG_TEST_RUN, repeat {REPEAT}, median of {ROUNDS} rounds");
+    println!(
+        "{:<34} {:>10} {:>9} {:>8}",
+        "packet", "ns/packet", "x floor", "target"
+    );
+    println!(
+        "{:<34} {:>10.1} {:>9.2} {:>8}",
+        "empty XDP_PASS program (floor)", floor, 1.0, ""
+    );
+    for (i, (name, _, target)) in cases.iter().enumerate() {
+        let t = median(times[i].clone());
+        let ratio = t / floor;
+        let target = match target {
+            Some(max) => format!("<= {max}{}", if ratio <= *max { "" } else { " MISSED" }),
+            None => String::new(),
+        };
+        println!("{name:<34} {t:>10.1} {ratio:>9.2} {target:>8}");
+    }
+}
+
+fn replay_throughput() {
+    const PACKETS: u32 = 1_000_000;
+    let dir = std::env::temp_dir().join(unique_name("bench"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcap = dir.join("scan.pcap");
+    pcapgen::write_scan_pcap(&pcap, PACKETS, 1_795_953_600).unwrap();
+    let mut tables = Tables::default();
+    tables.local.insert(parse_net("192.0.2.0/24").unwrap());
+    tables.local.insert(parse_net("2001:db8:1::/48").unwrap());
+
+    // Best and median of three runs: throughput is what the machine allows
+    // when nothing else runs; the median shows how noisy it was.
+    let mut rates = Vec::new();
+    let mut rows = 0;
+    for run in 0..3 {
+        let out = dir.join(format!("out{run}"));
+        let started = Instant::now();
+        let store = DayStore::open(&out, usize::MAX).unwrap();
+        let mut replay = Replay::new(tables.clone(), store);
+        replay.file(&pcap).unwrap();
+        replay.store().flush().unwrap();
+        rates.push(f64::from(PACKETS) / started.elapsed().as_secs_f64() / 1e6);
+        rows = replay.summary.rows;
+    }
+    let best = rates.iter().copied().fold(0.0, f64::max);
+    let median = median(rates);
+    println!();
+    println!(
+        "tsusen replay, end to end on one core: {PACKETS} packets -> {rows} rows: best {best:.2}, median {median:.2} M packets/s (target >= 2{})",
+        if best >= 2.0 { "" } else { ", MISSED" }
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn main() {
+    // `cargo bench` passes --bench; a filter argument is not supported.
+    if is_root() {
+        kernel_table();
+    } else {
+        println!("SKIPPED the XDP measurements: needs root to load the program");
+    }
+    if std::env::var_os("TSUSEN_BENCH_KERNEL_ONLY").is_none() {
+        replay_throughput();
+    }
+}
