@@ -1,6 +1,6 @@
 //! The command line.
 
-use std::path::PathBuf;
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
@@ -24,16 +24,59 @@ pub enum Command {
     Run(RunArgs),
     /// Feed pcap/pcapng files through the same rules and write day files (no root needed).
     Replay(ReplayArgs),
+    /// Write trends, spikes and details of the day files as one self-contained HTML file.
+    Report(crate::report::ReportArgs),
+    /// Serve the report live (updating as today's file grows) with JSON endpoints.
+    Serve(crate::report::ServeArgs),
 }
 
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, Default)]
 pub struct RunArgs {
-    /// Interface to watch (repeatable).
-    #[arg(long = "iface", short = 'i', value_name = "IF", required = true)]
+    /// Interface to watch (repeatable) [default: the interface of the default route].
+    #[arg(long = "iface", short = 'i', value_name = "IF")]
     pub ifaces: Vec<String>,
-    /// How to attach XDP: native in the driver where supported (auto), or force one.
-    #[arg(long, value_enum, default_value_t = XdpMode::Auto)]
-    pub xdp_mode: XdpMode,
+    /// How to attach XDP: native in the driver where supported, else generic (auto), or force one [default: auto].
+    #[arg(long, value_enum)]
+    pub xdp_mode: Option<XdpMode>,
+    /// Where the day files go [default: /var/log/tsusen].
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+    /// How often rows are drained from the kernel and written (1s and up) [default: 15m].
+    #[arg(long, value_name = "DURATION", value_parser = parse_flush_interval)]
+    pub flush_interval: Option<Duration>,
+    #[command(flatten)]
+    pub rules: RuleArgs,
+    /// Entries of the kernel's first-seen map: distinct tuples it holds between two flushes [default: 1048576].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1024..))]
+    pub map_size: Option<u32>,
+    /// bpffs directory where maps and links are pinned, so the kernel keeps recording across restarts [default: /sys/fs/bpf/tsusen].
+    #[arg(long, value_name = "DIR")]
+    pub pin_dir: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (off by default).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+    /// Rows kept in memory while the out-dir cannot be written [default: 1000000].
+    #[arg(long, value_name = "N")]
+    pub max_pending: Option<usize>,
+    /// Replace an XDP program already attached to an interface.
+    #[arg(long)]
+    pub force: bool,
+    /// TOML file with the same keys as these flags (e.g. `out-dir = "/srv/tsusen"`); flags win.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// For tests: run the clock from this UTC time (RFC 3339) instead of now.
+    #[arg(long, value_name = "TIME", hide = true)]
+    pub clock_start: Option<String>,
+}
+
+/// `--flush-interval`: a humantime duration, at least one second.
+pub fn parse_flush_interval(text: &str) -> Result<Duration, String> {
+    let interval = humantime::parse_duration(text)
+        .map_err(|e| format!("invalid duration {text:?} ({e}); e.g. 30s, 15m, 1h"))?;
+    if interval < Duration::from_secs(1) {
+        return Err(format!("{text:?} is shorter than the 1s minimum"));
+    }
+    Ok(interval)
 }
 
 /// The rules' settings, shared by `run` and `replay`.

@@ -8,6 +8,7 @@
 pub mod capture;
 pub mod cli;
 pub mod replay;
+pub mod report;
 pub mod run;
 pub mod store;
 pub mod tables;

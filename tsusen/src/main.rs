@@ -11,6 +11,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => tsusen::run::run(args),
         Command::Replay(args) => tsusen::replay::run(args),
+        Command::Report(args) => tsusen::report::report(args),
+        Command::Serve(args) => tsusen::report::serve::serve(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -21,7 +21,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         },
     )?;
     for iface in &args.ifaces {
-        let (_, mode) = capture::attach_xdp(&mut ebpf, iface, args.xdp_mode)?;
+        let (_, mode) = capture::attach_xdp(&mut ebpf, iface, args.xdp_mode.unwrap_or(capture::XdpMode::Auto))?;
         info!("attached to {iface} ({mode:?} mode)");
     }
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -1,0 +1,430 @@
+//! The page: one HTML document for both the static report and the server.
+//! The static file carries its style inline and no script; the served page
+//! loads its style and a small script from the server itself, so a strict
+//! `default-src 'self'` policy holds. Every value from a day file is escaped.
+
+use std::fmt::Write as _;
+
+use super::{
+    aggregate::{DetailPage, ProtoPort, Window, date, utc_time},
+    chart,
+    spikes::BASELINE_DAYS,
+};
+use crate::store::row::ProtoColumn;
+
+/// Content-Security-Policy of the served page (header and meta).
+pub const SERVED_CSP: &str = "default-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+/// Content-Security-Policy of the static file: nothing may be fetched at all.
+pub const STATIC_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'";
+
+pub const STYLE: &str = r#"
+body { font: 14px/1.4 system-ui, sans-serif; margin: 0 auto; max-width: 1100px; padding: 0 16px 48px; color: #222; }
+h1 { margin: 16px 0 0; } h2 { margin-top: 32px; border-bottom: 1px solid #ddd; } h3 { margin: 8px 0; }
+.meta, .note { color: #555; }
+figure { margin: 0; } figure svg { width: 100%; height: auto; }
+table { border-collapse: collapse; margin: 8px 0; }
+th, td { padding: 3px 10px; border-bottom: 1px solid #eee; text-align: left; }
+td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
+tr.spike td { color: #b00000; }
+.cols { display: flex; flex-wrap: wrap; gap: 32px; }
+.swatch { display: inline-block; width: 10px; height: 10px; margin-right: 6px; }
+form label { margin-right: 12px; } input { width: 12em; }
+#details-status[data-loaded="error"] { color: #b00000; }
+nav a { margin-right: 16px; }
+.warnings li { font-family: monospace; }
+"#;
+
+/// The served page's script: the details table's filter form and pager call
+/// `/api/details` instead of reloading the page.
+pub const APP_JS: &str = r##""use strict";
+(function () {
+  var form = document.getElementById("filter");
+  var status = document.getElementById("details-status");
+  var body = document.querySelector("#details-table tbody");
+  var prev = document.getElementById("prev");
+  var next = document.getElementById("next");
+  var limit = 50;
+  if (!form || !status || !body) { return; }
+  function query(offset) {
+    var p = new URLSearchParams();
+    ["ip", "port", "proto"].forEach(function (k) {
+      var v = form.elements[k].value.trim();
+      if (v) { p.set(k, v); }
+    });
+    if (offset > 0) { p.set("offset", String(offset)); }
+    return p;
+  }
+  function pager(link, offset, show) {
+    link.hidden = !show;
+    link.dataset.offset = String(offset);
+    link.href = "?" + query(offset).toString();
+  }
+  function load(offset, push) {
+    var p = query(offset);
+    p.set("limit", String(limit));
+    fetch("/api/details?" + p.toString(), { credentials: "same-origin" })
+      .then(function (r) {
+        return r.json().then(function (j) {
+          if (!r.ok) { throw new Error(j.error || r.statusText); }
+          return j;
+        });
+      })
+      .then(function (j) {
+        body.textContent = "";
+        j.rows.forEach(function (d) {
+          var tr = document.createElement("tr");
+          [d.proto, d.port === null ? "-" : d.port, d.src, d.first_seen, d.last_day, d.days, d.destinations]
+            .forEach(function (v, i) {
+              var td = document.createElement("td");
+              td.textContent = String(v);
+              if (i >= 5) { td.className = "n"; }
+              tr.appendChild(td);
+            });
+          body.appendChild(tr);
+        });
+        var to = j.offset + j.rows.length;
+        status.textContent = j.total + " matching rows; showing " +
+          (j.rows.length ? j.offset + 1 : 0) + "\u2013" + to + ".";
+        status.dataset.loaded = "api";
+        status.dataset.total = String(j.total);
+        pager(prev, Math.max(0, j.offset - limit), j.offset > 0);
+        pager(next, to, to < j.total);
+        if (push) { history.pushState(null, "", "?" + query(offset).toString()); }
+      })
+      .catch(function (e) {
+        status.textContent = "Filter failed: " + e.message;
+        status.dataset.loaded = "error";
+      });
+  }
+  form.addEventListener("submit", function (e) { e.preventDefault(); load(0, true); });
+  [prev, next].forEach(function (link) {
+    link.addEventListener("click", function (e) {
+      e.preventDefault();
+      load(parseInt(link.dataset.offset || "0", 10), true);
+    });
+  });
+  window.addEventListener("popstate", function () { location.reload(); });
+  var start = parseInt(new URLSearchParams(location.search).get("offset") || "0", 10);
+  load(isNaN(start) ? 0 : start, false);
+})();
+"##;
+
+/// Rows of the spike table on the page.
+const SPIKES_SHOWN: usize = 200;
+
+/// Escape text for HTML element content and quoted attributes.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Which page: the static file or the served one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Static,
+    Served,
+}
+
+/// Context the page states about its input.
+pub struct About<'a> {
+    pub files: usize,
+    pub warnings: &'a [String],
+    pub generated: &'a str,
+}
+
+/// Everything above the details table.
+pub fn top(window: &Window, chart_svg: &str, about: &About<'_>, mode: Mode) -> String {
+    let mut h = String::with_capacity(64 * 1024);
+    let (csp, style) = match mode {
+        Mode::Static => (STATIC_CSP, format!("<style>{STYLE}</style>")),
+        Mode::Served => (
+            SERVED_CSP,
+            r#"<link rel="stylesheet" href="/assets/style.css">"#.to_owned(),
+        ),
+    };
+    let range = if window.is_empty() {
+        "no data".to_owned()
+    } else {
+        format!("{} to {}", date(window.first_day), date(window.last_day))
+    };
+    let _ = write!(
+        h,
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="{csp}">
+<title>tsusen: {range}</title>
+{style}
+</head><body>
+<header><h1>tsusen</h1>
+<p class="meta">Distinct source addresses per protocol/port and UTC day, {range} ({days} days, {files} day files, {rows} rows). Generated {generated} UTC.</p></header>
+"#,
+        range = esc(&range),
+        days = window.covered.len(),
+        files = about.files,
+        rows = window.rows,
+        generated = esc(about.generated),
+    );
+    if window.is_empty() {
+        h.push_str("<p>No day files found.</p>\n");
+    }
+    trends(&mut h, window, chart_svg);
+    spikes(&mut h, window);
+    today(&mut h, window);
+    h
+}
+
+fn trends(h: &mut String, window: &Window, chart_svg: &str) {
+    let o = &window.options;
+    let charted = window.charted();
+    let unfolded = window.series.len() - window.folded_count();
+    let _ = write!(
+        h,
+        r#"<section id="trends"><h2>Trendlines</h2>
+<figure id="chart">{svg}</figure>
+<p class="note">The top {shown} of {unfolded} series by distinct sources on the newest day (log scale); red circles mark spikes.
+{folded} series are folded away: fewer than {min} sources (<code>--min-sources</code>) on some earlier day and never {burst} or more (<code>--burst-factor</code> {factor}).</p>
+</section>
+"#,
+        svg = chart::inline(chart_svg),
+        shown = charted.len(),
+        folded = window.folded_count(),
+        min = o.min_sources,
+        burst = o.min_sources.saturating_mul(o.burst_factor),
+        factor = o.burst_factor,
+    );
+}
+
+fn service_cells(service: ProtoPort) -> String {
+    format!(
+        "<td>{}</td><td class=\"n\">{}</td>",
+        esc(&ProtoColumn(service.proto).to_string()),
+        service.port().map_or("-".to_owned(), |p| p.to_string())
+    )
+}
+
+fn spikes(h: &mut String, window: &Window) {
+    let o = &window.options;
+    let _ = write!(
+        h,
+        r#"<section id="spikes"><h2>Spikes</h2>
+<p class="note">A day is a spike for a series when its distinct sources are above both the median + 2&times;IQR and the mean + 2 SD of the previous {BASELINE_DAYS} days (days with a day file; at least 7), and at least {min} (<code>--spike-min</code>).</p>
+<table id="spike-table"><thead><tr><th>Date</th><th>Protocol</th><th class="n">Port</th><th class="n">Sources</th><th class="n">Threshold</th><th class="n">Median</th><th class="n">IQR</th><th class="n">Mean</th><th class="n">SD</th><th class="n">Baseline days</th></tr></thead><tbody>
+"#,
+        min = o.spike_min
+    );
+    for s in window.spikes.iter().take(SPIKES_SHOWN) {
+        let b = &s.baseline;
+        let _ = writeln!(
+            h,
+            r#"<tr class="spike"><td>{}</td>{}<td class="n">{}</td><td class="n">{:.1}</td><td class="n">{:.1}</td><td class="n">{:.1}</td><td class="n">{:.1}</td><td class="n">{:.1}</td><td class="n">{}</td></tr>"#,
+            date(s.day),
+            service_cells(s.service),
+            s.count,
+            b.threshold(),
+            b.median,
+            b.iqr,
+            b.mean,
+            b.sd,
+            b.days
+        );
+    }
+    h.push_str("</tbody></table>\n");
+    if window.spikes.is_empty() {
+        h.push_str("<p>No spikes in the window.</p>\n");
+    } else if window.spikes.len() > SPIKES_SHOWN {
+        let _ = writeln!(
+            h,
+            "<p class=\"note\">The newest {SPIKES_SHOWN} of {} spikes; <code>/api/spikes</code> lists all.</p>",
+            window.spikes.len()
+        );
+    }
+    h.push_str("</section>\n");
+}
+
+fn today(h: &mut String, window: &Window) {
+    let t = &window.today;
+    if window.is_empty() {
+        return;
+    }
+    let _ = write!(
+        h,
+        r#"<section id="today"><h2>Newest day: {}</h2><div class="cols">
+<div><h3>Top ports</h3><table id="top-ports"><thead><tr><th>Protocol</th><th class="n">Port</th><th class="n">Sources</th></tr></thead><tbody>
+"#,
+        date(t.day)
+    );
+    for &(service, n) in &t.top {
+        let _ = writeln!(
+            h,
+            r#"<tr>{}<td class="n">{n}</td></tr>"#,
+            service_cells(service)
+        );
+    }
+    let _ = write!(
+        h,
+        r#"</tbody></table></div>
+<div><h3>New in the window</h3><table id="new-ports"><thead><tr><th>Protocol</th><th class="n">Port</th><th class="n">Sources</th></tr></thead><tbody>
+"#
+    );
+    for &(service, n) in &t.new {
+        let _ = writeln!(
+            h,
+            r#"<tr>{}<td class="n">{n}</td></tr>"#,
+            service_cells(service)
+        );
+    }
+    let _ = write!(
+        h,
+        r#"</tbody></table><p class="note">{} protocol/ports seen on no earlier day of the window{}.</p></div>
+<div><h3>Busiest sources</h3><table id="busiest"><thead><tr><th>Source</th><th class="n">Ports</th><th class="n">Probes</th></tr></thead><tbody>
+"#,
+        t.new_total,
+        if t.new_total > t.new.len() {
+            format!(" (top {} shown)", t.new.len())
+        } else {
+            String::new()
+        }
+    );
+    for b in &t.busiest {
+        let _ = writeln!(
+            h,
+            r#"<tr><td>{}</td><td class="n">{}</td><td class="n">{}</td></tr>"#,
+            esc(&b.src.to_string()),
+            b.ports,
+            b.probes
+        );
+    }
+    h.push_str(
+        "</tbody></table><p class=\"note\">Probes: distinct (protocol, port, destination).</p></div>\n</div></section>\n",
+    );
+}
+
+/// The details rows of one page.
+fn detail_rows(h: &mut String, window: &Window, page: &DetailPage) {
+    for d in &page.rows {
+        let _ = writeln!(
+            h,
+            r#"<tr>{}<td>{}</td><td>{}</td><td>{}</td><td class="n">{}</td><td class="n">{}</td></tr>"#,
+            service_cells(d.service),
+            esc(&window.source_of(d).to_string()),
+            utc_time(d.first_seen),
+            date(d.last_day),
+            d.days,
+            d.destinations
+        );
+    }
+}
+
+const DETAILS_HEAD: &str = r#"<table id="details-table"><thead><tr><th>Protocol</th><th class="n">Port</th><th>Source</th><th>First seen (UTC)</th><th>Last day</th><th class="n">Days</th><th class="n">Destinations</th></tr></thead><tbody>
+"#;
+
+/// The static file's details: the first rows of the table, and how many there are.
+pub fn static_details(window: &Window, page: &DetailPage) -> String {
+    let mut h = String::with_capacity(128 * page.rows.len() + 1024);
+    let _ = write!(
+        h,
+        r#"<section id="details"><h2>Details</h2>
+<p class="note">The first {} of {} (protocol, port, source) rows over the window, most recently seen, then most days, then most destinations first. This static file holds only these; <code>tsusen serve</code> filters and pages through all of them.</p>
+{DETAILS_HEAD}"#,
+        page.rows.len(),
+        page.total
+    );
+    detail_rows(&mut h, window, page);
+    h.push_str("</tbody></table></section>\n");
+    h
+}
+
+/// The filter form's current values.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Form<'a> {
+    pub ip: &'a str,
+    pub port: &'a str,
+    pub proto: &'a str,
+}
+
+/// The served page's details: filter form, first page (also without script),
+/// pager, and the script that takes over.
+pub fn served_details(window: &Window, form: Form<'_>, page: Result<&DetailPage, &str>) -> String {
+    let mut h = String::with_capacity(16 * 1024);
+    let _ = write!(
+        h,
+        r#"<section id="details"><h2>Details</h2>
+<p class="note">Every (protocol, port, source) over the window, most recently seen, then most days, then most destinations first. Filters run on the server.</p>
+<form id="filter" method="get" action="/">
+<label>Source address or CIDR <input name="ip" value="{ip}" placeholder="198.51.100.0/24"></label>
+<label>Port <input name="port" value="{port}" placeholder="23"></label>
+<label>Protocol <input name="proto" value="{proto}" placeholder="TCP"></label>
+<button type="submit">Filter</button>
+</form>
+"#,
+        ip = esc(form.ip),
+        port = esc(form.port),
+        proto = esc(form.proto),
+    );
+    match page {
+        Ok(page) => {
+            let to = page.offset + page.rows.len();
+            let _ = writeln!(
+                h,
+                r#"<p id="details-status" data-loaded="server" data-total="{total}">{total} matching rows; showing {from}&ndash;{to}.</p>"#,
+                total = page.total,
+                from = if page.rows.is_empty() {
+                    0
+                } else {
+                    page.offset + 1
+                },
+            );
+            h.push_str(DETAILS_HEAD);
+            detail_rows(&mut h, window, page);
+            let prev = page.offset.saturating_sub(page.limit);
+            let _ = write!(
+                h,
+                r#"</tbody></table>
+<nav id="pager"><a id="prev" href="?offset={prev}" data-offset="{prev}"{}>Previous</a><a id="next" href="?offset={to}" data-offset="{to}"{}>Next</a></nav>
+"#,
+                if page.offset > 0 { "" } else { " hidden" },
+                if to < page.total { "" } else { " hidden" },
+            );
+        }
+        Err(error) => {
+            let _ = writeln!(
+                h,
+                r#"<p id="details-status" data-loaded="error">{}</p>{DETAILS_HEAD}</tbody></table><nav id="pager"><a id="prev" href="?" hidden>Previous</a><a id="next" href="?" hidden>Next</a></nav>"#,
+                esc(error)
+            );
+        }
+    }
+    h.push_str("<script src=\"/assets/app.js\"></script>\n</section>\n");
+    h
+}
+
+/// Everything below the details table.
+pub fn bottom(warnings: &[String]) -> String {
+    let mut h = String::new();
+    if !warnings.is_empty() {
+        let _ = writeln!(
+            h,
+            r#"<section id="warnings"><h2>Skipped input</h2><ul class="warnings">"#
+        );
+        for w in warnings.iter().take(200) {
+            let _ = writeln!(h, "<li>{}</li>", esc(w));
+        }
+        if warnings.len() > 200 {
+            let _ = writeln!(h, "<li>… and {} more</li>", warnings.len() - 200);
+        }
+        h.push_str("</ul></section>\n");
+    }
+    h.push_str("</body></html>\n");
+    h
+}

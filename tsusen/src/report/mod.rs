@@ -1,0 +1,148 @@
+//! The report: trends, spikes and details from the day files, as one static
+//! HTML file (`tsusen report`) or served live with JSON endpoints (`tsusen
+//! serve`).
+//!
+//! [`read`] finds and parses day files (ours and the original tsusen's),
+//! [`aggregate`] reduces each day to compact counts and builds the window,
+//! [`spikes`] is the spike rule, [`load`] keeps aggregates in step with the
+//! directory, [`chart`] draws the SVG, [`html`] the page, [`serve`] the server,
+//! [`testdata`] makes up day files for tests and the benchmark.
+
+pub mod aggregate;
+pub mod chart;
+pub mod html;
+pub mod load;
+pub mod read;
+pub mod serve;
+pub mod spikes;
+pub mod testdata;
+
+use std::{
+    io::Write as _,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, Result};
+
+pub use self::testdata::{bench_inputs, generate};
+use self::{
+    aggregate::{DetailFilter, WindowOptions, utc_time},
+    load::Loader,
+};
+
+/// What both commands show.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ViewArgs {
+    /// Directory of day files (YYYY-MM-DD.csv, UTC); nothing else in it is read.
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Days shown, ending with the newest day file.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u16).range(1..=366))]
+    pub days: u16,
+    /// Fold a series away when some earlier shown day has fewer distinct sources than this...
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub min_sources: u32,
+    /// ...unless some day reaches min-sources x this factor.
+    #[arg(long, value_name = "X", default_value_t = 5)]
+    pub burst_factor: u32,
+    /// A spike needs at least this many distinct sources that day.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub spike_min: u32,
+    /// Series drawn on the chart (the top ones by the newest day).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub top: usize,
+}
+
+impl ViewArgs {
+    pub fn options(&self) -> WindowOptions {
+        WindowOptions {
+            days: self.days,
+            min_sources: self.min_sources,
+            burst_factor: self.burst_factor,
+            spike_min: self.spike_min,
+            top: self.top,
+        }
+    }
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub view: ViewArgs,
+    /// The HTML file to write (replaced atomically).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Rows of the details table included in the file.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub details_rows: usize,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub view: ViewArgs,
+    /// Address to listen on; other than loopback needs --auth-file or TSUSEN_AUTH.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8339")]
+    pub listen: String,
+    /// File whose first line is a token (Bearer) or user:password (Basic).
+    #[arg(long, value_name = "FILE")]
+    pub auth_file: Option<PathBuf>,
+    /// Seconds between checks of the directory for new or grown files.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub refresh: u64,
+    /// Requests per second per client address (bursts of twice that); 0 for no limit.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub rate_limit: u32,
+}
+
+/// Run `tsusen report`.
+pub fn report(args: ReportArgs) -> Result<()> {
+    let mut loader = Loader::new(args.view.dir.clone(), args.view.options());
+    loader.refresh()?.new_warnings.log();
+    let html = static_page(&loader, args.details_rows)?;
+    write_atomically(&args.out, html.as_bytes())?;
+    log::info!(
+        "wrote {} ({} day files)",
+        args.out.display(),
+        loader.files()
+    );
+    Ok(())
+}
+
+/// The static report of what `loader` holds.
+pub fn static_page(loader: &Loader, details_rows: usize) -> Result<String> {
+    let window = loader.window();
+    let warnings = loader.warnings();
+    let svg = chart::trends_svg(&window)?;
+    let generated = utc_time(chrono::Utc::now().timestamp());
+    let about = html::About {
+        files: loader.files(),
+        warnings: &warnings,
+        generated: &generated,
+    };
+    let page = window.details_page(&DetailFilter::default(), 0, details_rows);
+    Ok(format!(
+        "{}{}{}",
+        html::top(&window, &svg, &about, html::Mode::Static),
+        html::static_details(&window, &page),
+        html::bottom(&warnings)
+    ))
+}
+
+/// Write next to `path` and rename, so a web server never serves half a file.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .with_context(|| format!("cannot write {}: not a file name", path.display()))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    let result = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("cannot write {}", path.display()))
+}

@@ -1,0 +1,273 @@
+//! The served page and the static file in headless Chromium: the chart shows
+//! the expected series, the spike is marked, filtering the table works (the
+//! script calls the server), and the page requests nothing but the server.
+//! Screenshots go to `target/test-artifacts/`.
+
+mod report_support;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use report_support::{Server, tempdir};
+use tsusen::{
+    report::{
+        aggregate::{DetailFilter, ProtoPort, Window, WindowOptions},
+        load::Loader,
+        testdata::{Spec, generate},
+    },
+    skip_unless,
+    store::row::{day_from_name, day_name},
+    testing::have_program,
+};
+
+fn artifacts() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Run headless Chromium with a fresh profile, bounded in time, recording
+/// its network log. Returns stdout.
+fn chromium(name: &str, args: &[&str]) -> (String, PathBuf) {
+    let profile = tempdir(&format!("chromium-{name}"));
+    let netlog = profile.join("netlog.json");
+    let out = Command::new("timeout")
+        .args(["120", "chromium"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            // Nothing leaves the machine, whatever asks.
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+            "--virtual-time-budget=5000",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            profile.join("profile").display()
+        ))
+        .arg(format!("--log-net-log={}", netlog.display()))
+        .args(args)
+        .output()
+        .expect("run chromium");
+    assert!(
+        out.status.success(),
+        "chromium {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (String::from_utf8_lossy(&out.stdout).into_owned(), netlog)
+}
+
+/// URLs of requests the page made (Chromium's own background requests have
+/// no initiator origin and are not the page's doing).
+fn page_requests(netlog: &Path) -> Vec<String> {
+    let log: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(netlog).unwrap()).unwrap();
+    let start_job = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"].clone();
+    log["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == start_job)
+        .map(|e| &e["params"])
+        // The end of a job repeats the type without parameters.
+        .filter(|p| p["url"].is_string())
+        .filter(|p| p["request_type"] == "main frame" || p["initiator"] != "not an origin")
+        .map(|p| p["url"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// No `http://` or `https://` URL in a page except the server's own.
+fn assert_no_urls(html: &str, own: Option<&str>) {
+    for scheme in ["http://", "https://"] {
+        for (i, _) in html.match_indices(scheme) {
+            let url: String = html[i..]
+                .chars()
+                .take_while(|c| !c.is_whitespace() && *c != '"' && *c != '<')
+                .collect();
+            assert!(
+                own.is_some_and(|own| url.starts_with(own)),
+                "external URL {url} in page"
+            );
+        }
+    }
+}
+
+/// The chart's checks, the same for both pages: every charted series in the
+/// legend with its newest count, and one red circle per spike plus the legend's.
+fn assert_chart(dom: &str, window: &Window, spike: ProtoPort) {
+    let start = dom.find("<figure id=\"chart\">").expect("chart figure");
+    let end = start + dom[start..].find("</figure>").unwrap();
+    let svg = &dom[start..end];
+    assert!(svg.contains("<svg"), "chart is an inline SVG");
+    let charted = window.charted();
+    assert!(charted.len() >= 3, "a chart worth the name");
+    let last = window.covered.len() - 1;
+    for series in charted {
+        // plotters writes each label on a line of its own inside <text>.
+        let label = format!(">\n{} ({})\n</text>", series.service, series.counts[last]);
+        assert!(svg.contains(&label), "legend lacks {label}");
+    }
+    assert!(
+        charted.iter().any(|s| s.service == spike),
+        "the spiking series is drawn"
+    );
+    let marked = window
+        .spikes
+        .iter()
+        .filter(|s| charted.iter().any(|c| c.service == s.service))
+        .count();
+    assert!(marked >= 1);
+    assert!(svg.contains(&format!(">\nspike ({marked})\n</text>")));
+    assert_eq!(
+        svg.matches("stroke=\"#E00000\"").count(),
+        marked + 1,
+        "one marker per spike, and the legend's"
+    );
+}
+
+fn assert_spike_listed(dom: &str, day: u16, spike: ProtoPort) {
+    let row = format!(
+        "<tr class=\"spike\"><td>{}</td><td>TCP</td><td class=\"n\">{}</td>",
+        day_name(day),
+        spike.port
+    );
+    assert!(dom.contains(&row), "spike table lacks {row}");
+}
+
+#[test]
+fn served_and_static_pages_in_headless_chromium() {
+    skip_unless!(
+        have_program("chromium"),
+        "needs Debian's chromium (apt-get install chromium)"
+    );
+    let dir = tempdir("browser-days");
+    let spike = ProtoPort {
+        proto: 6,
+        port: 5555,
+    };
+    let last = day_from_name("2026-01-30").unwrap();
+    generate(
+        &dir,
+        &Spec {
+            first_day: last - 29,
+            days: 30,
+            rows_per_day: 40_000,
+            seed: 7,
+            spike: Some(spike),
+        },
+    )
+    .unwrap();
+    // What the pages must show, from the same code the server runs.
+    let mut loader = Loader::new(dir.clone(), WindowOptions::default());
+    loader.refresh().unwrap();
+    let window = loader.window();
+    assert!(
+        window
+            .spikes
+            .iter()
+            .any(|s| s.service == spike && s.day == last),
+        "the generator makes TCP 5555 spike on its last day: {:?}",
+        window.spikes
+    );
+    let filter = DetailFilter::parse(Some("198.18.0.0/20"), Some("23"), Some("TCP")).unwrap();
+    let expected_total = window.details_page(&filter, 0, 1).total;
+    assert!(expected_total > 50, "enough rows to page");
+
+    // The served page, filtered through the URL: the script reads the
+    // filter, calls /api/details and fills the table.
+    let server = Server::start(&dir, &[], &[]);
+    let origin = server.url("");
+    let origin = origin.trim_end_matches('/');
+    let url = server.url("/?ip=198.18.0.0/20&port=23&proto=TCP");
+    let (dom, netlog) = chromium("served", &["--dump-dom", &url]);
+    std::fs::write(artifacts().join("report-served.html"), &dom).unwrap();
+    assert_chart(&dom, &window, spike);
+    assert_spike_listed(&dom, last, spike);
+    assert!(dom.contains("http-equiv=\"Content-Security-Policy\" content=\"default-src 'self'"));
+    let status = format!(
+        "<p id=\"details-status\" data-loaded=\"api\" data-total=\"{expected_total}\">{expected_total} matching rows; showing 1–50.</p>"
+    );
+    assert!(
+        dom.contains(&status),
+        "the script loaded the filtered rows: {status}"
+    );
+    let table = &dom[dom.find("<table id=\"details-table\">").unwrap()..];
+    let body = &table[table.find("<tbody>").unwrap()..table.find("</tbody>").unwrap()];
+    let rows: Vec<&str> = body.split("<tr>").skip(1).collect();
+    assert_eq!(rows.len(), 50);
+    let net: ipnet::IpNet = "198.18.0.0/20".parse().unwrap();
+    for row in rows {
+        let cells: Vec<&str> = row
+            .split("</td>")
+            .filter_map(|c| c.rsplit('>').next())
+            .collect();
+        assert_eq!(&cells[..2], ["TCP", "23"], "{row}");
+        assert!(
+            net.contains(&cells[2].parse::<std::net::IpAddr>().unwrap()),
+            "{row}"
+        );
+    }
+    assert_no_urls(&dom, Some(origin));
+    let requests = page_requests(&netlog);
+    assert!(
+        requests.iter().any(|u| u.contains("/api/details?")),
+        "{requests:?}"
+    );
+    for request in &requests {
+        assert!(request.starts_with(origin), "the page requested {request}");
+    }
+
+    let shot = artifacts().join("report-served.png");
+    chromium(
+        "served-shot",
+        &[
+            "--window-size=1280,2200",
+            &format!("--screenshot={}", shot.display()),
+            &server.url("/"),
+        ],
+    );
+    assert!(std::fs::metadata(&shot).unwrap().len() > 10_000);
+
+    // The static file, from file://: same chart and spike, and no requests.
+    let out = artifacts().join("report-static.html");
+    let status = Command::new(env!("CARGO_BIN_EXE_tsusen"))
+        .args(["report", "--dir"])
+        .arg(&dir)
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let file_url = format!("file://{}", out.display());
+    let (dom, netlog) = chromium("static", &["--dump-dom", &file_url]);
+    assert_chart(&dom, &window, spike);
+    assert_spike_listed(&dom, last, spike);
+    assert!(dom.contains("The first 1000 of "));
+    assert_no_urls(&dom, None);
+    let requests = page_requests(&netlog);
+    assert!(
+        requests.iter().all(|u| u.starts_with("file://")),
+        "the static file requested {requests:?}"
+    );
+    let shot = artifacts().join("report-static.png");
+    chromium(
+        "static-shot",
+        &[
+            "--window-size=1280,2200",
+            &format!("--screenshot={}", shot.display()),
+            &file_url,
+        ],
+    );
+    assert!(std::fs::metadata(&shot).unwrap().len() > 10_000);
+}
