@@ -33,6 +33,10 @@ pub enum Stat {
     SkipUdpReply,
     /// Outbound UDP packets the TC egress program registered as flows.
     UdpFlowsSeen,
+    /// First-seen entries userspace drained (written, then removed from the
+    /// map). Moved by userspace only; kept here so it survives restarts like
+    /// the kernel's counters, which evictions are computed against.
+    Drained,
 }
 
 impl Stat {
@@ -58,10 +62,11 @@ impl Stat {
         Stat::SkipIgnoredNet,
         Stat::SkipUdpReply,
         Stat::UdpFlowsSeen,
+        Stat::Drained,
     ];
 
     /// Number of counters (entries of `STATS`).
-    pub const COUNT: u32 = Stat::UdpFlowsSeen as u32 + 1;
+    pub const COUNT: u32 = Stat::Drained as u32 + 1;
 
     /// Whether each packet moves this counter or another of its kind.
     pub const fn is_classification(self) -> bool {
@@ -94,6 +99,7 @@ impl Stat {
             Stat::SkipIgnoredNet => "skipped_ignored_net",
             Stat::SkipUdpReply => "skipped_udp_reply",
             Stat::UdpFlowsSeen => "udp_flows_seen",
+            Stat::Drained => "drained",
         }
     }
 }

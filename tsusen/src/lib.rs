@@ -7,6 +7,7 @@
 
 pub mod capture;
 pub mod cli;
+pub mod drain;
 pub mod replay;
 pub mod report;
 pub mod run;

@@ -4,8 +4,11 @@
 //! `tsusen` is one file.
 
 pub mod clock;
+pub mod force;
 pub mod iface;
+pub mod pins;
 pub mod privileges;
+pub mod sensor;
 
 use std::path::PathBuf;
 
@@ -167,7 +170,7 @@ fn attach_error(err: ProgramError, iface: &str) -> anyhow::Error {
     if already_attached(&err) {
         return anyhow!(
             "another XDP program is already attached to {iface} (see `ip link show {iface}`); \
-             detach it with `ip link set dev {iface} xdp off`"
+             stop it, or pass --force to replace it"
         );
     }
     match os_error(&err) {

@@ -1,0 +1,98 @@
+//! Drain: the kernel's first-seen map, turned into rows in the day store.
+//!
+//! Each drain reads every entry, queues a row for each tuple not yet written
+//! that day, flushes (one write and fsync per day file) and only then removes
+//! the drained entries from the map. A crash at any point leaves the entries
+//! in the (pinned) map, and the next drain writes what the file lacks: rows
+//! are neither lost nor written twice. Entries carry their UTC day in the
+//! key, so at rollover the old day's entries go to the old day's file and
+//! leave the map like any others.
+
+use anyhow::Result;
+use tsusen_common::{FirstSeen, Stat, TupleKey};
+
+use crate::{
+    capture::sensor::Sensor,
+    store::{DayStore, row::Row},
+};
+
+/// What one drain did.
+#[derive(Debug, Default)]
+pub struct Drained {
+    /// Entries read from the map.
+    pub entries: usize,
+    /// Rows written to day files by this drain's flush.
+    pub rows: usize,
+    /// Entries removed from the map (0 when the flush failed).
+    pub removed: usize,
+    /// Whether the flush failed (rows stay pending, entries stay in the map).
+    pub flush_failed: bool,
+}
+
+/// Keeps the eviction count between drains.
+#[derive(Debug, Default)]
+pub struct Drain {
+    /// Entries the LRU map evicted before a drain read them (since the
+    /// programs were loaded). Every insert is drained, still present, or
+    /// evicted; the counts come from the kernel, so this survives restarts.
+    pub evicted: u64,
+}
+
+impl Drain {
+    pub fn run(&mut self, sensor: &mut Sensor, store: &mut DayStore) -> Result<Drained> {
+        // Read the counters before the map: entries inserted during the read
+        // then make this drain undercount evictions (the next one catches up),
+        // never overcount them.
+        let before = sensor.stats()?;
+        let entries = read_all(sensor)?;
+        let mut drained = Drained {
+            entries: entries.len(),
+            ..Drained::default()
+        };
+        for (key, seen) in &entries {
+            store.record(Row::from_entry(key, seen))?;
+        }
+        match store.flush() {
+            Ok(rows) => drained.rows = rows,
+            Err(_) => drained.flush_failed = true, // logged by the store
+        }
+        let present = if drained.flush_failed {
+            entries.len() as u64
+        } else {
+            drained.removed = remove(sensor, &entries)?;
+            // All of them were drained, even those evicted after the read.
+            sensor.add_to_counter(Stat::Drained, entries.len() as u64)?;
+            0
+        };
+        let drained_total = before[Stat::Drained as usize]
+            + if drained.flush_failed {
+                0
+            } else {
+                entries.len() as u64
+            };
+        let inserted = before[Stat::NewTuples as usize];
+        self.evicted = self
+            .evicted
+            .max(inserted.saturating_sub(drained_total + present));
+        Ok(drained)
+    }
+}
+
+fn read_all(sensor: &mut Sensor) -> Result<Vec<(TupleKey, FirstSeen)>> {
+    let map = sensor.first_seen()?;
+    // An entry deleted while we walk the map ends the walk early (the next
+    // key of a missing key restarts at the top); the next drain gets the rest.
+    Ok(map.iter().filter_map(Result::ok).collect())
+}
+
+fn remove(sensor: &mut Sensor, entries: &[(TupleKey, FirstSeen)]) -> Result<usize> {
+    let mut map = sensor.first_seen()?;
+    let mut removed = 0;
+    for (key, _) in entries {
+        // Gone already (evicted) is fine: it was written.
+        if map.remove(key).is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}

@@ -1,0 +1,142 @@
+//! The local networks L: this host's own addresses, kept current.
+//!
+//! A netlink socket subscribed to address changes (RTMGRP_IPV4_IFADDR,
+//! RTMGRP_IPV6_IFADDR) says *when* to look; getifaddrs says *what* is there.
+//! The messages themselves are not parsed: any change means "look again".
+
+use std::{
+    io,
+    net::IpAddr,
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+};
+
+use anyhow::{Context as _, Result};
+use ipnet::IpNet;
+use tokio::io::unix::AsyncFd;
+
+use crate::tables::Networks;
+
+/// This host's addresses, each as a /32 or /128.
+pub fn host_addresses() -> Result<Vec<IpNet>> {
+    let mut nets: Vec<IpNet> = nix::ifaddrs::getifaddrs()
+        .context("listing this host's addresses")?
+        .filter_map(|ifa| ifa.address)
+        .filter_map(|addr| {
+            if let Some(v4) = addr.as_sockaddr_in() {
+                Some(IpAddr::V4(v4.ip()))
+            } else {
+                addr.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+            }
+        })
+        .map(IpNet::from)
+        .collect();
+    nets.sort();
+    nets.dedup();
+    Ok(nets)
+}
+
+/// L: the host's addresses plus the `--local` networks.
+pub fn local_networks(extra: &[IpNet]) -> Result<(Networks, Vec<IpNet>)> {
+    let mut all = host_addresses()?;
+    all.extend_from_slice(extra);
+    all.sort();
+    all.dedup();
+    let mut nets = Networks::default();
+    for net in &all {
+        nets.insert(*net);
+    }
+    Ok((nets, all))
+}
+
+/// Wakes up when an address is added or removed in this network namespace.
+pub struct AddressWatch {
+    socket: AsyncFd<OwnedFd>,
+}
+
+impl AddressWatch {
+    pub fn new() -> Result<Self> {
+        // SAFETY: plain socket(2)/bind(2) calls on a zeroed sockaddr_nl.
+        let socket = unsafe {
+            let fd = libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            );
+            if fd < 0 {
+                return Err(io::Error::last_os_error()).context("opening a netlink socket");
+            }
+            let fd = OwnedFd::from_raw_fd(fd);
+            let mut addr: libc::sockaddr_nl = std::mem::zeroed();
+            addr.nl_family = libc::AF_NETLINK as u16;
+            addr.nl_groups = (libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV6_IFADDR) as u32;
+            let rc = libc::bind(
+                fd.as_raw_fd(),
+                (&raw const addr).cast(),
+                size_of::<libc::sockaddr_nl>() as u32,
+            );
+            if rc < 0 {
+                return Err(io::Error::last_os_error()).context("subscribing to address changes");
+            }
+            fd
+        };
+        // SAFETY: the socket is owned by the AsyncFd for as long as it is
+        // registered, and nothing else closes or reuses its fd.
+        let socket = unsafe { AsyncFd::register(socket) }
+            .map_err(|e| anyhow::anyhow!("watching address changes: {e}"))?;
+        Ok(AddressWatch { socket })
+    }
+
+    /// Wait for the next change (and swallow the burst of messages it came in).
+    pub async fn changed(&mut self) -> Result<()> {
+        let mut buf = [0u8; 8192];
+        loop {
+            let mut guard = self.socket.readable().await?;
+            let mut got = false;
+            loop {
+                // SAFETY: reading into a local buffer of the given size.
+                let n = unsafe {
+                    libc::recv(
+                        self.socket.get_ref().as_raw_fd(),
+                        buf.as_mut_ptr().cast(),
+                        buf.len(),
+                        libc::MSG_DONTWAIT,
+                    )
+                };
+                if n > 0 {
+                    got = true;
+                    continue;
+                }
+                let err = io::Error::last_os_error();
+                if n < 0 && err.kind() == io::ErrorKind::WouldBlock {
+                    guard.clear_ready();
+                    break;
+                }
+                if n < 0 && err.raw_os_error() == Some(libc::ENOBUFS) {
+                    // Overflowed: changes were missed, so look again.
+                    got = true;
+                    continue;
+                }
+                return Err(err).context("reading address changes");
+            }
+            if got {
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_is_local() {
+        let (nets, all) = local_networks(&["203.0.113.0/24".parse().unwrap()]).unwrap();
+        assert!(
+            all.iter().any(|n| n.addr() == IpAddr::from([127, 0, 0, 1])),
+            "{all:?}"
+        );
+        assert!(nets.contains(&crate::tables::mapped("127.0.0.1".parse().unwrap())));
+        assert!(nets.contains(&crate::tables::mapped("203.0.113.9".parse().unwrap())));
+    }
+}

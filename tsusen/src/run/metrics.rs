@@ -1,0 +1,239 @@
+//! `--metrics`: the sensor's counters in the Prometheus text format
+//! (prometheus-client), served at `/metrics`.
+
+use std::{net::TcpListener, sync::Arc};
+
+use anyhow::{Context as _, Result};
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+use tsusen_common::Stat;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Proto {
+    proto: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: &'static str,
+}
+
+/// What a flush knows, handed to the metrics.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub kernel: Vec<u64>,
+    pub rows_written: u64,
+    pub write_errors: u64,
+    pub pending_dropped: u64,
+    pub pending: u64,
+    pub evicted: u64,
+    pub map_entries: u64,
+    pub local_networks: u64,
+    pub flush_unix: i64,
+}
+
+pub struct Metrics {
+    registry: Arc<Registry>,
+    packets: Counter,
+    candidates: Family<Proto, Counter>,
+    skipped: Family<Reason, Counter>,
+    new_tuples: Counter,
+    insert_failed: Counter,
+    udp_flows: Counter,
+    rows_written: Counter,
+    write_errors: Counter,
+    pending_dropped: Counter,
+    evicted: Counter,
+    pending: Gauge,
+    map_entries: Gauge,
+    local_networks: Gauge,
+    last_flush: Gauge,
+    last: Snapshot,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("tsusen");
+        macro_rules! reg {
+            ($name:literal, $help:literal, $metric:expr) => {{
+                let metric = $metric;
+                registry.register($name, $help, metric.clone());
+                metric
+            }};
+        }
+        let packets = reg!("packets", "Packets the XDP program saw", Counter::default());
+        let candidates = reg!(
+            "candidates",
+            "Connection attempts that passed every rule, by protocol",
+            Family::<Proto, Counter>::default()
+        );
+        let skipped = reg!(
+            "skipped",
+            "Packets that are not rows, by the rule they broke",
+            Family::<Reason, Counter>::default()
+        );
+        let new_tuples = reg!(
+            "new_tuples",
+            "Tuples the kernel recorded as first seen that day",
+            Counter::default()
+        );
+        let insert_failed = reg!(
+            "insert_failed",
+            "First-seen inserts the kernel refused",
+            Counter::default()
+        );
+        let udp_flows = reg!(
+            "udp_flows",
+            "Outbound UDP flows registered (their replies are not rows)",
+            Counter::default()
+        );
+        let rows_written = reg!(
+            "rows_written",
+            "Rows appended to day files",
+            Counter::default()
+        );
+        let write_errors = reg!(
+            "write_errors",
+            "Failed day-file writes (rows kept for the next flush)",
+            Counter::default()
+        );
+        let pending_dropped = reg!(
+            "pending_dropped",
+            "Rows dropped because too many were waiting for a failed out-dir",
+            Counter::default()
+        );
+        let evicted = reg!(
+            "evicted",
+            "Tuples the LRU map evicted before a drain read them (lost)",
+            Counter::default()
+        );
+        let pending = reg!(
+            "pending_rows",
+            "Rows waiting to be written",
+            Gauge::default()
+        );
+        let map_entries = reg!(
+            "map_entries",
+            "Entries in the first-seen map at the last drain, before removal",
+            Gauge::default()
+        );
+        let local_networks = reg!(
+            "local_networks",
+            "Local networks (own addresses and --local)",
+            Gauge::default()
+        );
+        let last_flush = reg!(
+            "last_flush_timestamp_seconds",
+            "Unix time of the last flush",
+            Gauge::default()
+        );
+        Metrics {
+            registry: Arc::new(registry),
+            packets,
+            candidates,
+            skipped,
+            new_tuples,
+            insert_failed,
+            udp_flows,
+            rows_written,
+            write_errors,
+            pending_dropped,
+            evicted,
+            pending,
+            map_entries,
+            local_networks,
+            last_flush,
+            last: Snapshot {
+                kernel: vec![0; Stat::COUNT as usize],
+                ..Snapshot::default()
+            },
+        }
+    }
+
+    /// Move the counters to `now` (the kernel's counters are totals since the
+    /// programs were loaded; a counter here grows by the difference).
+    pub fn update(&mut self, now: &Snapshot) {
+        let delta = |new: u64, old: u64| new.saturating_sub(old);
+        let kernel = |stat: Stat| delta(now.kernel[stat as usize], self.last.kernel[stat as usize]);
+        let classified: u64 = Stat::ALL
+            .iter()
+            .filter(|s| s.is_classification())
+            .map(|s| kernel(*s))
+            .sum();
+        self.packets.inc_by(classified);
+        for stat in Stat::ALL {
+            let name = stat.name();
+            if let Some(proto) = name.strip_prefix("candidates_") {
+                self.candidates
+                    .get_or_create(&Proto { proto })
+                    .inc_by(kernel(stat));
+            } else if let Some(reason) = name.strip_prefix("skipped_") {
+                self.skipped
+                    .get_or_create(&Reason { reason })
+                    .inc_by(kernel(stat));
+            }
+        }
+        self.new_tuples.inc_by(kernel(Stat::NewTuples));
+        self.insert_failed.inc_by(kernel(Stat::InsertFailed));
+        self.udp_flows.inc_by(kernel(Stat::UdpFlowsSeen));
+        self.rows_written
+            .inc_by(delta(now.rows_written, self.last.rows_written));
+        self.write_errors
+            .inc_by(delta(now.write_errors, self.last.write_errors));
+        self.pending_dropped
+            .inc_by(delta(now.pending_dropped, self.last.pending_dropped));
+        self.evicted.inc_by(delta(now.evicted, self.last.evicted));
+        self.pending.set(now.pending as i64);
+        self.map_entries.set(now.map_entries as i64);
+        self.local_networks.set(now.local_networks as i64);
+        self.last_flush.set(now.flush_unix);
+        self.last = now.clone();
+    }
+
+    /// Serve `/metrics` on a listener bound before anything was attached.
+    pub fn serve(&self, listener: TcpListener) -> Result<()> {
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let registry = self.registry.clone();
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let registry = registry.clone();
+                async move {
+                    let mut text = String::new();
+                    let status = match encode(&mut text, &registry) {
+                        Ok(()) => axum::http::StatusCode::OK,
+                        Err(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    };
+                    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+                    (
+                        status,
+                        [(axum::http::header::CONTENT_TYPE, content_type)],
+                        text,
+                    )
+                }
+            }),
+        );
+        tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, app).await {
+                log::error!("metrics server stopped: {err}");
+            }
+        });
+        Ok(())
+    }
+}
+
+/// Bind the metrics address (before attaching, so a bad address is an error
+/// with nothing left behind).
+pub fn bind(addr: std::net::SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr).with_context(|| format!("cannot listen on --metrics {addr}"))
+}
