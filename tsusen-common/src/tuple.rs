@@ -67,6 +67,8 @@ mod user {
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl bytemuck::Zeroable for TupleKey {}
     unsafe impl bytemuck::Pod for TupleKey {}
+    unsafe impl bytemuck::Zeroable for FirstSeen {}
+    unsafe impl bytemuck::Pod for FirstSeen {}
     unsafe impl bytemuck::Zeroable for FlowKey {}
     unsafe impl bytemuck::Pod for FlowKey {}
 }

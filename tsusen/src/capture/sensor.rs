@@ -88,6 +88,21 @@ impl Sensor {
         Ok((sensor, modes))
     }
 
+    /// Loaded but attached nowhere, nothing pinned: for tests and benchmarks
+    /// of the drain.
+    pub fn unattached(first_seen_entries: u32) -> Result<Self> {
+        let ebpf = super::load(&LoadOptions {
+            first_seen_entries: Some(first_seen_entries),
+            pin_dir: None,
+        })?;
+        Ok(Sensor {
+            ebpf,
+            pins: None,
+            attached: Vec::new(),
+            adopted: false,
+        })
+    }
+
     fn link_pin(&self, program: &str, iface: &str) -> Option<std::path::PathBuf> {
         self.pins.as_ref().map(|p| p.link(program, iface))
     }
@@ -187,6 +202,17 @@ impl Sensor {
         Ok(HashMap::try_from(
             self.ebpf.map_mut(maps::FIRST_SEEN).context("FIRST_SEEN")?,
         )?)
+    }
+
+    /// The first-seen map's fd, for batch operations.
+    pub fn first_seen_fd(&self) -> Result<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd as _;
+        match self.ebpf.map(maps::FIRST_SEEN).context("FIRST_SEEN")? {
+            aya::maps::Map::LruHashMap(data) | aya::maps::Map::HashMap(data) => {
+                Ok(data.fd().as_fd())
+            }
+            _ => Err(anyhow!("FIRST_SEEN is not a hash map")),
+        }
     }
 
     /// Add `n` to a counter only userspace moves (it lives with the kernel's

@@ -92,6 +92,14 @@ impl DayStore {
         Ok(self.day(day)?.tuples.len())
     }
 
+    /// Make room for `additional` more tuples on `day`.
+    pub fn reserve(&mut self, day: u16, additional: usize) -> Result<()> {
+        let day = self.day(day)?;
+        day.tuples.reserve(additional);
+        day.pending.reserve(additional);
+        Ok(())
+    }
+
     /// Whether the row's tuple is already on disk or pending for its day.
     pub fn contains(&mut self, key: &TupleKey) -> Result<bool> {
         Ok(self.day(key.day)?.tuples.contains(key))
@@ -265,7 +273,8 @@ fn append(day: &mut Day) -> Result<usize> {
         Ok(()) => {
             day.good_len += buf.len() as u64;
             let rows = day.pending.len();
-            day.pending.clear();
+            // Give the buffer back: after a burst it can be large.
+            day.pending = Vec::new();
             if day.good_len == buf.len() as u64 {
                 info!("started {}", day.path.display());
             }
