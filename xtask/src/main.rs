@@ -41,8 +41,9 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Measure: the XDP program per packet (BPF_PROG_TEST_RUN, as ratios to an
-    /// empty program) and replay throughput. Needs root for the kernel part.
+    /// Measure: the XDP program per packet (as ratios to an empty program),
+    /// replay throughput, the live sensor (drain, memory, a masscan sweep) and
+    /// the report on 30 x 1,000,000 rows. Needs root for the kernel parts.
     Bench,
     /// Build in release mode and run the sensor (with sudo when not root).
     Run {
@@ -79,7 +80,15 @@ fn real_main() -> Result<()> {
         Cmd::Test { args } => test(&args)?,
         Cmd::Bench => {
             let toolchain = setup::run(false)?;
+            // The classifier and the live sensor (benches/), then the report
+            // on 30 days of 1,000,000 rows (writes about 1.3 GB to the temp dir).
             status(cargo(&toolchain).args(["bench", "--package", "tsusen", "--quiet"]))?;
+            status(
+                cargo(&toolchain)
+                    .args(["test", "--release", "--quiet", "--package", "tsusen"])
+                    .args(["--test", "report_perf", "--", "--ignored", "--nocapture"])
+                    .env("TSUSEN_REPORT_ROWS", "1000000"),
+            )?;
         }
         Cmd::Run { args } => {
             let toolchain = setup::run(false)?;
