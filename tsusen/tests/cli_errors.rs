@@ -2,6 +2,7 @@
 
 use std::process::{Command, Output};
 
+use tsusen::testing::one_error_line;
 use tsusen::{
     skip_unless,
     testing::{have_program, is_root},
@@ -13,17 +14,6 @@ fn tsusen(args: &[&str]) -> Output {
         .env("RUST_LOG", "warn")
         .output()
         .unwrap()
-}
-
-fn one_error_line(out: &Output) -> String {
-    assert!(!out.status.success(), "must exit non-zero");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("tsusen: error:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "one error line, got: {stderr}");
-    errors[0].to_owned()
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::{
     process::{Command, Output},
 };
 
+use tsusen::testing::one_error_line;
 use tsusen::testing::unique_name;
 
 const LOCAL: [&str; 4] = ["--local", "198.18.0.1", "--local", "2001:db8:7:1::1"];
@@ -117,17 +118,6 @@ fn ignore_lists_apply() {
         ]
     );
     fs::remove_dir_all(&dir).unwrap();
-}
-
-fn one_error_line(out: &Output) -> String {
-    assert!(!out.status.success(), "must exit non-zero");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("tsusen: error:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "one error line: {stderr}");
-    errors[0].to_owned()
 }
 
 #[test]

@@ -12,6 +12,7 @@ use std::{
 };
 
 use report_support::{Server, raw, tempdir};
+use tsusen::testing::one_error_line;
 use tsusen::{
     report::testdata::write_day,
     store::row::{Row, day_from_name},
@@ -333,17 +334,6 @@ fn tsusen(args: &[&str]) -> std::process::Output {
         .env("RUST_LOG", "warn")
         .output()
         .unwrap()
-}
-
-fn one_error_line(out: &std::process::Output) -> String {
-    assert!(!out.status.success(), "must exit non-zero");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("tsusen: error:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "one error line, got: {stderr}");
-    errors[0].to_owned()
 }
 
 #[test]

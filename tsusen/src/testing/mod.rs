@@ -179,6 +179,19 @@ pub fn unique_name(tag: &str) -> String {
     format!("ts{tag}{}x{n}", std::process::id() % 100_000)
 }
 
+/// The one `tsusen: error:` line of a command that must have failed: every
+/// mistake a user can make gets exactly one, and a non-zero exit.
+pub fn one_error_line(out: &std::process::Output) -> String {
+    assert!(!out.status.success(), "must exit non-zero");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("tsusen: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "one error line, got: {stderr}");
+    errors[0].to_owned()
+}
+
 /// Run a command, panic with its stderr on failure, return its stdout.
 pub fn run(program: &str, args: &[&str]) -> String {
     let out = std::process::Command::new(program)
@@ -195,5 +208,6 @@ pub fn run(program: &str, args: &[&str]) -> String {
 }
 
 pub mod kernel;
+pub mod live;
 pub mod packet;
 pub mod pcapgen;
