@@ -46,3 +46,29 @@ fn without_privileges_it_names_the_capabilities() {
         assert!(line.contains("missing privileges"), "{line}");
     }
 }
+
+#[test]
+fn command_line_mistakes_are_one_line_too() {
+    for args in [
+        &["run", "--flush-interval", "0s"][..],
+        &["run", "--flush-interval", "banana"],
+        &["run", "--map-size", "12"],
+        &["run", "--xdp-mode", "fast"],
+        &["replay"],
+        &[
+            "report",
+            "--dir",
+            "/tmp",
+            "--out",
+            "/tmp/x.html",
+            "--days",
+            "0",
+        ],
+        &["frobnicate"],
+    ] {
+        let line = one_error_line(&tsusen(args));
+        assert!(line.len() < 200, "{args:?}: {line}");
+    }
+    let line = one_error_line(&tsusen(&["run", "--flush-interval", "0s"]));
+    assert!(line.contains("shorter than the 1s minimum"), "{line}");
+}
