@@ -72,7 +72,7 @@ impl Stat {
     pub const fn is_classification(self) -> bool {
         !matches!(
             self,
-            Stat::NewTuples | Stat::InsertFailed | Stat::UdpFlowsSeen
+            Stat::NewTuples | Stat::InsertFailed | Stat::UdpFlowsSeen | Stat::Drained
         )
     }
 
@@ -111,4 +111,30 @@ pub fn packets(stats: &[u64; Stat::COUNT as usize]) -> u64 {
         .filter(|s| s.is_classification())
         .map(|s| stats[*s as usize])
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packets_are_the_classification_counters_only() {
+        let mut stats = [0u64; Stat::COUNT as usize];
+        stats[Stat::CandidateTcp as usize] = 1;
+        stats[Stat::SkipNotIp as usize] = 2;
+        stats[Stat::SkipUdpReply as usize] = 4;
+        // Counted alongside a packet's classification, or not per packet at all.
+        stats[Stat::NewTuples as usize] = 100;
+        stats[Stat::InsertFailed as usize] = 100;
+        stats[Stat::UdpFlowsSeen as usize] = 100;
+        stats[Stat::Drained as usize] = 100;
+        assert_eq!(packets(&stats), 7);
+    }
+
+    #[test]
+    fn every_counter_is_listed_once_in_index_order() {
+        for (index, stat) in Stat::ALL.iter().enumerate() {
+            assert_eq!(*stat as usize, index, "{}", stat.name());
+        }
+    }
 }

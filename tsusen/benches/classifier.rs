@@ -104,7 +104,7 @@ fn replay_throughput() {
     let dir = std::env::temp_dir().join(unique_name("bench"));
     std::fs::create_dir_all(&dir).unwrap();
     let pcap = dir.join("scan.pcap");
-    pcapgen::write_scan_pcap(&pcap, PACKETS, 1_795_953_600).unwrap();
+    pcapgen::write_scan_pcap(&pcap, PACKETS, 1_795_521_600).unwrap();
     let mut tables = Tables::default();
     tables.local.insert(parse_net("192.0.2.0/24").unwrap());
     tables.local.insert(parse_net("2001:db8:1::/48").unwrap());

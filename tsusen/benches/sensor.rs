@@ -22,7 +22,7 @@ use tsusen::{
 use tsusen_common::{FirstSeen, TupleKey, maps, tuple::ipv4_mapped};
 
 const ENTRIES: u32 = 1_000_000;
-const WALL_NS: u64 = 1_795_953_600 * 1_000_000_000; // 2026-11-24 12:00 UTC
+const WALL_NS: u64 = 1_795_521_600 * 1_000_000_000; // 2026-11-24 12:00 UTC
 
 fn key(i: u32) -> TupleKey {
     let b = i.to_be_bytes();

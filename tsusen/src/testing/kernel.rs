@@ -16,7 +16,7 @@ use crate::{capture, replay::sensor::Verdict, tables::Tables};
 
 /// 2026-11-24 12:00:00 UTC: tests pin the kernel's clock here (through the
 /// wall-clock offset) so both sides agree on the day.
-pub const TEST_WALL_NS: u64 = 1_795_953_600 * 1_000_000_000;
+pub const TEST_WALL_NS: u64 = 1_795_521_600 * 1_000_000_000;
 
 /// XDP_PASS, from linux/bpf.h.
 const XDP_PASS: u32 = 2;
