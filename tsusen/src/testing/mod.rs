@@ -208,5 +208,6 @@ pub fn run(program: &str, args: &[&str]) -> String {
 }
 
 pub mod kernel;
+pub mod live;
 pub mod packet;
 pub mod pcapgen;
