@@ -68,8 +68,9 @@ pub fn load(opts: &LoadOptions) -> Result<Ebpf> {
         .load(EBPF_OBJECT)
         .map_err(|err| privileges::explain(anyhow!(err), "loading the eBPF maps"))?;
     let xdp: &mut Xdp = program(&mut ebpf, XDP_PROGRAM)?.try_into()?;
+    // A verifier rejection carries the verifier's log in the error.
     xdp.load()
-        .map_err(|err| privileges::explain(verifier_error(err), "loading the XDP program"))?;
+        .map_err(|err| privileges::explain(anyhow!(err), "loading the XDP program"))?;
     Ok(ebpf)
 }
 
@@ -88,11 +89,6 @@ fn all_maps() -> [&'static str; 7] {
 fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::Program> {
     ebpf.program_mut(name)
         .ok_or_else(|| anyhow!("the eBPF object has no program {name}"))
-}
-
-/// A verifier rejection carries the verifier's log: keep it for the reader.
-fn verifier_error(err: ProgramError) -> anyhow::Error {
-    anyhow!(err)
 }
 
 /// Write the settings the XDP program reads.
@@ -197,7 +193,8 @@ pub fn raise_memlock_limit() {
     }
 }
 
-/// Nothing to check but that the guard is used: a helper for the error path.
+/// Fail with one line naming the missing capabilities, before any bpf() call
+/// fails with a bare EPERM.
 pub fn ensure_root_or_caps() -> Result<()> {
     let missing = privileges::missing();
     if missing.is_empty() {

@@ -253,7 +253,8 @@ impl Sensor {
     }
 
     /// Leave everything attached and pinned (the kernel keeps recording):
-    /// for a shutdown that could not write what it drained.
+    /// for a shutdown that could not write what it drained. Only our file
+    /// descriptors close; the pins hold the maps and links.
     pub fn leave_running(self) {
         drop(self);
     }
