@@ -249,12 +249,14 @@ mod tests {
     #[test]
     fn prefixes_match_by_prefix_never_by_substring() {
         let mut nets = Networks::default();
-        nets.insert(parse_net("198.51.100.0/24").unwrap());
+        nets.insert(parse_net("198.51.100.0/25").unwrap());
         nets.insert(parse_net("2001:db8:1::/48").unwrap());
         nets.insert(parse_net("192.0.2.7").unwrap());
-        assert!(nets.contains(&ip("198.51.100.200")));
-        assert!(!nets.contains(&ip("198.51.10.1")));
-        assert!(!nets.contains(&ip("198.51.101.0")));
+        nets.insert(parse_net("198.18.0.0/16").unwrap());
+        assert!(nets.contains(&ip("198.51.100.127")));
+        assert!(!nets.contains(&ip("198.51.100.128")));
+        assert!(nets.contains(&ip("198.18.255.255")));
+        assert!(!nets.contains(&ip("198.19.0.0")));
         assert!(nets.contains(&ip("192.0.2.7")));
         assert!(!nets.contains(&ip("192.0.2.70")));
         assert!(nets.contains(&ip("2001:db8:1:ffff::1")));

@@ -300,6 +300,7 @@ fn rule4_multicast_and_broadcast_are_noise_by_default() {
         Pkt::icmpv6(SCANNER6, "ff02::1", 128),
         S(Skip::Multicast),
     );
+    // The edge of 224.0.0.0/4 itself (bytes only, never sent on a link).
     expect(
         "just below 224/4",
         Pkt::udp(SCANNER, "223.255.255.255", 1, 53),
@@ -360,7 +361,7 @@ fn rule5_ignored_ports_are_exact_numbers() {
 #[test]
 fn rule5_ignored_networks_are_prefixes() {
     let ignore = tables_with(|t| {
-        t.ignored_nets.insert(parse_net("198.51.100.0/24").unwrap());
+        t.ignored_nets.insert(parse_net("198.51.100.0/25").unwrap());
         t.ignored_nets
             .insert(parse_net("2001:db8:bad::/48").unwrap());
         t.ignored_nets.insert(parse_net("203.0.113.9").unwrap());
@@ -386,8 +387,8 @@ fn rule5_ignored_networks_are_prefixes() {
     expect_with(
         &ignore,
         "a near miss is not ignored",
-        &Pkt::syn("198.51.10.7", "203.0.113.90", 22),
-        R("TCP 22 198.51.10.7 203.0.113.90"),
+        &Pkt::syn("198.51.100.128", "203.0.113.90", 22),
+        R("TCP 22 198.51.100.128 203.0.113.90"),
     );
 }
 

@@ -100,7 +100,7 @@ fn malformed_values_are_one_clear_error_each() {
     skip_unless!(why.is_empty(), &why);
     let _serial = live::serial();
     let live = Live::new(TSUSEN);
-    refused(&live, &["--local", "1.2.3.4/40"], &["1.2.3.4/40"]);
+    refused(&live, &["--local", "198.18.0.0/40"], &["198.18.0.0/40"]);
     refused(&live, &["--ignore-net", "192.0.2.0/33"], &["192.0.2.0/33"]);
     refused(&live, &["--ignore-port", "70000"], &["70000"]);
     refused(&live, &["--flush-interval", "0s"], &["0s"]);
