@@ -68,6 +68,9 @@ impl Sensor {
             attached: Vec::new(),
             adopted,
         };
+        if adopted {
+            sensor.warn_if_resized(first_seen_entries);
+        }
         let mut modes = Vec::new();
         for iface in ifaces {
             let attached = sensor
@@ -101,6 +104,20 @@ impl Sensor {
             attached: Vec::new(),
             adopted: false,
         })
+    }
+
+    /// A pinned map keeps the size it was made with.
+    fn warn_if_resized(&self, wanted: u32) {
+        if let Some(aya::maps::Map::LruHashMap(data)) = self.ebpf.map(maps::FIRST_SEEN)
+            && let Ok(info) = data.info()
+            && info.max_entries() != wanted
+        {
+            warn!(
+                "the pinned first-seen map holds {} entries, not --map-size {wanted}; \
+                 the new size applies after a clean stop (SIGTERM) and start",
+                info.max_entries()
+            );
+        }
     }
 
     fn link_pin(&self, program: &str, iface: &str) -> Option<std::path::PathBuf> {

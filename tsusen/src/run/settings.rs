@@ -149,7 +149,10 @@ impl Settings {
             }
             None => 0,
         };
-        let ifaces = pick(args.ifaces, file.iface);
+        let mut ifaces = pick(args.ifaces, file.iface);
+        // The same interface twice would be attached twice.
+        let mut seen = std::collections::HashSet::new();
+        ifaces.retain(|iface| seen.insert(iface.clone()));
         let ifaces = if ifaces.is_empty() {
             vec![default_route_iface()?]
         } else {
@@ -243,6 +246,15 @@ mod tests {
         assert!(s.tables.is_ignored_port(23) && s.tables.is_ignored_port(6001));
         assert!(!s.tables.is_ignored_port(6002));
         fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn an_interface_named_twice_is_watched_once() {
+        let args = RunArgs {
+            ifaces: vec!["lo".into(), "lo".into()],
+            ..RunArgs::default()
+        };
+        assert_eq!(Settings::resolve(args).unwrap().ifaces, ["lo"]);
     }
 
     #[test]
