@@ -28,6 +28,8 @@ pub enum Command {
     Report(crate::report::ReportArgs),
     /// Serve the report live (updating as today's file grows) with JSON endpoints.
     Serve(crate::report::ServeArgs),
+    /// Check that this host can run the sensor: kernel, BPF, privileges, interfaces, bpffs, out-dir.
+    Check(crate::check::CheckArgs),
 }
 
 #[derive(Args, Debug, Clone, Default)]

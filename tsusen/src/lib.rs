@@ -6,6 +6,7 @@
 //! [`replay`] feeds pcap files through the same rules on the host.
 
 pub mod capture;
+pub mod check;
 pub mod cli;
 pub mod drain;
 pub mod replay;

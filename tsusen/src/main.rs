@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => tsusen::replay::run(args),
         Command::Report(args) => tsusen::report::report(args),
         Command::Serve(args) => tsusen::report::serve::serve(args),
+        Command::Check(args) => tsusen::check::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

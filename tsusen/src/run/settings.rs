@@ -189,7 +189,7 @@ impl Settings {
 }
 
 /// The interface of the IPv4 default route, else of the IPv6 one.
-fn default_route_iface() -> Result<String> {
+pub fn default_route_iface() -> Result<String> {
     if let Ok(routes) = fs::read_to_string("/proc/net/route") {
         // Iface Destination Gateway Flags ... Mask: the default has both 0.
         for line in routes.lines().skip(1) {
