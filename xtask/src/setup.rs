@@ -29,6 +29,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
 /// Debian packages the live tests drive (real scanners, a second decoder).
 const TEST_TOOL_PACKAGES: &[(&str, &str)] = &[
     ("iproute2", "ip"),
+    ("podman", "podman"),
+    ("runc", "runc"),
     ("masscan", "masscan"),
     ("nmap", "nmap"),
     ("tshark", "tshark"),
@@ -91,7 +93,7 @@ unsafe extern "C" {
     fn libc_geteuid() -> u32;
 }
 
-fn which(program: &str) -> bool {
+pub(crate) fn which(program: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {program}")])
         .stdout(Stdio::null())
@@ -203,7 +205,7 @@ fn apt_has_candidate(package: &str) -> bool {
     has(&policy(package))
 }
 
-fn apt_install(packages: &[&str]) -> Result<()> {
+pub(crate) fn apt_install(packages: &[&str]) -> Result<()> {
     if !can_apt() {
         bail!(
             "missing Debian packages; install them with: sudo apt-get install -y {}",
