@@ -356,19 +356,6 @@ fn writable(path: &Path) -> bool {
     unsafe { libc::access(c_path.as_ptr(), libc::W_OK) == 0 }
 }
 
-fn can_mount() -> bool {
-    const CAP_SYS_ADMIN: u32 = 21;
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        })
-        .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
-}
-
 /// The pin directory: on a bpffs (or under /sys/fs/bpf, which `run` mounts
 /// when it can), and writable.
 fn bpffs(pin_dir: &Path) -> Check {
@@ -376,7 +363,7 @@ fn bpffs(pin_dir: &Path) -> Check {
     let fs_root = Path::new("/sys/fs/bpf");
     let existing = nearest_existing(pin_dir);
     if pin_dir.starts_with(fs_root) && !is_bpffs(fs_root) {
-        return if can_mount() {
+        return if crate::capture::privileges::can_mount() {
             Check::new(
                 Status::Warning,
                 what,

@@ -45,8 +45,6 @@ const EXPECTED_ROWS: &[&str] = &[
     "VM-TEST round generic ok",
 ];
 
-const TARGET: &str = "x86_64-unknown-linux-gnu";
-
 /// Options of `cargo xtask vm-test`.
 pub(crate) struct Options {
     /// A Debian kernel image package, e.g. `linux-image-6.1.0-56-amd64-unsigned`;
@@ -394,25 +392,10 @@ fn is_static_elf(path: &Path) -> Result<bool> {
     Ok(true)
 }
 
-/// Build tsusen statically linked (glibc, `+crt-static`) for x86-64.
+/// tsusen statically linked (glibc, `+crt-static`), built as the container
+/// image's binary is, and checked to be static: the VM has no libraries.
 fn build_static(toolchain: &str) -> Result<PathBuf> {
-    status(
-        crate::cargo(toolchain)
-            .args([
-                "build",
-                "--release",
-                "--package",
-                "tsusen",
-                "--target",
-                TARGET,
-            ])
-            .env("RUSTFLAGS", "-C target-feature=+crt-static"),
-    )?;
-    let target_dir = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => workspace_root().join(dir),
-        None => workspace_root().join("target"),
-    };
-    let binary = target_dir.join(TARGET).join("release").join("tsusen");
+    let binary = crate::image::build_static(toolchain)?;
     if !is_static_elf(&binary)? {
         bail!("{} is not statically linked", binary.display());
     }

@@ -21,6 +21,11 @@ fn effective() -> u64 {
         .unwrap_or(0)
 }
 
+/// Whether this process may mount filesystems (bpffs) itself.
+pub fn can_mount() -> bool {
+    effective() & (1 << CAP_SYS_ADMIN) != 0
+}
+
 /// Capabilities missing to load and attach: CAP_BPF + CAP_PERFMON (5.8+) or
 /// CAP_SYS_ADMIN (older kernels), and CAP_NET_ADMIN to attach XDP/TC.
 pub fn missing() -> Vec<&'static str> {
