@@ -184,13 +184,19 @@ impl Attempt {
     /// The counter of a candidate of this protocol.
     #[inline(always)]
     pub const fn candidate_stat(&self) -> Stat {
-        match self.proto {
-            IPPROTO_TCP => Stat::CandidateTcp,
-            IPPROTO_UDP => Stat::CandidateUdp,
-            IPPROTO_ICMP => Stat::CandidateIcmp,
-            IPPROTO_ICMPV6 => Stat::CandidateIcmpv6,
-            _ => Stat::CandidateOther,
-        }
+        candidate_stat(self.proto)
+    }
+}
+
+/// The counter of a candidate of protocol `proto`.
+#[inline(always)]
+pub const fn candidate_stat(proto: u8) -> Stat {
+    match proto {
+        IPPROTO_TCP => Stat::CandidateTcp,
+        IPPROTO_UDP => Stat::CandidateUdp,
+        IPPROTO_ICMP => Stat::CandidateIcmp,
+        IPPROTO_ICMPV6 => Stat::CandidateIcmpv6,
+        _ => Stat::CandidateOther,
     }
 }
 

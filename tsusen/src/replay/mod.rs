@@ -114,9 +114,9 @@ impl Replay {
     pub fn packet(&mut self, link: Link, data: &[u8], wall_ns: u64) -> Result<()> {
         self.summary.packets += 1;
         let network = link.network(data);
-        if self.sensor.is_outbound(data, network) {
-            self.sensor.outbound(data, network);
-        }
+        // A capture holds both directions: what the TC egress program sees
+        // live comes first, then what XDP sees.
+        self.sensor.outbound(data, network);
         if let Verdict::New(_) = self.sensor.inbound(data, network, wall_ns)? {
             self.summary.rows += 1;
         }

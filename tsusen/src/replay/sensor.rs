@@ -84,8 +84,14 @@ impl<R: Recorded> HostSensor<R> {
     /// An outbound packet: remember the UDP flow it opens, as the TC egress
     /// program does.
     pub fn outbound(&mut self, pkt: &[u8], network: Result<(usize, u16), Skip>) {
+        // Without local networks nothing is outbound (a capture of inbound
+        // traffic); with them, only flows a local address opened count.
+        if self.tables.local.is_empty() {
+            return;
+        }
         if let Ok((offset, ethertype)) = network
             && let Some(flow) = classify::outbound_udp_flow(pkt, offset, ethertype)
+            && self.tables.local.contains(&flow.local_ip)
         {
             self.tables.udp_flows.insert(flow);
             self.stats[Stat::UdpFlowsSeen as usize] += 1;
@@ -103,7 +109,7 @@ impl<R: Recorded> HostSensor<R> {
         let verdict = self.decide(pkt, network, wall_ns)?;
         let stat = match verdict {
             Verdict::Skipped(skip) => skip.stat(),
-            Verdict::Repeat(key) | Verdict::New(key) => candidate_stat(key.proto),
+            Verdict::Repeat(key) | Verdict::New(key) => classify::candidate_stat(key.proto),
         };
         self.stats[stat as usize] += 1;
         if let Verdict::New(_) = verdict {
@@ -137,38 +143,6 @@ impl<R: Recorded> HostSensor<R> {
         self.recorded.insert(key, wall_ns)?;
         Ok(Verdict::New(key))
     }
-
-    /// Whether a packet's source is local: it is outbound.
-    pub fn is_outbound(&self, pkt: &[u8], network: Result<(usize, u16), Skip>) -> bool {
-        if self.tables.local.is_empty() {
-            return false;
-        }
-        let Ok((offset, ethertype)) = network else {
-            return false;
-        };
-        // The source address sits at a fixed place in both IP headers.
-        let src = match ethertype {
-            classify::ETH_P_IPV4 => pkt
-                .get(offset + 12..offset + 16)
-                .map(|b| tsusen_common::tuple::ipv4_mapped([b[0], b[1], b[2], b[3]])),
-            classify::ETH_P_IPV6 => pkt
-                .get(offset + 8..offset + 24)
-                .map(|b| <[u8; 16]>::try_from(b).expect("16 bytes")),
-            _ => None,
-        };
-        src.is_some_and(|src| self.tables.local.contains(&src))
-    }
-}
-
-fn candidate_stat(proto: u8) -> Stat {
-    classify::Attempt {
-        proto,
-        src_ip: [0; 16],
-        dst_ip: [0; 16],
-        src_port: 0,
-        dst_port: 0,
-    }
-    .candidate_stat()
 }
 
 /// The row for a new tuple seen at `wall_ns`.
