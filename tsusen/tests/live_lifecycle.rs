@@ -274,3 +274,203 @@ fn a_full_out_dir_delays_rows_but_loses_and_tears_none() {
     let expected = live::sweep_tuples("198.18.1", 1..=2, SCAN_SOURCE);
     live::assert_tuples(&rows, &expected, "rows after the disk had room again");
 }
+
+#[test]
+fn traffic_during_startup_is_dated_today_and_judged_by_the_local_networks() {
+    let why = live::why_not(&["masscan"]);
+    skip_unless!(why.is_empty(), &why);
+    let _serial = live::serial();
+    let live = Live::new(TSUSEN);
+    let first_day = chrono::Utc::now().date_naive();
+    // 512 x 200 = 102,400 probes at 50,000 pps (about 2 s), running through
+    // the whole start: half go to 198.18.2.0/24, which is local, half to
+    // 198.18.3.0/24, which is not.
+    let started = Instant::now();
+    let scan = live::masscan(
+        &live.net,
+        "198.18.2.0/23",
+        "1-200",
+        102_400,
+        50_000,
+        SCAN_SOURCE,
+        &live.scratch.dir,
+    );
+    let before = live::if_counters(&live.net.peer, &live.net.peer_if).tx_packets;
+    while live::if_counters(&live.net.peer, &live.net.peer_if).tx_packets == before {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "masscan sent nothing"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+    let spawned_after = started.elapsed();
+    let mut daemon = live.start("sensor", &["--local", "198.18.2.0/24"]);
+    let ready_after = started.elapsed();
+    let sweep = scan.finish(Duration::from_secs(30));
+    eprintln!(
+        "spawned at {spawned_after:.2?}, ready at {ready_after:.2?}; the sweep's last frame at {:.2?}",
+        sweep.last_frame
+    );
+    assert!(
+        ready_after < sweep.last_frame,
+        "the sweep ran through the whole start"
+    );
+    daemon.wait_two_flushes(Duration::from_secs(10));
+    daemon.terminate_cleanly();
+    let last_day = chrono::Utc::now().date_naive();
+
+    // Not one row dated by the kernel's uptime (a 1970 file), not one row
+    // for the network outside --local.
+    let days = live::read_all_rows(&live.out_dir());
+    let allowed = [first_day, last_day].map(|d| d.format("%Y-%m-%d").to_string());
+    for day in days.keys() {
+        assert!(
+            allowed.contains(day),
+            "a day file {day}.csv: {:?}",
+            days.keys()
+        );
+    }
+    let rows: Vec<_> = days.into_values().flatten().collect();
+    assert!(!rows.is_empty(), "the sweep was recorded");
+    let outside: Vec<_> = rows
+        .iter()
+        .filter(|r| !r.dst.to_string().starts_with("198.18.2."))
+        .take(5)
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "rows for a destination outside --local: {outside:?}"
+    );
+}
+
+#[test]
+fn kill9_then_the_interface_recreated_then_restart_attaches_to_the_new_one() {
+    let why = live::why_not(&[]);
+    skip_unless!(why.is_empty(), &why);
+    let _serial = live::serial();
+    let live = Live::new(TSUSEN);
+    let sensor = TestNet::SENSOR_IP;
+    let mut first = live.start("first", &[]);
+    live::syns_from(&live.net.peer, sensor, &[2001]);
+    assert_eq!(
+        live::wait_rows(&live.out_dir(), 1, Duration::from_secs(10)),
+        1
+    );
+    first.kill9();
+    // The pinned links outlive the interface they were attached to.
+    live.net.recreate_veth();
+    assert!(!live.xdp_attached(), "a new interface starts bare");
+
+    let mut second = live.start("second", &[]);
+    assert!(live.xdp_attached(), "attached to the new interface");
+    live::syns_from(&live.net.peer, sensor, &[2002]);
+    assert_eq!(
+        live::wait_rows(&live.out_dir(), 2, Duration::from_secs(10)),
+        2
+    );
+    second.terminate_cleanly();
+    let peer = TestNet::PEER_IP;
+    let expected = [2001, 2002]
+        .map(|port| live::tuple("TCP", Some(port), peer, sensor))
+        .into();
+    live::assert_tuples(
+        &live::all_rows(&live.out_dir()),
+        &expected,
+        "before and after the interface was recreated",
+    );
+    assert!(!live.xdp_attached(), "XDP left attached after SIGTERM");
+    assert_eq!(
+        live::names_in(&live.pin_dir()),
+        Vec::<String>::new(),
+        "pins left after a clean stop"
+    );
+}
+
+/// The root of a bpffs, shared with the kernel (`maps.debug`,
+/// `progs.debug`) and other tools (a folder, a pinned map).
+fn shared_bpffs(live: &Live) -> (std::path::PathBuf, Vec<String>) {
+    let root = live.scratch.dir.join("bpf");
+    fs::create_dir(root.join("other-tool")).unwrap();
+    live::pin_foreign_map(&root.join("other_tools_map"));
+    let names = live::names_in(&root);
+    assert!(names.len() >= 2, "{names:?}");
+    (root, names)
+}
+
+#[test]
+fn a_sensor_at_the_root_of_a_shared_bpffs_touches_only_its_own_pins() {
+    let why = live::why_not(&[]);
+    skip_unless!(why.is_empty(), &why);
+    let _serial = live::serial();
+    let live = Live::new(TSUSEN);
+    let (root, foreign) = shared_bpffs(&live);
+    let root_arg = root.display().to_string();
+
+    let mut daemon = live.start("sensor", &["--pin-dir", &root_arg]);
+    assert!(
+        !daemon.lines().iter().any(|l| l.contains("adopted")),
+        "a fresh start claims to adopt an earlier run:\n{}",
+        daemon.tail()
+    );
+    assert!(
+        live::names_in(&root).len() > foreign.len(),
+        "tsusen pinned its maps and links there"
+    );
+    live::syns_from(&live.net.peer, TestNet::SENSOR_IP, &[3001]);
+    assert_eq!(
+        live::wait_rows(&live.out_dir(), 1, Duration::from_secs(10)),
+        1
+    );
+    daemon.terminate_cleanly();
+    assert_eq!(
+        live::names_in(&root),
+        foreign,
+        "after a clean stop: exactly what was there before"
+    );
+    assert!(!live.xdp_attached(), "XDP left attached after SIGTERM");
+}
+
+#[test]
+fn a_failed_start_in_a_shared_pin_dir_removes_only_what_it_pinned() {
+    let why = live::why_not(&[]);
+    skip_unless!(why.is_empty(), &why);
+    let _serial = live::serial();
+    let live = Live::new(TSUSEN);
+    let (root, foreign) = shared_bpffs(&live);
+    let root_arg = root.display().to_string();
+    // Another sensor holds the interface: this start loads, pins its maps,
+    // then fails to attach.
+    let other_out = live.scratch.path("other-out");
+    fs::create_dir(&other_out).unwrap();
+    let other_pins = root.join("other-tool/pins");
+    let (out_arg, pins_arg) = (
+        other_out.display().to_string(),
+        other_pins.display().to_string(),
+    );
+    let mut holder = live.start("holder", &["--out-dir", &out_arg, "--pin-dir", &pins_arg]);
+    let foreign_now = live::names_in(&root);
+    assert_eq!(
+        foreign_now, foreign,
+        "the holder's pins are in its own folder"
+    );
+
+    let mut failed = live.spawn("failed", &["--pin-dir", &root_arg]);
+    let status = failed
+        .wait_exit(Duration::from_secs(10))
+        .expect("the start fails");
+    assert!(!status.success());
+    let errors = failed.error_lines();
+    assert_eq!(errors.len(), 1, "{}", failed.tail());
+    assert!(errors[0].contains("already attached"), "{}", errors[0]);
+    assert_eq!(
+        live::names_in(&root),
+        foreign,
+        "after a failed start: exactly what was there before"
+    );
+    assert!(
+        live::names_in(&other_pins).len() >= 9,
+        "the holder's pins are untouched: {:?}",
+        live::names_in(&other_pins)
+    );
+    holder.terminate_cleanly();
+}

@@ -58,7 +58,7 @@ pub fn load(opts: &LoadOptions) -> Result<Ebpf> {
         loader.map_max_entries(maps::FIRST_SEEN, entries);
     }
     let pins: Vec<(&str, PathBuf)> = match &opts.pin_dir {
-        Some(dir) => all_maps().iter().map(|&m| (m, dir.join(m))).collect(),
+        Some(dir) => pins::MAPS.iter().map(|&m| (m, dir.join(m))).collect(),
         None => Vec::new(),
     };
     for (name, path) in &pins {
@@ -72,18 +72,6 @@ pub fn load(opts: &LoadOptions) -> Result<Ebpf> {
     xdp.load()
         .map_err(|err| privileges::explain(anyhow!(err), "loading the XDP program"))?;
     Ok(ebpf)
-}
-
-fn all_maps() -> [&'static str; 7] {
-    [
-        maps::FIRST_SEEN,
-        maps::STATS,
-        maps::CONFIG,
-        maps::LOCAL_NETS,
-        maps::IGNORED_NETS,
-        maps::IGNORED_PORTS,
-        maps::UDP_FLOWS,
-    ]
 }
 
 fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::Program> {
@@ -147,7 +135,7 @@ pub fn attach_xdp(ebpf: &mut Ebpf, iface: &str, mode: XdpMode) -> Result<(XdpLin
     Ok((link, mode))
 }
 
-fn os_error(err: &ProgramError) -> Option<i32> {
+pub(crate) fn os_error(err: &ProgramError) -> Option<i32> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {
         if let Some(io) = e.downcast_ref::<std::io::Error>() {

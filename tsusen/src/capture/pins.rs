@@ -3,30 +3,56 @@
 //! While a map or link is pinned, the kernel keeps it (and the XDP program
 //! keeps recording) even when the daemon dies, `kill -9` included; the next
 //! start finds the pins and adopts them. A clean shutdown removes them.
+//!
+//! The directory may be shared (the root of a bpffs holds the kernel's
+//! `maps.debug` and `progs.debug`; other tools pin there too): tsusen only
+//! ever looks at, adopts and removes the names it creates itself, its maps
+//! and its `link_<program>_<iface>` pins.
 
 use std::{
-    fs,
+    fs, io,
     path::{Path, PathBuf},
 };
 
 use anyhow::{Context as _, Result, bail};
 use log::info;
+use tsusen_common::maps;
+
+use crate::lock::{self, Lock};
 
 /// bpffs's magic number (`statfs` f_type).
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
+/// The maps tsusen pins, by their names in the eBPF object.
+pub const MAPS: [&str; 7] = [
+    maps::FIRST_SEEN,
+    maps::STATS,
+    maps::CONFIG,
+    maps::LOCAL_NETS,
+    maps::IGNORED_NETS,
+    maps::IGNORED_PORTS,
+    maps::UDP_FLOWS,
+];
+
 pub struct Pins {
     pub dir: PathBuf,
+    /// Whether this start created the directory: only then does a clean
+    /// stop remove it (once empty).
+    created: bool,
+    /// Held while the sensor runs: one sensor per pin directory.
+    _lock: Lock,
 }
 
 impl Pins {
     /// Make `dir` usable for pins: mount bpffs at `/sys/fs/bpf` when the
-    /// directory lives there and nothing is mounted yet, then create it.
+    /// directory lives there and nothing is mounted yet, then create it and
+    /// lock it (another sensor on it is refused, naming its PID).
     pub fn prepare(dir: &Path) -> Result<Self> {
         let fs_root = Path::new("/sys/fs/bpf");
         if dir.starts_with(fs_root) && !is_bpffs(fs_root) {
             mount_bpffs(fs_root)?;
         }
+        let created = !dir.exists();
         fs::create_dir_all(dir)
             .with_context(|| format!("cannot create pin directory {}", dir.display()))?;
         if !is_bpffs(dir) {
@@ -36,8 +62,11 @@ impl Pins {
                 dir.display()
             );
         }
+        let lock = lock::directory(dir, "pin directory")?;
         Ok(Pins {
             dir: dir.to_path_buf(),
+            created,
+            _lock: lock,
         })
     }
 
@@ -50,18 +79,32 @@ impl Pins {
         self.dir.join(format!("link_{program}_{iface}"))
     }
 
-    /// Whether an earlier run left anything here to adopt.
-    pub fn any(&self) -> bool {
-        fs::read_dir(&self.dir).is_ok_and(|mut d| d.next().is_some())
+    /// Whether an earlier run left its maps here to adopt (the first-seen
+    /// map holds what it recorded). Anything else in the directory is not
+    /// ours and says nothing.
+    pub fn earlier_run(&self) -> bool {
+        self.map(maps::FIRST_SEEN).exists()
     }
 
-    /// Remove every pin and the directory (a clean shutdown).
-    pub fn remove_all(&self) -> Result<()> {
-        for entry in fs::read_dir(&self.dir)?.flatten() {
-            fs::remove_file(entry.path())
-                .with_context(|| format!("unpinning {}", entry.path().display()))?;
+    /// Unpin tsusen's maps (a clean shutdown, or a failed fresh start) and
+    /// remove the directory when this start created it and it is now empty.
+    /// The links are unpinned by whoever holds them; other names are left
+    /// alone.
+    pub fn remove_maps(&self) -> Result<()> {
+        for name in MAPS {
+            let path = self.map(name);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                Err(err) => {
+                    return Err(err).with_context(|| format!("unpinning {}", path.display()));
+                }
+            }
         }
-        let _ = fs::remove_dir(&self.dir);
+        if self.created {
+            // Fails (and is meant to) when anything else is in it.
+            let _ = fs::remove_dir(&self.dir);
+        }
         Ok(())
     }
 }

@@ -7,9 +7,9 @@
 //! links (bpf_link_update, atomic: no packet goes unseen), so what was
 //! recorded meanwhile is drained like anything else.
 
-use std::path::Path;
+use std::{fs, path::Path};
 
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
     Ebpf,
     maps::{HashMap, MapData, PerCpuArray, PerCpuValues},
@@ -48,20 +48,38 @@ pub struct Sensor {
 }
 
 impl Sensor {
-    /// Load the programs (against pinned maps, if any) and attach them to
-    /// every interface, adopting pinned links of an earlier run.
+    /// Load the programs (against pinned maps, if any), let `settle` write
+    /// every table and setting into the maps, and only then attach to every
+    /// interface (adopting pinned links of an earlier run): no packet is
+    /// ever seen with an unset clock or empty local networks.
+    ///
+    /// A start that fails leaves nothing behind; an adopted sensor stays
+    /// attached and pinned, since its maps hold what was not written yet.
     pub fn start(
         ifaces: &[String],
         mode: XdpMode,
         first_seen_entries: u32,
         pins: Option<Pins>,
         force: bool,
+        settle: impl FnOnce(&mut Ebpf) -> Result<()>,
     ) -> Result<(Self, Vec<AttachedMode>)> {
-        let adopted = pins.as_ref().is_some_and(Pins::any);
-        let ebpf = super::load(&LoadOptions {
+        let adopted = pins.as_ref().is_some_and(Pins::earlier_run);
+        let loaded = super::load(&LoadOptions {
             first_seen_entries: Some(first_seen_entries),
             pin_dir: pins.as_ref().map(|p| p.dir.clone()),
-        })?;
+        });
+        let ebpf = match loaded {
+            Ok(ebpf) => ebpf,
+            Err(err) => {
+                // The loader pins each map as it creates it.
+                if let Some(pins) = pins.as_ref().filter(|_| !adopted)
+                    && let Err(undo) = pins.remove_maps()
+                {
+                    warn!("undoing the failed start: {undo:#}");
+                }
+                return Err(err);
+            }
+        };
         let mut sensor = Sensor {
             ebpf,
             pins,
@@ -71,24 +89,40 @@ impl Sensor {
         if adopted {
             sensor.warn_if_resized(first_seen_entries);
         }
-        let mut modes = Vec::new();
-        for iface in ifaces {
-            let attached = sensor
-                .attach_xdp(iface, mode, force)
-                .and_then(|mode| sensor.attach_egress(iface).map(|()| mode));
-            match attached {
-                Ok(mode) => modes.push((iface.clone(), mode)),
-                Err(err) => {
-                    // Leave nothing behind, unless it was an earlier run's
-                    // sensor, which keeps recording for the next try.
-                    if !sensor.adopted {
-                        let _ = sensor.shutdown();
-                    }
-                    return Err(err);
-                }
+        let attached = settle(&mut sensor.ebpf).and_then(|()| {
+            let mut modes = Vec::new();
+            for iface in ifaces {
+                let mode = sensor.attach_xdp(iface, mode, force)?;
+                sensor.attach_egress(iface)?;
+                modes.push((iface.clone(), mode));
+            }
+            Ok(modes)
+        });
+        match attached {
+            Ok(modes) => Ok((sensor, modes)),
+            Err(err) => {
+                sensor.abandon_start();
+                Err(err)
             }
         }
-        Ok((sensor, modes))
+    }
+
+    /// Undo a start that failed before the daemon's main loop: detach and
+    /// unpin what a fresh start made. An adopted sensor stays attached and
+    /// pinned: its maps hold entries not on disk yet.
+    pub fn abandon_start(self) {
+        if self.adopted {
+            warn!(
+                "the sensor an earlier run left stays attached and pinned in {}; \
+                 the next start drains it",
+                self.pins
+                    .as_ref()
+                    .map_or("?".into(), |p| p.dir.display().to_string())
+            );
+            self.leave_running();
+        } else if let Err(err) = self.shutdown() {
+            warn!("undoing the failed start: {err:#}");
+        }
     }
 
     /// Loaded but attached nowhere, nothing pinned: for tests and benchmarks
@@ -128,21 +162,39 @@ impl Sensor {
     /// earlier run's link was adopted (it keeps the mode it had).
     fn attach_xdp(&mut self, iface: &str, mode: XdpMode, force: bool) -> Result<Option<XdpMode>> {
         let pin = self.link_pin(XDP_PROGRAM, iface);
-        let xdp: &mut Xdp = program(&mut self.ebpf, XDP_PROGRAM)?.try_into()?;
         if let Some(path) = pin.as_deref().filter(|p| p.exists()) {
-            // An earlier run's link: put the new program into it.
-            let link = XdpLink::try_from(adopt(path)?)?;
-            let id = xdp
-                .attach_to_link(link)
-                .with_context(|| format!("adopting the XDP link on {iface}"))?;
-            let link = FdLink::try_from(xdp.take_link(id)?)?;
-            self.attached.push((
-                iface.to_owned(),
-                XDP_PROGRAM,
-                Attached::Pinned(link.pin(path)?),
-            ));
-            info!("{iface}: adopted the running XDP program's link");
-            return Ok(None);
+            let ifindex = super::iface::require(iface)?;
+            let target = super::force::pinned_xdp_target(path)
+                .with_context(|| format!("opening the pinned link {}", path.display()))?;
+            match target {
+                // The interface it was attached to is gone (deleted, or
+                // recreated under the same name): the link is dead weight.
+                Some(target) if target.ifindex == 0 => {
+                    warn!(
+                        "{iface}: the XDP link an earlier run pinned was severed (the interface \
+                         was removed or recreated); attaching afresh"
+                    );
+                    fs::remove_file(path)
+                        .with_context(|| format!("unpinning {}", path.display()))?;
+                }
+                Some(target)
+                    if target.ifindex == ifindex
+                        && super::iface::xdp_prog_ids(ifindex)
+                            .is_ok_and(|ids| ids.contains(&target.prog_id)) =>
+                {
+                    let link = PinnedLink::from_pin(path)
+                        .with_context(|| format!("opening the pinned link {}", path.display()))?;
+                    self.adopt(XDP_PROGRAM, iface, link, path)?;
+                    info!("{iface}: adopted the running XDP program's link");
+                    return Ok(None);
+                }
+                _ => bail!(
+                    "the pinned link {} is not attached to {iface} of this network namespace; \
+                     remove it (rm {}) or use another --pin-dir",
+                    path.display(),
+                    path.display()
+                ),
+            }
         }
         if force {
             super::force::detach_xdp(iface)?;
@@ -160,6 +212,41 @@ impl Sensor {
         Ok(Some(mode))
     }
 
+    /// Put the loaded `program` into an earlier run's pinned link (an atomic
+    /// program swap: bpf_link_update, kernel 5.7 for XDP, 6.6 for TCX). The
+    /// pin stays in place throughout, so a failed swap leaves the earlier
+    /// sensor as it was.
+    fn adopt(
+        &mut self,
+        name: &'static str,
+        iface: &str,
+        link: PinnedLink,
+        path: &Path,
+    ) -> Result<()> {
+        let fd = FdLink::from(link);
+        let context = || format!("adopting the pinned link {} on {iface}", path.display());
+        match program(&mut self.ebpf, name)? {
+            aya::programs::Program::Xdp(xdp) => {
+                let id = xdp
+                    .attach_to_link(XdpLink::try_from(fd)?)
+                    .with_context(context)?;
+                drop(xdp.take_link(id)?);
+            }
+            aya::programs::Program::SchedClassifier(egress) => {
+                let id = egress
+                    .attach_to_link(SchedClassifierLink::try_from(fd)?)
+                    .with_context(context)?;
+                drop(egress.take_link(id)?);
+            }
+            _ => bail!("cannot adopt a link of program {name}"),
+        }
+        // Our fd closed; the pin still holds the link, now running our program.
+        let link = PinnedLink::from_pin(path).with_context(context)?;
+        self.attached
+            .push((iface.to_owned(), name, Attached::Pinned(link)));
+        Ok(())
+    }
+
     fn attach_egress(&mut self, iface: &str) -> Result<()> {
         let pin = self.link_pin(EGRESS_PROGRAM, iface);
         let egress: &mut SchedClassifier = program(&mut self.ebpf, EGRESS_PROGRAM)?.try_into()?;
@@ -167,16 +254,24 @@ impl Sensor {
             egress.load().context("loading the TC egress program")?;
         }
         if let Some(path) = pin.as_deref().filter(|p| p.exists()) {
-            let link = SchedClassifierLink::try_from(adopt(path)?)?;
-            let id = egress.attach_to_link(link)?;
-            let link = FdLink::try_from(egress.take_link(id)?)?;
-            self.attached.push((
-                iface.to_owned(),
-                EGRESS_PROGRAM,
-                Attached::Pinned(link.pin(path)?),
-            ));
-            return Ok(());
+            let link = PinnedLink::from_pin(path)
+                .with_context(|| format!("opening the pinned link {}", path.display()))?;
+            match self.adopt(EGRESS_PROGRAM, iface, link, path) {
+                Ok(()) => return Ok(()),
+                // The interface went away under the link (kernel: ENOLINK,
+                // "Link has been severed"): replace it.
+                Err(err) if severed(&err) => {
+                    warn!(
+                        "{iface}: the TC egress link an earlier run pinned was severed; \
+                         attaching afresh"
+                    );
+                    fs::remove_file(path)
+                        .with_context(|| format!("unpinning {}", path.display()))?;
+                }
+                Err(err) => return Err(err),
+            }
         }
+        let egress: &mut SchedClassifier = program(&mut self.ebpf, EGRESS_PROGRAM)?.try_into()?;
         // The clsact qdisc carries TC programs on kernels without TCX; it may be there already.
         if let Err(err) = tc::qdisc_add_clsact(iface) {
             log::debug!("{iface}: clsact qdisc: {err}");
@@ -186,8 +281,6 @@ impl Sensor {
             .with_context(|| format!("attaching the TC egress program to {iface}"))?;
         let attached = match pin {
             Some(path) => {
-                let egress: &mut SchedClassifier =
-                    program(&mut self.ebpf, EGRESS_PROGRAM)?.try_into()?;
                 let link = egress.take_link(id)?;
                 match FdLink::try_from(link) {
                     Ok(fd) => Attached::Pinned(fd.pin(&path)?),
@@ -203,6 +296,33 @@ impl Sensor {
         self.attached
             .push((iface.to_owned(), EGRESS_PROGRAM, attached));
         Ok(())
+    }
+
+    /// The interfaces whose XDP program is no longer ours: someone detached
+    /// or replaced it (`--force`, `ip link set ... xdp off`), or the
+    /// interface is gone. Nothing is recorded from those.
+    pub fn detached(&self) -> Result<Vec<String>> {
+        let xdp: &Xdp = self
+            .ebpf
+            .program(XDP_PROGRAM)
+            .context("the eBPF object has no XDP program")?
+            .try_into()?;
+        let ours = xdp.info()?.id();
+        let mut gone = Vec::new();
+        for (iface, program, _) in &self.attached {
+            if *program != XDP_PROGRAM {
+                continue;
+            }
+            let running = match super::iface::index(iface) {
+                Some(index) => super::iface::xdp_prog_ids(index)
+                    .with_context(|| format!("asking which XDP program {iface} runs"))?,
+                None => Vec::new(),
+            };
+            if !running.contains(&ours) {
+                gone.push(iface.clone());
+            }
+        }
+        Ok(gone)
     }
 
     pub fn ebpf(&mut self) -> &mut Ebpf {
@@ -264,7 +384,7 @@ impl Sensor {
         }
         drop(ebpf);
         if let Some(pins) = pins {
-            pins.remove_all()?;
+            pins.remove_maps()?;
         }
         Ok(())
     }
@@ -282,12 +402,16 @@ fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::
         .ok_or_else(|| anyhow!("the eBPF object has no program {name}"))
 }
 
-/// Take over a pinned link: its fd, with the pin removed for the moment
-/// (it is pinned again right after the program swap).
-fn adopt(path: &Path) -> Result<FdLink> {
-    let pinned = PinnedLink::from_pin(path)
-        .with_context(|| format!("opening the pinned link {}", path.display()))?;
-    Ok(pinned.unpin()?)
+/// Whether an error is the kernel's ENOLINK: a link whose interface is gone.
+fn severed(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<aya::programs::ProgramError>()
+            .and_then(super::os_error)
+            == Some(libc::ENOLINK)
+            || e.downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::raw_os_error)
+                == Some(libc::ENOLINK)
+    })
 }
 
 fn pin_or_own(link: XdpLink, path: &Path, iface: &str) -> Result<Attached> {

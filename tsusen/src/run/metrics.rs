@@ -33,6 +33,9 @@ pub struct Snapshot {
     pub map_entries: u64,
     pub local_networks: u64,
     pub flush_unix: i64,
+    /// Interfaces whose XDP program is no longer tsusen's (detached,
+    /// replaced, or the interface is gone).
+    pub links_detached: u64,
 }
 
 pub struct Metrics {

@@ -77,16 +77,42 @@ pub fn run(args: RunArgs) -> Result<()> {
         skew_ns: settings.clock_skew_ns,
     };
 
+    // One sensor per out-dir and per pin directory, held until exit.
+    let out_dir_lock = crate::lock::out_dir(&settings.out_dir)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+
     capture::raise_memlock_limit();
     let pins = Pins::prepare(&settings.pin_dir)?;
-    let (mut sensor, modes) = Sensor::start(
+    // Every table and setting is in the maps before the first packet is
+    // seen (an unset clock offset would date it 1970, empty local networks
+    // would take it as inbound): written between loading and attaching.
+    let offset = clock.kernel_offset();
+    let (sensor, modes) = Sensor::start(
         &settings.ifaces,
         settings.xdp_mode,
         settings.map_size,
         Some(pins),
         settings.force,
+        |ebpf| tables.write_to_kernel(ebpf, offset),
     )?;
-    tables.write_to_kernel(sensor.ebpf(), clock.kernel_offset())?;
+    // From here on, the daemon undoes this start if anything fails before
+    // its main loop (see `Drop for Daemon`).
+    let adopted = sensor.adopted;
+    let daemon = Daemon {
+        settings,
+        clock,
+        sensor: Some(sensor),
+        store,
+        tables,
+        extra_local,
+        local_list,
+        drain: Drain::default(),
+        metrics: None,
+        looping: false,
+        _out_dir_lock: out_dir_lock,
+    };
 
     let attached: Vec<String> = modes
         .iter()
@@ -98,32 +124,17 @@ pub fn run(args: RunArgs) -> Result<()> {
     info!(
         "watching {} -> {} every {}; local: {}; first-seen map {} entries; pins in {}{}",
         attached.join(", "),
-        settings.out_dir.display(),
-        humantime::format_duration(settings.flush_interval),
-        show(&local_list),
-        settings.map_size,
-        settings.pin_dir.display(),
-        if sensor.adopted {
+        daemon.settings.out_dir.display(),
+        humantime::format_duration(daemon.settings.flush_interval),
+        show(&daemon.local_list),
+        daemon.settings.map_size,
+        daemon.settings.pin_dir.display(),
+        if adopted {
             " (adopted the sensor an earlier run left recording)"
         } else {
             ""
         }
     );
-
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let daemon = Daemon {
-        settings,
-        clock,
-        sensor: Some(sensor),
-        store,
-        tables,
-        extra_local,
-        local_list,
-        drain: Drain::default(),
-        metrics: None,
-    };
     runtime.block_on(daemon.run(metrics_listener))
 }
 
@@ -146,6 +157,21 @@ struct Daemon {
     local_list: Vec<IpNet>,
     drain: Drain,
     metrics: Option<metrics::Metrics>,
+    /// Whether the main loop was reached: until then, dropping the daemon
+    /// (an error or a panic) undoes the start.
+    looping: bool,
+    /// Held until exit: one sensor per out-dir.
+    _out_dir_lock: crate::lock::Lock,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if !self.looping
+            && let Some(sensor) = self.sensor.take()
+        {
+            sensor.abandon_start();
+        }
+    }
 }
 
 impl Daemon {
@@ -158,11 +184,19 @@ impl Daemon {
         let mut watch = local::AddressWatch::new()?;
         let mut term = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
+        let Some(mut next_flush) = Instant::now().checked_add(self.settings.flush_interval) else {
+            bail!(
+                "--flush-interval {} is too long",
+                humantime::format_duration(self.settings.flush_interval)
+            );
+        };
+        // Past this point a failure leaves the sensor attached and pinned
+        // for the next start (the drain has begun).
+        self.looping = true;
         info!("ready");
 
         // Drain at once: an adopted sensor may hold a lot.
         self.flush();
-        let mut next_flush = Instant::now() + self.settings.flush_interval;
         loop {
             let deadline = next_flush.min(Instant::now() + self.clock.until_after_midnight());
             tokio::select! {
@@ -240,6 +274,23 @@ impl Daemon {
             .as_mut()
             .expect("the sensor runs until shutdown");
         let drained = self.drain.run(sensor, &mut self.store)?;
+        // Someone may have taken an interface from us (`--force` from
+        // another sensor, `ip link set ... xdp off`, the interface deleted):
+        // say so at every flush while it lasts.
+        let detached = match sensor.detached() {
+            Ok(ifaces) => ifaces,
+            Err(err) => {
+                warn!("checking the XDP attachments: {err:#}");
+                Vec::new()
+            }
+        };
+        for iface in &detached {
+            error!(
+                "{iface}: tsusen's XDP program is no longer attached (detached or replaced by \
+                 another program, or the interface is gone); nothing is recorded from {iface} \
+                 until tsusen is restarted"
+            );
+        }
         let kernel = sensor.stats()?;
         let today = (self.clock.wall_ns() / NS_PER_DAY) as u16;
         // Yesterday stays in memory for late entries; older days are on disk.
@@ -275,6 +326,7 @@ impl Daemon {
                 map_entries: drained.entries as u64,
                 local_networks: self.tables.local.len() as u64,
                 flush_unix: (self.clock.wall_ns() / 1_000_000_000) as i64,
+                links_detached: detached.len() as u64,
             });
         }
         Ok(())

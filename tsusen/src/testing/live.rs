@@ -197,6 +197,56 @@ pub fn xdp_attached(ns: &Netns, ifname: &str) -> bool {
         .contains("xdp")
 }
 
+/// Pin a small array map at `path` on a bpffs, as another tool would
+/// (BPF_MAP_CREATE, BPF_OBJ_PIN): something a sensor sharing the directory
+/// must leave alone.
+pub fn pin_foreign_map(path: &Path) {
+    use std::os::unix::ffi::OsStrExt as _;
+
+    use aya_obj::generated::{bpf_attr, bpf_cmd, bpf_map_type};
+    let bpf = |cmd: bpf_cmd, attr: &mut bpf_attr| {
+        // SAFETY: a zero-initialised bpf_attr of the size passed.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                cmd as libc::c_long,
+                attr as *mut bpf_attr,
+                size_of::<bpf_attr>(),
+            )
+        };
+        assert!(rc >= 0, "{cmd:?}: {}", io::Error::last_os_error());
+        rc as i32
+    };
+    // SAFETY: plain integers: all-zero is valid.
+    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+    attr.__bindgen_anon_1.map_type = bpf_map_type::BPF_MAP_TYPE_ARRAY as u32;
+    attr.__bindgen_anon_1.key_size = 4;
+    attr.__bindgen_anon_1.value_size = 4;
+    attr.__bindgen_anon_1.max_entries = 1;
+    let fd = bpf(bpf_cmd::BPF_MAP_CREATE, &mut attr);
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: as above.
+    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+    attr.__bindgen_anon_4.pathname = c_path.as_ptr() as u64;
+    attr.__bindgen_anon_4.bpf_fd = fd as u32;
+    bpf(bpf_cmd::BPF_OBJ_PIN, &mut attr);
+    // SAFETY: our fd; the pin holds the map from now on.
+    unsafe { libc::close(fd) };
+}
+
+/// The names in a directory, sorted.
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 #[derive(Default)]
 struct LogState {
     lines: Vec<String>,

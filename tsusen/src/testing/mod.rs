@@ -104,30 +104,40 @@ impl TestNet {
     pub const PEER_IP6: &'static str = "2001:db8:7:1::2";
 
     pub fn new() -> Self {
-        let sensor = Netns::new("s");
-        let peer = Netns::new("p");
-        let sensor_if = unique_name("vs");
-        let peer_if = unique_name("vp");
+        let net = TestNet {
+            sensor: Netns::new("s"),
+            peer: Netns::new("p"),
+            sensor_if: unique_name("vs"),
+            peer_if: unique_name("vp"),
+        };
+        net.add_veth();
+        net
+    }
+
+    /// The veth pair, one end per namespace, addressed and up.
+    fn add_veth(&self) {
+        let (sensor, peer) = (&self.sensor, &self.peer);
+        let (sensor_if, peer_if) = (&self.sensor_if, &self.peer_if);
         run(
             "ip",
             &[
                 "link",
                 "add",
-                &sensor_if,
+                sensor_if,
                 "netns",
                 &sensor.name,
                 "type",
                 "veth",
                 "peer",
                 "name",
-                &peer_if,
+                peer_if,
                 "netns",
                 &peer.name,
             ],
         );
         for (ns, ifname, v4, v6) in [
-            (&sensor, &sensor_if, Self::SENSOR_IP, Self::SENSOR_IP6),
-            (&peer, &peer_if, Self::PEER_IP, Self::PEER_IP6),
+            (sensor, sensor_if, Self::SENSOR_IP, Self::SENSOR_IP6),
+            (peer, peer_if, Self::PEER_IP, Self::PEER_IP6),
         ] {
             ns.exec("ip", &["addr", "add", &format!("{v4}/24"), "dev", ifname]);
             ns.exec(
@@ -144,12 +154,26 @@ impl TestNet {
             );
             ns.exec("ip", &["link", "set", ifname, "up"]);
         }
-        TestNet {
-            sensor,
-            peer,
-            sensor_if,
-            peer_if,
-        }
+    }
+
+    /// Delete the veth pair and make it again under the same names (new
+    /// interfaces, new ifindexes): what a reconfigured host does.
+    pub fn recreate_veth(&self) {
+        self.sensor
+            .exec("ip", &["link", "del", "dev", &self.sensor_if]);
+        self.add_veth();
+    }
+
+    /// The kernel's index of the sensor's veth end (in its namespace).
+    pub fn sensor_ifindex(&self) -> u32 {
+        self.sensor
+            .exec(
+                "cat",
+                &[&format!("/sys/class/net/{}/ifindex", self.sensor_if)],
+            )
+            .trim()
+            .parse()
+            .unwrap()
     }
 
     /// The MAC address of the sensor's veth end (for raw senders like masscan).
