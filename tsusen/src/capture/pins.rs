@@ -86,13 +86,28 @@ impl Pins {
         self.map(maps::FIRST_SEEN).exists()
     }
 
-    /// Unpin tsusen's maps (a clean shutdown, or a failed fresh start) and
-    /// remove the directory when this start created it and it is now empty.
-    /// The links are unpinned by whoever holds them; other names are left
-    /// alone.
-    pub fn remove_maps(&self) -> Result<()> {
-        for name in MAPS {
-            let path = self.map(name);
+    /// Unpin tsusen's maps and any link pin of its naming left (a clean
+    /// shutdown, or a failed fresh start), and remove the directory when
+    /// this start created it and it is now empty. Other names are left
+    /// alone. The links this run holds are unpinned by the sensor first.
+    ///
+    /// A leftover link pin is an earlier run's, on an interface this run
+    /// does not watch: its program wrote into the same pinned maps, which
+    /// were drained, so it goes too (it would record into maps no one
+    /// drains).
+    pub fn remove_own(&self) -> Result<()> {
+        let prefixes = [super::XDP_PROGRAM, super::EGRESS_PROGRAM].map(|p| format!("link_{p}_"));
+        let links = fs::read_dir(&self.dir)
+            .with_context(|| format!("reading {}", self.dir.display()))?
+            .flatten()
+            .map(|entry| entry.file_name())
+            .filter(|name| {
+                let name = name.to_string_lossy();
+                prefixes.iter().any(|p| name.starts_with(p.as_str()))
+            })
+            .map(|name| self.dir.join(name));
+        let maps = MAPS.iter().map(|name| self.map(name));
+        for path in maps.chain(links.collect::<Vec<_>>()) {
             match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(err) if err.kind() == io::ErrorKind::NotFound => {}

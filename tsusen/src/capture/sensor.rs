@@ -73,7 +73,7 @@ impl Sensor {
             Err(err) => {
                 // The loader pins each map as it creates it.
                 if let Some(pins) = pins.as_ref().filter(|_| !adopted)
-                    && let Err(undo) = pins.remove_maps()
+                    && let Err(undo) = pins.remove_own()
                 {
                     warn!("undoing the failed start: {undo:#}");
                 }
@@ -384,7 +384,7 @@ impl Sensor {
         }
         drop(ebpf);
         if let Some(pins) = pins {
-            pins.remove_maps()?;
+            pins.remove_own()?;
         }
         Ok(())
     }
