@@ -3,19 +3,22 @@
 
 use std::{
     fs,
-    net::SocketAddr,
     path::{Path, PathBuf},
     time::Duration,
 };
 
 use anyhow::{Context as _, Result, bail};
 use clap::ValueEnum as _;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer, de::DeserializeOwned};
 use tsusen_common::DEFAULT_FIRST_SEEN_ENTRIES;
 
 use crate::{
     capture::XdpMode,
-    cli::{RuleArgs, RunArgs, parse_flush_interval},
+    cli::{
+        MAX_MAP_SIZE, MAX_MAX_PENDING, MIN_MAP_SIZE, RuleArgs, RunArgs, parse_flush_interval,
+        read_named_file,
+    },
+    http::{auth::Auth, listen::ListenAddr},
     tables::Tables,
 };
 
@@ -23,6 +26,7 @@ pub const DEFAULT_OUT_DIR: &str = "/var/log/tsusen";
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/tsusen";
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(15 * 60);
 pub const DEFAULT_MAX_PENDING: usize = 1_000_000;
+const NS_PER_DAY_I64: i64 = 86_400 * 1_000_000_000;
 
 #[derive(Debug)]
 pub struct Settings {
@@ -37,7 +41,9 @@ pub struct Settings {
     pub local: Vec<ipnet::IpNet>,
     pub map_size: u32,
     pub pin_dir: PathBuf,
-    pub metrics: Option<SocketAddr>,
+    pub metrics: Option<ListenAddr>,
+    /// What `/metrics` requires (`--metrics-auth-file`).
+    pub metrics_auth: Option<Auth>,
     pub max_pending: usize,
     pub force: bool,
     /// Seconds the injected clock is ahead of the real one (`--clock-start`).
@@ -48,24 +54,43 @@ pub struct Settings {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 struct FileConfig {
+    #[serde(deserialize_with = "one_or_many")]
     iface: Vec<String>,
     xdp_mode: Option<String>,
     out_dir: Option<PathBuf>,
     flush_interval: Option<String>,
+    #[serde(deserialize_with = "one_or_many")]
     local: Vec<String>,
+    #[serde(deserialize_with = "one_or_many")]
     ignore_port: Vec<toml::Value>,
+    #[serde(deserialize_with = "one_or_many")]
     ignore_net: Vec<String>,
     include_multicast: Option<bool>,
-    map_size: Option<u32>,
+    // Wider than the flag's u32, so a too-large value gets the bound's message.
+    map_size: Option<u64>,
     pin_dir: Option<PathBuf>,
     metrics: Option<String>,
+    metrics_auth_file: Option<PathBuf>,
     max_pending: Option<usize>,
     force: Option<bool>,
 }
 
+/// A list key also takes one value: `iface = "eth0"` as `iface = ["eth0"]`.
+fn one_or_many<'de, D: Deserializer<'de>, T: DeserializeOwned>(
+    deserializer: D,
+) -> Result<Vec<T>, D::Error> {
+    let items = match toml::Value::deserialize(deserializer)? {
+        toml::Value::Array(items) => items,
+        one => vec![one],
+    };
+    items
+        .into_iter()
+        .map(|item| T::deserialize(item).map_err(serde::de::Error::custom))
+        .collect()
+}
+
 fn read_config(path: &Path) -> Result<FileConfig> {
-    let text = fs::read_to_string(path)
-        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let text = read_named_file(path, &format!("config file {}", path.display()))?;
     toml::from_str(&text).map_err(|err| {
         // toml's messages span lines; keep the one line that says what is wrong.
         let first = err
@@ -123,25 +148,66 @@ impl Settings {
         };
         let metrics = match (args.metrics, file.metrics) {
             (Some(addr), _) => Some(addr),
-            (None, Some(text)) => Some(text.parse().with_context(|| {
-                format!("config file: metrics {text:?} is not an address like 127.0.0.1:9339")
-            })?),
+            (None, Some(text)) => Some(
+                text.parse::<ListenAddr>()
+                    .map_err(|e| anyhow::anyhow!("config file: metrics: {e}"))?,
+            ),
             (None, None) => None,
+        };
+        let metrics_auth_file = args.metrics_auth_file.or(file.metrics_auth_file);
+        // Only from the file: an environment variable would reach every
+        // child of the unit too.
+        let metrics_auth = match &metrics_auth_file {
+            Some(path) => Some(Auth::parse(
+                &read_named_file(path, &format!("--metrics-auth-file {}", path.display()))?,
+                &format!("--metrics-auth-file {}", path.display()),
+            )?),
+            None => None,
         };
         let map_size = args
             .map_size
+            .map(u64::from)
             .or(file.map_size)
-            .unwrap_or(DEFAULT_FIRST_SEEN_ENTRIES);
-        if map_size < 1024 {
-            bail!("map-size {map_size} is below the 1024 minimum");
+            .unwrap_or(u64::from(DEFAULT_FIRST_SEEN_ENTRIES));
+        let map_size = match u32::try_from(map_size) {
+            Ok(n) if (MIN_MAP_SIZE..=MAX_MAP_SIZE).contains(&n) => n,
+            _ => bail!(
+                "map-size {map_size} is outside {MIN_MAP_SIZE}..={MAX_MAP_SIZE} (2^26 entries, about 6.7 GB of kernel memory, is the most)"
+            ),
+        };
+        let max_pending = args
+            .max_pending
+            .or(file.max_pending)
+            .unwrap_or(DEFAULT_MAX_PENDING);
+        if max_pending > MAX_MAX_PENDING {
+            bail!("max-pending {max_pending} is above the {MAX_MAX_PENDING} maximum");
+        }
+        let out_dir = args
+            .out_dir
+            .or(file.out_dir)
+            .unwrap_or_else(|| DEFAULT_OUT_DIR.into());
+        let pin_dir = args
+            .pin_dir
+            .or(file.pin_dir)
+            .unwrap_or_else(|| DEFAULT_PIN_DIR.into());
+        // An empty path would mean the current directory.
+        if out_dir.as_os_str().is_empty() {
+            bail!("out-dir is empty; name a directory (default {DEFAULT_OUT_DIR})");
+        }
+        if pin_dir.as_os_str().is_empty() {
+            bail!("pin-dir is empty; name a directory (default {DEFAULT_PIN_DIR})");
         }
         let clock_skew_ns = match &args.clock_start {
             Some(text) => {
                 let start = chrono::DateTime::parse_from_rfc3339(text)
                     .with_context(|| format!("--clock-start {text:?} is not an RFC 3339 time"))?;
+                // Day files are named for days 1970-01-01 to 2149-06-06.
                 let start_ns = start
                     .timestamp_nanos_opt()
-                    .context("--clock-start out of range")?;
+                    .filter(|ns| (0..=i64::from(u16::MAX) * NS_PER_DAY_I64).contains(ns))
+                    .with_context(|| {
+                        format!("--clock-start {text:?} is outside 1970-01-01 to 2149-06-06")
+                    })?;
                 start_ns
                     - chrono::Utc::now()
                         .timestamp_nanos_opt()
@@ -161,10 +227,7 @@ impl Settings {
         Ok(Settings {
             ifaces,
             xdp_mode,
-            out_dir: args
-                .out_dir
-                .or(file.out_dir)
-                .unwrap_or_else(|| DEFAULT_OUT_DIR.into()),
+            out_dir,
             flush_interval,
             tables: rules.tables()?,
             local: rules
@@ -173,15 +236,10 @@ impl Settings {
                 .map(|net| crate::tables::parse_net(net))
                 .collect::<Result<_>>()?,
             map_size,
-            pin_dir: args
-                .pin_dir
-                .or(file.pin_dir)
-                .unwrap_or_else(|| DEFAULT_PIN_DIR.into()),
+            pin_dir,
             metrics,
-            max_pending: args
-                .max_pending
-                .or(file.max_pending)
-                .unwrap_or(DEFAULT_MAX_PENDING),
+            metrics_auth,
+            max_pending,
             force: args.force || file.force.unwrap_or(false),
             clock_skew_ns,
         })
