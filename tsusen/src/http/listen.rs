@@ -63,7 +63,8 @@ pub fn is_loopback(ip: IpAddr) -> bool {
 
 impl ListenAddr {
     /// The addresses to try, in order. `:PORT` is IPv6's any address (which
-    /// also takes IPv4 unless `net.ipv6.bindv6only` is set), else IPv4's.
+    /// also takes IPv4 unless `net.ipv6.bindv6only` is set), else IPv4's; a
+    /// name's IPv4 addresses come before its IPv6 ones.
     pub fn resolve(&self) -> Result<Vec<SocketAddr>> {
         Ok(match self {
             ListenAddr::Socket(addr) => vec![*addr],
@@ -72,10 +73,12 @@ impl ListenAddr {
                 SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), *port),
             ],
             ListenAddr::Name(name, port) => {
-                let addrs: Vec<SocketAddr> = (name.as_str(), *port)
+                let mut addrs: Vec<SocketAddr> = (name.as_str(), *port)
                     .to_socket_addrs()
                     .with_context(|| format!("cannot resolve {name:?}"))?
                     .collect();
+                // IPv4 first, so `localhost:PORT` is 127.0.0.1 wherever IPv6 is off or on.
+                addrs.sort_by_key(|a| a.is_ipv6());
                 if addrs.is_empty() {
                     bail!("{name:?} resolves to no address");
                 }

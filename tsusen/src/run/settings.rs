@@ -99,7 +99,19 @@ fn read_config(path: &Path) -> Result<FileConfig> {
             .next()
             .unwrap_or("invalid TOML")
             .to_owned();
-        anyhow::anyhow!("config file {}: {first}", path.display())
+        // The line it is on, since a message about a value does not name its key.
+        match err.span() {
+            Some(span) => {
+                let line = text[..span.start.min(text.len())].lines().count().max(1);
+                let line = if text[..span.start.min(text.len())].ends_with('\n') {
+                    line + 1
+                } else {
+                    line
+                };
+                anyhow::anyhow!("config file {}, line {line}: {first}", path.display())
+            }
+            None => anyhow::anyhow!("config file {}: {first}", path.display()),
+        }
     })
 }
 
@@ -304,6 +316,88 @@ mod tests {
         assert!(s.tables.is_ignored_port(23) && s.tables.is_ignored_port(6001));
         assert!(!s.tables.is_ignored_port(6002));
         fs::remove_file(path).unwrap();
+    }
+
+    fn resolve_file(text: &str) -> Result<Settings> {
+        let path = write(text);
+        let args = RunArgs {
+            config: Some(path.clone()),
+            ..RunArgs::default()
+        };
+        let result = Settings::resolve(args);
+        fs::remove_file(path).unwrap();
+        result
+    }
+
+    #[test]
+    fn a_list_key_takes_one_value_too() {
+        let s = resolve_file(
+            "iface = \"lo\"\nlocal = \"203.0.113.0/24\"\nignore-port = 23\nignore-net = \"198.51.100.0/24\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.ifaces, ["lo"]);
+        assert_eq!(s.local, ["203.0.113.0/24".parse::<ipnet::IpNet>().unwrap()]);
+        use tsusen_common::classify::Tables as _;
+        assert!(s.tables.is_ignored_port(23));
+        let err = format!(
+            "{:#}",
+            resolve_file("iface = [\"lo\"]\nlocal = 5\n").unwrap_err()
+        );
+        assert!(
+            err.contains("line 2: invalid type: integer `5`") && !err.contains('\n'),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn every_value_is_bounded_in_the_file_too() {
+        for (text, expected) in [
+            (
+                "map-size = 4294967295",
+                "map-size 4294967295 is outside 1024..=67108864",
+            ),
+            ("map-size = 67108865", "outside 1024..=67108864"),
+            ("map-size = 1023", "outside 1024..=67108864"),
+            (
+                "max-pending = 100000001",
+                "max-pending 100000001 is above the 100000000 maximum",
+            ),
+            (
+                "flush-interval = \"293000000000y\"",
+                "longer than the 24h maximum",
+            ),
+            ("out-dir = \"\"", "out-dir is empty"),
+            ("pin-dir = \"\"", "pin-dir is empty"),
+            ("metrics = \"localhost\"", "ADDRESS:PORT"),
+        ] {
+            let err = format!(
+                "{:#}",
+                resolve_file(&format!("iface = \"lo\"\n{text}\n")).unwrap_err()
+            );
+            assert!(
+                err.contains(expected) && !err.contains('\n'),
+                "{text}: {err}"
+            );
+        }
+        let s = resolve_file(
+            "iface = \"lo\"\nmap-size = 67108864\nflush-interval = \"24h\"\nmetrics = \":9339\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.map_size, 1 << 26);
+        assert_eq!(s.metrics, Some(ListenAddr::Any(9339)));
+        let args = RunArgs {
+            ifaces: vec!["lo".into()],
+            out_dir: Some(PathBuf::new()),
+            ..RunArgs::default()
+        };
+        assert!(Settings::resolve(args).is_err(), "--out-dir \"\"");
+        let args = RunArgs {
+            ifaces: vec!["lo".into()],
+            clock_start: Some("2150-01-01T00:00:00Z".into()),
+            ..RunArgs::default()
+        };
+        let err = format!("{:#}", Settings::resolve(args).unwrap_err());
+        assert!(err.contains("outside 1970-01-01 to 2149-06-06"), "{err}");
     }
 
     #[test]
