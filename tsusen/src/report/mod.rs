@@ -36,7 +36,7 @@ pub struct ViewArgs {
     /// Directory of day files (YYYY-MM-DD.csv, UTC); nothing else in it is read.
     #[arg(long, value_name = "DIR")]
     pub dir: PathBuf,
-    /// Days shown, ending with the newest day file.
+    /// Days shown, ending with the newest day file up to today (UTC; files dated later are skipped with a warning).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u16).range(1..=366))]
     pub days: u16,
     /// Fold a series away when some earlier shown day has fewer distinct sources than this...
