@@ -400,6 +400,58 @@ mod tests {
         assert!(err.contains("outside 1970-01-01 to 2149-06-06"), "{err}");
     }
 
+    /// The long flags of `tsusen run` a config file takes (all but
+    /// `--config` itself and hidden test flags).
+    fn run_flags() -> Vec<String> {
+        use clap::CommandFactory as _;
+        let cli = crate::cli::Cli::command();
+        let run = cli.find_subcommand("run").expect("a run subcommand");
+        run.get_arguments()
+            .filter(|a| !a.is_hide_set())
+            .filter_map(|a| a.get_long())
+            .filter(|long| *long != "config" && *long != "help")
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// `# key = value` lines uncommented; prose comments dropped.
+    fn every_key_enabled(example: &str) -> String {
+        example
+            .lines()
+            .map(|l| {
+                l.strip_prefix("# ")
+                    .filter(|l| l.contains(" = "))
+                    .unwrap_or(l)
+            })
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn the_config_examples_show_every_flag_and_parse() {
+        let shipped = include_str!("../../../packaging/tsusen.toml");
+        let readme = include_str!("../../../README.md");
+        let (_, after) = readme
+            .split_once("A config file uses the flags' names")
+            .and_then(|(_, rest)| rest.split_once("```toml\n"))
+            .expect("the README's config example");
+        let (in_readme, _) = after.split_once("```").unwrap();
+        for (name, example) in [("packaging/tsusen.toml", shipped), ("README.md", in_readme)] {
+            let enabled = every_key_enabled(example);
+            for flag in run_flags() {
+                assert!(
+                    enabled
+                        .lines()
+                        .any(|l| l.starts_with(&format!("{flag} = "))),
+                    "{name}: no `{flag} = ...` in\n{enabled}"
+                );
+            }
+            toml::from_str::<FileConfig>(&enabled)
+                .unwrap_or_else(|e| panic!("{name}: {e}\n{enabled}"));
+        }
+    }
+
     #[test]
     fn an_interface_named_twice_is_watched_once() {
         let args = RunArgs {
