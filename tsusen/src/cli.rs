@@ -17,10 +17,11 @@ use crate::{capture::XdpMode, http::listen::ListenAddr, tables};
 pub const MAX_FLUSH_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
 /// The smallest `--map-size`.
 pub const MIN_MAP_SIZE: u32 = 1024;
-/// The largest `--map-size`: 2^26 entries, about 6.7 GB of kernel memory
-/// (the kernel itself refuses a hash map of more than 2^31 entries with
-/// E2BIG, long after memory runs out).
-pub const MAX_MAP_SIZE: u32 = 1 << 26;
+/// The largest `--map-size`: 2^25 entries, about 3.5 GiB of kernel memory
+/// (2^25 buckets of 16 bytes plus 2^25 elements of about 96). Kernels before
+/// 5.11 refuse a map whose memory reaches 4 GiB (E2BIG, "Argument list too
+/// long"), every kernel one of more than 2^27 entries (its buckets' u32 size).
+pub const MAX_MAP_SIZE: u32 = 1 << 25;
 /// The largest `--max-pending`: 100 million rows, a few GB of memory.
 pub const MAX_MAX_PENDING: usize = 100_000_000;
 /// The largest file read for `--config` or credentials.
@@ -67,7 +68,7 @@ pub struct RunArgs {
     pub flush_interval: Option<Duration>,
     #[command(flatten)]
     pub rules: RuleArgs,
-    /// Entries of the kernel's first-seen map: distinct tuples it holds between two flushes (1024 to 67108864) [default: 1048576].
+    /// Entries of the kernel's first-seen map: distinct tuples it holds between two flushes (1024 to 33554432) [default: 1048576].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(i64::from(MIN_MAP_SIZE)..=i64::from(MAX_MAP_SIZE)))]
     pub map_size: Option<u32>,
     /// bpffs directory where maps and links are pinned, so the kernel keeps recording across restarts [default: /sys/fs/bpf/tsusen].

@@ -169,7 +169,7 @@ fn values_beyond_their_bounds_are_one_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        stderr.contains("4294967295") && stderr.contains("1024..=67108864"),
+        stderr.contains("4294967295") && stderr.contains("1024..=33554432"),
         "{stderr}"
     );
     for (flag, value, why) in [

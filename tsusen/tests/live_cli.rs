@@ -116,7 +116,7 @@ fn malformed_values_are_one_clear_error_each() {
     refused(
         &live,
         &["--map-size", "4294967295"],
-        &["4294967295", "1024..=67108864"],
+        &["4294967295", "1024..=33554432"],
     );
     refused(&live, &["--out-dir", ""], &["--out-dir"]);
     // Metrics others can reach need credentials, as `tsusen serve` does.

@@ -184,7 +184,7 @@ impl Settings {
         let map_size = match u32::try_from(map_size) {
             Ok(n) if (MIN_MAP_SIZE..=MAX_MAP_SIZE).contains(&n) => n,
             _ => bail!(
-                "map-size {map_size} is outside {MIN_MAP_SIZE}..={MAX_MAP_SIZE} (2^26 entries, about 6.7 GB of kernel memory, is the most)"
+                "map-size {map_size} is outside {MIN_MAP_SIZE}..={MAX_MAP_SIZE} (2^25 entries, about 3.5 GiB of kernel memory, is the most)"
             ),
         };
         let max_pending = args
@@ -354,10 +354,10 @@ mod tests {
         for (text, expected) in [
             (
                 "map-size = 4294967295",
-                "map-size 4294967295 is outside 1024..=67108864",
+                "map-size 4294967295 is outside 1024..=33554432",
             ),
-            ("map-size = 67108865", "outside 1024..=67108864"),
-            ("map-size = 1023", "outside 1024..=67108864"),
+            ("map-size = 33554433", "outside 1024..=33554432"),
+            ("map-size = 1023", "outside 1024..=33554432"),
             (
                 "max-pending = 100000001",
                 "max-pending 100000001 is above the 100000000 maximum",
@@ -380,10 +380,10 @@ mod tests {
             );
         }
         let s = resolve_file(
-            "iface = \"lo\"\nmap-size = 67108864\nflush-interval = \"24h\"\nmetrics = \":9339\"\n",
+            "iface = \"lo\"\nmap-size = 33554432\nflush-interval = \"24h\"\nmetrics = \":9339\"\n",
         )
         .unwrap();
-        assert_eq!(s.map_size, 1 << 26);
+        assert_eq!(s.map_size, 1 << 25);
         assert_eq!(s.metrics, Some(ListenAddr::Any(9339)));
         let args = RunArgs {
             ifaces: vec!["lo".into()],
