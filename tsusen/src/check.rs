@@ -312,6 +312,9 @@ fn interface(name: &str) -> Check {
         )
         .fix("pass --iface with one of them");
     }
+    if let Some(xdp) = attached_xdp(name) {
+        return attached_check(name, &xdp);
+    }
     let driver = fs::read_link(format!("/sys/class/net/{name}/device/driver"))
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
@@ -322,6 +325,189 @@ fn interface(name: &str) -> Check {
         None => "exists, a virtual interface (--xdp-mode auto attaches natively if its type supports XDP, else generic)".to_owned(),
     };
     Check::new(Status::Ok, format!("interface {name}"), detail)
+}
+
+/// An XDP program the kernel reports on an interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttachedXdp {
+    pub prog_id: u32,
+    /// How: `driver`, `generic`, `offloaded` or `several`.
+    pub mode: &'static str,
+    /// The program's name, when this process may look it up (CAP_SYS_ADMIN).
+    pub name: Option<String>,
+}
+
+/// Another XDP program on the interface: `tsusen run` refuses to replace it
+/// without `--force` (a tsusen program pinned by an earlier run is adopted).
+fn attached_check(iface: &str, xdp: &AttachedXdp) -> Check {
+    let what = format!("interface {iface}");
+    let program = match &xdp.name {
+        Some(name) => format!(
+            "XDP program {name:?} (id {}, {} mode)",
+            xdp.prog_id, xdp.mode
+        ),
+        None => format!("XDP program (id {}, {} mode)", xdp.prog_id, xdp.mode),
+    };
+    if xdp.name.as_deref() == Some(capture::XDP_PROGRAM) {
+        return Check::new(
+            Status::Warning,
+            what,
+            format!("a tsusen {program} is attached already"),
+        )
+        .fix(
+            "none if it is this sensor's (tsusen run adopts what an earlier run pinned in its --pin-dir);              another tsusen's is refused unless --force",
+        );
+    }
+    Check::new(
+        Status::Warning,
+        what,
+        format!("another {program} is attached; tsusen run refuses to replace it"),
+    )
+    .fix(format!(
+        "stop the tool that attached it (`ip link show {iface}`), or pass --force to replace it"
+    ))
+}
+
+/// The XDP program attached to `iface` in this network namespace, asked of
+/// the kernel over rtnetlink (RTM_GETLINK, IFLA_XDP; no privileges needed).
+pub fn attached_xdp(iface: &str) -> Option<AttachedXdp> {
+    let index = capture::iface::index(iface)?;
+    let (mode, prog_id) = link_xdp(index).ok()??;
+    Some(AttachedXdp {
+        prog_id,
+        mode: match mode {
+            1 => "driver",
+            2 => "generic",
+            3 => "offloaded",
+            _ => "several",
+        },
+        name: prog_name(prog_id),
+    })
+}
+
+/// IFLA_XDP_ATTACHED and IFLA_XDP_PROG_ID of interface `index`; `None`
+/// when nothing is attached.
+fn link_xdp(index: u32) -> std::io::Result<Option<(u8, u32)>> {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+    const IFLA_XDP: u16 = 43;
+    const IFLA_XDP_ATTACHED: u16 = 2;
+    const IFLA_XDP_PROG_ID: u16 = 4;
+    const NLA_TYPE_MASK: u16 = 0x3fff;
+    // SAFETY: plain socket(2); the fd is owned below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a new fd nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // nlmsghdr (16 bytes) + ifinfomsg (16 bytes).
+    let mut request = [0u8; 32];
+    request[0..4].copy_from_slice(&32u32.to_ne_bytes());
+    request[4..6].copy_from_slice(&libc::RTM_GETLINK.to_ne_bytes());
+    request[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    request[8..12].copy_from_slice(&1u32.to_ne_bytes());
+    request[20..24].copy_from_slice(&index.to_ne_bytes());
+    // SAFETY: sending a buffer of the length given.
+    let sent = unsafe { libc::send(sock.as_raw_fd(), request.as_ptr().cast(), request.len(), 0) };
+    if sent < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut reply = vec![0u8; 64 * 1024];
+    // SAFETY: receiving into a buffer of the length given.
+    let got = unsafe { libc::recv(sock.as_raw_fd(), reply.as_mut_ptr().cast(), reply.len(), 0) };
+    if got < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let reply = &reply[..got as usize];
+    let u16_at = |b: &[u8], at: usize| u16::from_ne_bytes([b[at], b[at + 1]]);
+    if reply.len() < 32 || u16_at(reply, 4) != libc::RTM_NEWLINK {
+        return Err(std::io::Error::other("unexpected rtnetlink reply"));
+    }
+    let len = (u32::from_ne_bytes(reply[0..4].try_into().unwrap()) as usize).min(reply.len());
+    // Attributes after nlmsghdr and ifinfomsg, each 4-aligned.
+    let attrs = |mut rest: &[u8], mut each: Box<dyn FnMut(u16, &[u8]) + '_>| {
+        while rest.len() >= 4 {
+            let alen = usize::from(u16_at(rest, 0));
+            if alen < 4 || alen > rest.len() {
+                break;
+            }
+            each(u16_at(rest, 2) & NLA_TYPE_MASK, &rest[4..alen]);
+            rest = &rest[alen.next_multiple_of(4).min(rest.len())..];
+        }
+    };
+    let mut found = None;
+    attrs(
+        &reply[32..len],
+        Box::new(|kind, value| {
+            if kind != IFLA_XDP {
+                return;
+            }
+            let (mut mode, mut prog) = (0u8, 0u32);
+            attrs(
+                value,
+                Box::new(|kind, value| match kind {
+                    IFLA_XDP_ATTACHED if !value.is_empty() => mode = value[0],
+                    IFLA_XDP_PROG_ID if value.len() >= 4 => {
+                        prog = u32::from_ne_bytes(value[..4].try_into().unwrap());
+                    }
+                    _ => {}
+                }),
+            );
+            if mode != 0 {
+                found = Some((mode, prog));
+            }
+        }),
+    );
+    Ok(found)
+}
+
+/// A BPF program's name by id (BPF_PROG_GET_FD_BY_ID needs CAP_SYS_ADMIN).
+fn prog_name(id: u32) -> Option<String> {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+    const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    let mut attr = [0u64; 16];
+    attr[0] = u64::from(id);
+    // SAFETY: a zero-padded bpf_attr of the size passed.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_GET_FD_BY_ID,
+            attr.as_mut_ptr(),
+            size_of_val(&attr),
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the kernel just gave us this fd.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    // struct bpf_prog_info up to its name (offset 64, 16 bytes).
+    let mut info = [0u8; 80];
+    let mut attr = [0u64; 16];
+    attr[0] = fd.as_raw_fd() as u64 | (info.len() as u64) << 32; // bpf_fd, info_len
+    attr[1] = info.as_mut_ptr() as u64; // info
+    // SAFETY: attr points at a buffer of info_len bytes.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET_INFO_BY_FD,
+            attr.as_mut_ptr(),
+            size_of_val(&attr),
+        )
+    };
+    if rc < 0 {
+        return None;
+    }
+    let name = &info[64..80];
+    let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    Some(String::from_utf8_lossy(&name[..end]).into_owned())
 }
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;

@@ -160,3 +160,55 @@ fn in_a_namespace_without_privileges_or_default_route() {
         "{l}"
     );
 }
+
+/// An XDP program another tool attached to an interface is a warning that
+/// says `tsusen run` would refuse it without --force; with nothing attached
+/// the interface is ok.
+#[test]
+fn another_xdp_program_on_the_interface_is_a_warning() {
+    use aya::programs::{Xdp, xdp::XdpMode};
+    let why = live::why_not(&[]);
+    skip_unless!(why.is_empty(), &why);
+    let net = tsusen::testing::TestNet::new();
+    let scratch = live::Scratch::new();
+    let check = || {
+        let out = net
+            .sensor
+            .command(TSUSEN)
+            .args(["check", "--iface", &net.sensor_if, "--out-dir"])
+            .arg(scratch.out_dir())
+            .arg("--pin-dir")
+            .arg(scratch.pin_dir())
+            .output()
+            .unwrap();
+        stdout(&out)
+    };
+    let what = format!("interface {}", net.sensor_if);
+    let text = check();
+    assert_status(&text, &what, "ok ");
+
+    // Another program (the benchmark's empty one, named tsusen_floor), attached
+    // in generic mode from inside the namespace.
+    let ebpf = live::in_netns(&net.sensor, || {
+        let mut ebpf = tsusen::capture::load(&tsusen::capture::LoadOptions::default()).unwrap();
+        let floor: &mut Xdp = ebpf
+            .program_mut("tsusen_floor")
+            .unwrap()
+            .try_into()
+            .unwrap();
+        floor.load().unwrap();
+        floor.attach(&net.sensor_if, XdpMode::Skb).unwrap();
+        ebpf
+    });
+    let text = check();
+    let l = line(&text, &what);
+    assert!(
+        l.starts_with("warning")
+            && l.contains("another XDP program \"tsusen_floor\"")
+            && l.contains("generic mode")
+            && l.contains("--force"),
+        "{l}"
+    );
+    drop(ebpf);
+    assert_status(&check(), &what, "ok ");
+}

@@ -107,6 +107,167 @@ fn malformed_values_are_one_clear_error_each() {
     refused(&live, &["--flush-interval", "banana"], &["banana"]);
     refused(&live, &["--xdp-mode", "turbo"], &["turbo"]);
     refused(&live, &["--clock-start", "yesterday"], &["yesterday"]);
+    // Values with no sane meaning: bounded, one line each.
+    refused(
+        &live,
+        &["--flush-interval", "293000000000y"],
+        &["293000000000y", "24h maximum"],
+    );
+    refused(
+        &live,
+        &["--map-size", "4294967295"],
+        &["4294967295", "1024..=33554432"],
+    );
+    refused(&live, &["--out-dir", ""], &["--out-dir"]);
+    // Metrics others can reach need credentials, as `tsusen serve` does.
+    for addr in ["0.0.0.0:9339", ":9339", "[::]:9339"] {
+        refused(
+            &live,
+            &["--metrics", addr],
+            &[
+                &format!("refusing to listen on {addr} (not loopback)"),
+                "--metrics-auth-file",
+            ],
+        );
+    }
+}
+
+/// `GET /metrics` from inside `ns`, with `headers`, waiting up to
+/// `patience` for the answer: the status and the body.
+fn scrape(
+    ns: &tsusen::testing::Netns,
+    addr: &str,
+    headers: &str,
+    patience: Duration,
+) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    live::in_netns(ns, || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(patience)).unwrap();
+        write!(
+            stream,
+            "GET /metrics HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status = response
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status in {response:?}"));
+        (status, response)
+    })
+}
+
+/// `--metrics localhost:PORT` works; `--metrics :PORT` (every address)
+/// works with `--metrics-auth-file` and then requires the credentials.
+#[test]
+fn metrics_take_host_names_and_every_address_with_credentials() {
+    let why = live::why_not(&[]);
+    skip_unless!(why.is_empty(), &why);
+    let _serial = live::serial();
+    let live = Live::new(TSUSEN);
+    let mut daemon = live.start("localhost", &["--metrics", "localhost:9478"]);
+    let (status, body) = scrape(
+        &live.net.sensor,
+        "127.0.0.1:9478",
+        "",
+        Duration::from_secs(10),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("tsusen_packets_total"), "{body}");
+    daemon.terminate_cleanly();
+
+    let auth = live.scratch.path("metrics-auth");
+    std::fs::write(&auth, "scrape-token-1\n").unwrap();
+    let auth = auth.display().to_string();
+    let mut daemon = live.start(
+        "every-address",
+        &["--metrics", ":9479", "--metrics-auth-file", &auth],
+    );
+    let target = format!("{}:9479", TestNet::SENSOR_IP);
+    let (status, body) = scrape(&live.net.peer, &target, "", Duration::from_secs(10));
+    assert_eq!(status, 401, "{body}");
+    assert!(!body.contains("tsusen_packets_total"), "{body}");
+    let (status, body) = scrape(
+        &live.net.peer,
+        &target,
+        "Authorization: Bearer scrape-token-1\r\n",
+        Duration::from_secs(10),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("tsusen_packets_total"), "{body}");
+    daemon.terminate_cleanly();
+}
+
+/// Sockets `pid` holds open.
+fn sockets_of(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("socket:"))
+        .count()
+}
+
+/// With 128 descriptors, /metrics holds at most 32 connections (a quarter);
+/// a connection that never finishes its headers is closed after the 10 s
+/// header timeout, idle ones too; the sensor keeps recording meanwhile, and a
+/// scrape queued behind the idle connections is then answered.
+#[test]
+fn metrics_connections_are_capped_and_idle_ones_time_out() {
+    let why = live::why_not(&["prlimit"]);
+    skip_unless!(why.is_empty(), &why);
+    let _serial = live::serial();
+    let live = Live::new(TSUSEN);
+    let mut args = vec!["--nofile=128:128".to_owned(), TSUSEN.to_owned()];
+    args.extend(live.args(&["--metrics", "127.0.0.1:9480"]));
+    let mut daemon = Daemon::spawn("capped", "prlimit", &live.net.sensor, &args);
+    daemon.wait_ready();
+    let baseline = sockets_of(daemon.pid());
+    let addr: std::net::SocketAddr = "127.0.0.1:9480".parse().unwrap();
+    let (mut half_open, idle) = live::in_netns(&live.net.sensor, || {
+        use std::io::Write as _;
+        let mut half_open = std::net::TcpStream::connect(addr).unwrap();
+        half_open
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            .unwrap();
+        let idle: Vec<std::net::TcpStream> = (0..60)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        (half_open, idle)
+    });
+    // The sensor records while the connections are held.
+    live::syns_from(&live.net.peer, TestNet::SENSOR_IP, &[4243]);
+    assert_eq!(
+        live::wait_rows(&live.out_dir(), 1, Duration::from_secs(20)),
+        1
+    );
+    // Closed by the daemon (EOF or reset), not by this read's own 60 s limit.
+    half_open
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut buf = [0u8; 512];
+    match std::io::Read::read(&mut half_open, &mut buf) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("the half-open connection stayed open: {e}"),
+    }
+    let held = sockets_of(daemon.pid());
+    assert!(
+        held <= baseline + 32,
+        "{held} sockets (baseline {baseline}): connections beyond the cap"
+    );
+    let (status, body) = scrape(
+        &live.net.sensor,
+        "127.0.0.1:9480",
+        "",
+        Duration::from_secs(120),
+    );
+    assert_eq!(status, 200, "{body}");
+    drop(idle);
+    daemon.terminate_cleanly();
 }
 
 #[test]

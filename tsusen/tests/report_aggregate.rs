@@ -473,3 +473,41 @@ fn the_newest_file_growing_is_read_again() {
     );
     assert_eq!(counts(&loader.window(), "TCP 23")[29], 2);
 }
+
+/// A stray file dated in the future (2149-06-06, the last day a day file can
+/// name) does not become the newest day: the window ends with the newest day
+/// file up to today (UTC), and the stray file is named in a warning.
+#[test]
+fn a_day_file_dated_in_the_future_is_skipped_with_a_warning() {
+    let dir = tempdir("future");
+    let today = u16::try_from(chrono::Utc::now().timestamp() / 86_400).unwrap();
+    let yesterday = today - 1;
+    write_day(
+        &dir,
+        yesterday,
+        &[row(6, 22, "198.51.100.1", "192.0.2.1", at(yesterday, 5))],
+    )
+    .unwrap();
+    write_day(
+        &dir,
+        today,
+        &[row(6, 23, "198.51.100.2", "192.0.2.1", at(today, 5))],
+    )
+    .unwrap();
+    let stray = day("2149-06-06");
+    write_day(
+        &dir,
+        stray,
+        &[row(6, 80, "198.51.100.3", "192.0.2.1", at(stray, 5))],
+    )
+    .unwrap();
+    let (loader, w) = load(&dir, WindowOptions::default());
+    assert_eq!(w.last_day, today, "the newest real day ends the window");
+    assert_eq!(w.rows, 2, "the real days' rows, not the stray file's");
+    assert_eq!(loader.files(), 2);
+    let warnings = loader.warnings().join("\n");
+    assert!(
+        warnings.contains("2149-06-06.csv: skipped: dated after today"),
+        "{warnings}"
+    );
+}

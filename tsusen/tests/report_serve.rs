@@ -11,12 +11,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use report_support::{Server, raw, tempdir};
+use report_support::{Server, raw, raw_from, raw_patient, tempdir};
 use tsusen::testing::one_error_line;
 use tsusen::{
     report::testdata::write_day,
     store::row::{Row, day_from_name},
 };
+use tsusen::{skip_unless, testing::have_program};
 
 fn at(d: u16, secs: i64) -> i64 {
     i64::from(d) * 86_400 + secs
@@ -212,7 +213,8 @@ fn no_request_reads_outside_the_directory() {
     for target in targets {
         let r = raw(
             server.addr,
-            format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
         );
         for marker in markers {
             assert!(!r.body.contains(marker), "{target}: {marker} in {}", r.body);
@@ -274,12 +276,12 @@ fn requests_are_limited() {
     let server = Server::start(&dir, &["--rate-limit", "3"], &[]);
     let post = raw(
         server.addr,
-        b"POST /api/summary HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+        b"POST /api/summary HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
     );
     assert_eq!(post.status, 405);
     let body = raw(
         server.addr,
-        b"GET /api/summary HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+        b"GET /api/summary HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
     );
     assert_eq!(body.status, 413);
     let long = server.get(&format!("/api/details?ip={}", "1".repeat(4000)));
@@ -289,6 +291,159 @@ fn requests_are_limited() {
     assert!(statuses.contains(&429), "{statuses:?}");
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(server.get("/api/summary").status, 200);
+}
+
+/// `GET path` with `Host: host`.
+fn get_host(target: &str, host: &str) -> Vec<u8> {
+    format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").into_bytes()
+}
+
+/// DNS rebinding: a page of attacker.example that made its name resolve to
+/// 127.0.0.1 sends `Host: attacker.example`; it gets nothing. An
+/// absolute-form target is refused even when it names this server.
+#[test]
+fn the_host_header_must_name_this_server() {
+    let dir = fixture("serve-host");
+    let server = Server::start(&dir, &["--allow-host", "sensor.example.org"], &[]);
+    let port = server.addr.port();
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        "localhost".to_owned(),
+        format!("sensor.example.org:{port}"),
+    ] {
+        let r = raw(server.addr, &get_host("/api/summary", &host));
+        assert_eq!(r.status, 200, "Host: {host}: {}", r.body);
+    }
+    for host in [
+        "attacker.example".to_owned(),
+        format!("attacker.example:{port}"),
+        "localhost.attacker.example".to_owned(),
+    ] {
+        let r = raw(server.addr, &get_host("/api/summary", &host));
+        assert_eq!(r.status, 421, "Host: {host}: {}", r.body);
+        assert!(!r.body.contains("rows"), "Host: {host}: {}", r.body);
+    }
+    let no_host = raw(server.addr, b"GET /api/summary HTTP/1.0\r\n\r\n");
+    assert_eq!(no_host.status, 421, "{}", no_host.body);
+    let absolute = raw(
+        server.addr,
+        &get_host(
+            &format!("http://127.0.0.1:{port}/api/summary"),
+            &format!("127.0.0.1:{port}"),
+        ),
+    );
+    assert_eq!(absolute.status, 400, "{}", absolute.body);
+    assert!(!absolute.body.contains("rows"), "{}", absolute.body);
+}
+
+/// 400, 401, 405, 413, 414, 421 and 429 carry the same security headers as a page.
+#[test]
+fn every_response_carries_the_security_headers() {
+    let dir = fixture("serve-headers");
+    let server = Server::start(&dir, &["--rate-limit", "1"], &[("TSUSEN_AUTH", "tok-1")]);
+    let host = server.addr.to_string();
+    let mut responses = vec![
+        server.get("/api/summary"),
+        raw(
+            server.addr,
+            format!("POST /api/summary HTTP/1.1\r\nHost: {host}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}").as_bytes(),
+        ),
+        raw(
+            server.addr,
+            format!("GET /api/summary HTTP/1.1\r\nHost: {host}\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello").as_bytes(),
+        ),
+        server.get(&format!("/api/details?ip={}", "1".repeat(4000))),
+        raw(server.addr, &get_host("/api/summary", "attacker.example")),
+        raw(
+            server.addr,
+            &get_host(&format!("http://{host}/api/summary"), &host),
+        ),
+    ];
+    // Bursts of 2 at 1 per second: a few more requests meet the limit.
+    for _ in 0..10 {
+        let r = server.get("/api/summary");
+        let limited = r.status == 429;
+        responses.push(r);
+        if limited {
+            break;
+        }
+    }
+    let mut statuses: Vec<u16> = responses.iter().map(|r| r.status).collect();
+    statuses.sort_unstable();
+    statuses.dedup();
+    assert_eq!(statuses, [400, 401, 405, 413, 414, 421, 429]);
+    for r in &responses {
+        let csp = r.header("content-security-policy").unwrap_or_default();
+        assert!(csp.starts_with("default-src 'self'"), "{}: {csp:?}", r.head);
+        assert_eq!(
+            r.header("x-content-type-options").as_deref(),
+            Some("nosniff"),
+            "{}",
+            r.head
+        );
+    }
+}
+
+/// Other loopback addresses are the same client: 127.0.0.2, 127.0.0.3, ...
+/// do not each get a fresh bucket.
+#[test]
+fn other_loopback_addresses_share_the_rate_limit() {
+    let dir = fixture("serve-loopback-limit");
+    let server = Server::start(&dir, &["--rate-limit", "2"], &[]);
+    let request = get_host("/api/summary", &server.addr.to_string());
+    let statuses: Vec<u16> = (2..14u8)
+        .map(|last| {
+            let from = std::net::Ipv4Addr::new(127, 0, 0, last).into();
+            raw_from(from, server.addr, &request).status
+        })
+        .collect();
+    assert!(statuses.contains(&429), "{statuses:?}");
+}
+
+/// Sockets `pid` holds open (connections and the listener).
+fn sockets_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("socket:"))
+        .count()
+}
+
+/// With 100 descriptors the server holds at most 25 connections (a quarter);
+/// one that never finishes its headers is closed after the 10 s header
+/// timeout, idle ones too, and a request queued behind them is then served.
+#[test]
+fn idle_and_half_open_connections_time_out_and_are_capped() {
+    skip_unless!(have_program("prlimit"), "needs prlimit (util-linux)");
+    let dir = fixture("serve-connections");
+    let server = Server::start_with_nofile(&dir, &[], 100);
+    let mut half_open = std::net::TcpStream::connect(server.addr).unwrap();
+    half_open
+        .write_all(format!("GET / HTTP/1.1\r\nHost: {}\r\n", server.addr).as_bytes())
+        .unwrap();
+    let idle: Vec<std::net::TcpStream> = (0..40)
+        .map(|_| std::net::TcpStream::connect(server.addr).unwrap())
+        .collect();
+    // Closed by the server (EOF or reset), not by this read's own 60 s limit.
+    half_open
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut buf = [0u8; 512];
+    match std::io::Read::read(&mut half_open, &mut buf) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("the half-open connection stayed open: {e}"),
+    }
+    let held = sockets_of(server.pid());
+    assert!(held <= 25 + 1, "{held} sockets: connections beyond the cap");
+    let r = raw_patient(
+        server.addr,
+        &get_host("/api/summary", &server.addr.to_string()),
+        Duration::from_secs(120),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    drop(idle);
 }
 
 #[test]

@@ -13,6 +13,8 @@ use std::{
 
 use anyhow::Result;
 
+use crate::store::row::{SECS_PER_DAY, day_name};
+
 use super::{
     aggregate::{DayAggregate, DayBuilder, Interner, LocalDay, Window, WindowOptions},
     read::{self, DayFile, FileStats, Warnings},
@@ -61,7 +63,21 @@ impl Loader {
     /// Bring the cache in step with the directory.
     pub fn refresh(&mut self) -> Result<Refresh> {
         let mut listing = Warnings::default();
-        let files = read::list_day_files(&self.dir, &mut listing)?;
+        let mut files = read::list_day_files(&self.dir, &mut listing)?;
+        // A file dated after today (a stray 2149-06-06.csv, a clock gone
+        // wrong) must not become the newest day and push the real ones out.
+        let today = today_utc();
+        files.retain(|f| {
+            let future = f.day > today;
+            if future {
+                listing.push(format!(
+                    "{}: skipped: dated after today ({} UTC)",
+                    f.path.display(),
+                    day_name(today)
+                ));
+            }
+            !future
+        });
         let mut refresh = Refresh::default();
         if listing.lines != self.listing.lines {
             refresh.changed = true;
@@ -157,6 +173,12 @@ impl Loader {
     pub fn files(&self) -> usize {
         self.days.len()
     }
+}
+
+/// Today's day number (UTC).
+fn today_utc() -> u16 {
+    let days = chrono::Utc::now().timestamp().div_euclid(SECS_PER_DAY);
+    u16::try_from(days).unwrap_or(u16::MAX)
 }
 
 fn read_one(file: &DayFile, details: bool) -> (Option<LocalDay>, Warnings) {

@@ -36,7 +36,7 @@ pub struct ViewArgs {
     /// Directory of day files (YYYY-MM-DD.csv, UTC); nothing else in it is read.
     #[arg(long, value_name = "DIR")]
     pub dir: PathBuf,
-    /// Days shown, ending with the newest day file.
+    /// Days shown, ending with the newest day file up to today (UTC; files dated later are skipped with a warning).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u16).range(1..=366))]
     pub days: u16,
     /// Fold a series away when some earlier shown day has fewer distinct sources than this...
@@ -81,17 +81,20 @@ pub struct ReportArgs {
 pub struct ServeArgs {
     #[command(flatten)]
     pub view: ViewArgs,
-    /// Address to listen on; other than loopback needs --auth-file or TSUSEN_AUTH.
+    /// Address to listen on (IP:PORT, localhost:PORT, :PORT for every address); other than loopback needs --auth-file or TSUSEN_AUTH.
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8339")]
     pub listen: String,
     /// File whose first line is a token (Bearer) or user:password (Basic).
     #[arg(long, value_name = "FILE")]
     pub auth_file: Option<PathBuf>,
-    /// Seconds between checks of the directory for new or grown files.
-    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    /// A host name clients may use in the Host header besides IP addresses and localhost (repeatable).
+    #[arg(long = "allow-host", value_name = "NAME")]
+    pub allow_hosts: Vec<String>,
+    /// Seconds between checks of the directory for new or grown files (1 to 3600).
+    #[arg(long, value_name = "SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub refresh: u64,
-    /// Requests per second per client address (bursts of twice that); 0 for no limit.
-    #[arg(long, value_name = "N", default_value_t = 20)]
+    /// Requests per second per client (bursts of twice that; loopback is one client, IPv6 a /64); 0 for no limit (at most 100000).
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=100_000))]
     pub rate_limit: u32,
 }
 

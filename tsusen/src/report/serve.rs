@@ -4,23 +4,23 @@
 //! background thread keeps in step with `--dir` (see [`super::load`]). The
 //! one path parameter, `/api/day/{date}`, must be a canonical `YYYY-MM-DD` and
 //! is looked up in memory. Only GET and HEAD without a body are accepted, URIs
-//! are capped, each client address has a token bucket, and a non-loopback
-//! listener needs credentials.
+//! are capped, the Host header must name this server (no DNS rebinding), each
+//! client has a token bucket, and a non-loopback listener needs credentials.
+//! Connections are capped and time out ([`crate::http::connections`]).
 
 use std::{
     collections::HashMap,
     io::Write as _,
-    net::{IpAddr, SocketAddr},
-    path::Path,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::{Arc, Mutex, RwLock},
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, anyhow};
 use axum::{
     Router,
     extract::{ConnectInfo, Path as UrlPath, Query, Request, State},
-    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
+    http::{HeaderValue, Method, StatusCode, header, uri::Authority},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::get,
@@ -35,7 +35,10 @@ use super::{
     load::Loader,
     spikes::{BASELINE_DAYS, MIN_BASELINE_DAYS},
 };
-use crate::store::row::{ProtoColumn, day_from_name, day_name};
+use crate::{
+    http::{auth::Auth, connections, listen::ListenAddr},
+    store::row::{ProtoColumn, day_from_name, day_name},
+};
 
 /// Longest request target accepted.
 const MAX_URI: usize = 2048;
@@ -43,78 +46,49 @@ const MAX_URI: usize = 2048;
 const MAX_LIMIT: usize = 1000;
 const DEFAULT_LIMIT: usize = 50;
 
-/// What a request must carry when credentials are configured.
-#[derive(Clone)]
-pub enum Auth {
-    /// `Authorization: Bearer <token>`.
-    Token(String),
-    /// `Authorization: Basic <base64 of user:password>`, as browsers send it.
-    Basic(String),
-}
-
-impl Auth {
-    /// Credentials from text: `user:password` for basic auth, else a token.
-    pub fn parse(text: &str, source: &str) -> Result<Auth> {
-        let line = text.lines().map(str::trim).find(|l| !l.is_empty());
-        let Some(line) = line else {
-            bail!("{source} holds no credentials (expected a token, or user:password)");
-        };
-        Ok(if line.contains(':') {
-            Auth::Basic(format!("Basic {}", base64(line.as_bytes())))
-        } else {
-            Auth::Token(format!("Bearer {line}"))
-        })
+/// Whom the rate limit counts as one client: every loopback address is one
+/// (127.0.0.2, 127.0.0.3, ... and ::1 are the same host), an IPv6 client is
+/// its /64 (the usual smallest prefix a host gets), an IPv4 client its address
+/// (IPv4-mapped IPv6 included).
+fn client_key(ip: IpAddr) -> IpAddr {
+    let ip = ip.to_canonical();
+    if ip.is_loopback() {
+        return IpAddr::V4(Ipv4Addr::LOCALHOST);
     }
-
-    /// From `--auth-file`, else the `TSUSEN_AUTH` environment variable.
-    pub fn load(file: Option<&Path>) -> Result<Option<Auth>> {
-        if let Some(file) = file {
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("cannot read --auth-file {}", file.display()))?;
-            return Auth::parse(&text, &format!("--auth-file {}", file.display())).map(Some);
-        }
-        match std::env::var("TSUSEN_AUTH") {
-            Ok(text) if !text.trim().is_empty() => Auth::parse(&text, "TSUSEN_AUTH").map(Some),
-            _ => Ok(None),
-        }
-    }
-
-    fn allows(&self, headers: &HeaderMap) -> bool {
-        let expected = match self {
-            Auth::Token(e) | Auth::Basic(e) => e.as_bytes(),
-        };
-        headers
-            .get(header::AUTHORIZATION)
-            .is_some_and(|got| same(got.as_bytes(), expected))
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !0u128 << 64)),
     }
 }
 
-/// Compare without stopping at the first difference.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Standard base64 with padding (RFC 4648), for the expected Basic header.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
+/// Whether a `Host` header names this server: an IP address (a page of
+/// another site cannot make a browser send one of ours), `localhost` or a
+/// name under `.localhost` (browsers resolve those to loopback themselves),
+/// or one of `--allow-host`. Anything else may be DNS rebinding: a name that
+/// resolved to an attacker, then to us.
+fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    let Ok(authority) = host.parse::<Authority>() else {
+        return false;
+    };
+    if authority.as_str().contains('@') {
+        return false;
     }
-    out
+    let name = authority.host();
+    if name.parse::<Ipv4Addr>().is_ok()
+        || name
+            .strip_prefix('[')
+            .and_then(|n| n.strip_suffix(']'))
+            .is_some_and(|n| n.parse::<Ipv6Addr>().is_ok())
+    {
+        return true;
+    }
+    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || allowed.iter().any(|a| a.eq_ignore_ascii_case(&name))
 }
 
-/// A token bucket per client address.
+/// A token bucket per client ([`client_key`]).
 struct Limiter {
     per_second: f64,
     burst: f64,
@@ -141,7 +115,10 @@ impl Limiter {
             self.buckets
                 .retain(|_, (tokens, at)| *tokens + at.elapsed().as_secs_f64() * rate < burst);
         }
-        let (tokens, at) = self.buckets.entry(client).or_insert((self.burst, now));
+        let (tokens, at) = self
+            .buckets
+            .entry(client_key(client))
+            .or_insert((self.burst, now));
         *tokens =
             (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second).min(self.burst);
         *at = now;
@@ -200,6 +177,8 @@ struct AppState {
     snapshot: RwLock<Arc<Snapshot>>,
     auth: Option<Auth>,
     limiter: Mutex<Limiter>,
+    /// Host names besides IP addresses and localhost (`--allow-host`).
+    allowed_hosts: Vec<String>,
 }
 
 impl AppState {
@@ -210,24 +189,29 @@ impl AppState {
 
 /// Run `tsusen serve`.
 pub fn serve(args: ServeArgs) -> Result<()> {
-    let addr: SocketAddr = args.listen.parse().map_err(|_| {
+    let addr: ListenAddr = args.listen.parse().map_err(|_| {
         anyhow!(
-            "bad --listen {:?}: expected ADDRESS:PORT, like 127.0.0.1:8339",
-            args.listen
+            "bad --listen {:?}: {}",
+            args.listen,
+            crate::http::listen::EXPECTED.replace("9339", "8339")
         )
     })?;
-    let auth = Auth::load(args.auth_file.as_deref())?;
-    if auth.is_none() && !addr.ip().is_loopback() {
-        bail!(
-            "refusing to listen on {addr} (not loopback) without credentials: give --auth-file FILE or set TSUSEN_AUTH (a token, or user:password)"
-        );
-    }
+    let auth = Auth::load(args.auth_file.as_deref(), "--auth-file", "TSUSEN_AUTH")?;
+    let how_to_auth = "give --auth-file FILE or set TSUSEN_AUTH (a token, or user:password)";
+    addr.check("--listen", auth.is_some(), how_to_auth)?;
+    connections::raise_nofile_limit();
     let mut loader = Loader::new(args.view.dir.clone(), args.view.options());
     loader.refresh()?.new_warnings.log();
+    let listener = addr.bind("--listen", auth.is_some(), how_to_auth)?;
     let state = Arc::new(AppState {
         snapshot: RwLock::new(Arc::new(Snapshot::build(&loader)?)),
         auth,
         limiter: Mutex::new(Limiter::new(args.rate_limit)),
+        allowed_hosts: args
+            .allow_hosts
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect(),
     });
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -235,9 +219,8 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
         let local = listener.local_addr()?;
         // On stdout, so scripts and tests can learn an ephemeral port.
         println!("tsusen: serving http://{local}/");
@@ -250,13 +233,8 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             .spawn(move || refresh_loop(loader, &refresher, every))
             .context("cannot start the refresh thread")?;
 
-        axum::serve(
-            listener,
-            router(state).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown())
-        .await
-        .context("serving")
+        connections::serve(listener, router(state), connections::SERVE, shutdown()).await;
+        Ok(())
     })
 }
 
@@ -311,8 +289,33 @@ fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Limits, rate limit and credentials before any handler; security headers after.
+/// Security headers on every response, refusals included.
 async fn guard(
+    state: State<Arc<AppState>>,
+    peer: ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut response = check(state, peer, request, next).await;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(html::SERVED_CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Method, request target, Host, body, rate limit and credentials before any handler.
+async fn check(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
@@ -324,7 +327,21 @@ async fn guard(
     if request.uri().to_string().len() > MAX_URI {
         return error(StatusCode::URI_TOO_LONG, "request target too long");
     }
+    // `GET http://host/path`: the target would override Host; only paths.
+    if request.uri().scheme().is_some() || request.uri().authority().is_some() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "absolute-form request targets are refused; send the path only",
+        );
+    }
     let headers = request.headers();
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    if !host.is_some_and(|h| host_allowed(h, &state.allowed_hosts)) {
+        return error(
+            StatusCode::MISDIRECTED_REQUEST,
+            "the Host header must be this server's address, localhost, or a name given with --allow-host",
+        );
+    }
     let has_body = headers.contains_key(header::TRANSFER_ENCODING)
         || headers
             .get(header::CONTENT_LENGTH)
@@ -355,22 +372,7 @@ async fn guard(
         );
         return r;
     }
-    let mut response = next.run(request).await;
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(html::SERVED_CSP),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    next.run(request).await
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
@@ -640,16 +642,60 @@ mod tests {
     use super::*;
 
     #[test]
-    fn base64_matches_rfc4648() {
-        for (plain, encoded) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("user:pass", "dXNlcjpwYXNz"),
+    fn other_loopback_addresses_share_one_bucket() {
+        let mut l = Limiter::new(2);
+        let clients: Vec<IpAddr> = [
+            "127.0.0.1",
+            "127.0.0.2",
+            "127.1.2.3",
+            "::1",
+            "::ffff:127.0.0.9",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        assert!((0..4).all(|i| l.allow(clients[i % clients.len()])));
+        for client in &clients {
+            assert!(!l.allow(*client), "{client} escaped the loopback bucket");
+        }
+        // One IPv6 /64 is one client; another /64 and an IPv4 client are not.
+        let mut l = Limiter::new(1);
+        assert!(l.allow("2001:db8::1".parse().unwrap()));
+        assert!(l.allow("2001:db8::2".parse().unwrap()));
+        assert!(!l.allow("2001:db8::ffff:1".parse().unwrap()));
+        assert!(l.allow("2001:db8:0:1::1".parse().unwrap()));
+        assert!(l.allow("192.0.2.1".parse().unwrap()));
+        assert!(l.allow("192.0.2.2".parse().unwrap()));
+    }
+
+    #[test]
+    fn host_names_that_could_be_rebound_are_refused() {
+        let allowed = ["sensor.example.org".to_owned()];
+        for ok in [
+            "127.0.0.1:8339",
+            "127.0.0.1",
+            "[::1]:8339",
+            "198.51.100.7:80",
+            "localhost:8339",
+            "LOCALHOST",
+            "app.localhost:8339",
+            "localhost.",
+            "sensor.example.org",
+            "Sensor.Example.org:8339",
         ] {
-            assert_eq!(base64(plain.as_bytes()), encoded, "{plain}");
+            assert!(host_allowed(ok, &allowed), "{ok} refused");
+        }
+        for bad in [
+            "attacker.example:8339",
+            "localhost.attacker.example",
+            "127.0.0.1.nip.io",
+            "x",
+            "",
+            "user@127.0.0.1",
+            "127.0.0.1:8339/",
+            "[::1",
+        ] {
+            assert!(!host_allowed(bad, &allowed), "{bad} allowed");
         }
     }
 

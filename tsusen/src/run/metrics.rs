@@ -3,13 +3,16 @@
 
 use std::{net::TcpListener, sync::Arc};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge},
     registry::Registry,
 };
 use tsusen_common::Stat;
+
+use super::settings::Settings;
+use crate::http::{auth::Auth, connections};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Proto {
@@ -202,12 +205,13 @@ impl Metrics {
         self.last = now.clone();
     }
 
-    /// Serve `/metrics` on a listener bound before anything was attached.
-    pub fn serve(&self, listener: TcpListener) -> Result<()> {
-        listener.set_nonblocking(true)?;
-        let listener = tokio::net::TcpListener::from_std(listener)?;
+    /// Serve `/metrics` on a listener bound before anything was attached,
+    /// within [`connections::METRICS`]'s limits.
+    pub fn serve(&self, listener: Listener) -> Result<()> {
+        listener.socket.set_nonblocking(true)?;
+        let socket = tokio::net::TcpListener::from_std(listener.socket)?;
         let registry = self.registry.clone();
-        let app = axum::Router::new().route(
+        let mut app = axum::Router::new().route(
             "/metrics",
             axum::routing::get(move || {
                 let registry = registry.clone();
@@ -226,17 +230,57 @@ impl Metrics {
                 }
             }),
         );
-        tokio::spawn(async move {
-            if let Err(err) = axum::serve(listener, app).await {
-                log::error!("metrics server stopped: {err}");
-            }
-        });
+        if let Some(auth) = listener.auth {
+            app = app.layer(axum::middleware::from_fn(
+                move |request: axum::extract::Request, next: axum::middleware::Next| {
+                    let allowed = auth.allows(request.headers());
+                    async move {
+                        if allowed {
+                            next.run(request).await
+                        } else {
+                            axum::response::IntoResponse::into_response((
+                                axum::http::StatusCode::UNAUTHORIZED,
+                                [(
+                                    axum::http::header::WWW_AUTHENTICATE,
+                                    "Basic realm=\"tsusen\", charset=\"UTF-8\"",
+                                )],
+                                "credentials required\n",
+                            ))
+                        }
+                    }
+                },
+            ));
+        }
+        tokio::spawn(connections::serve(
+            socket,
+            app,
+            connections::METRICS,
+            std::future::pending(),
+        ));
         Ok(())
     }
 }
 
+/// The bound `--metrics` listener and the credentials it requires.
+pub struct Listener {
+    socket: TcpListener,
+    auth: Option<Auth>,
+}
+
 /// Bind the metrics address (before attaching, so a bad address is an error
-/// with nothing left behind).
-pub fn bind(addr: std::net::SocketAddr) -> Result<TcpListener> {
-    TcpListener::bind(addr).with_context(|| format!("cannot listen on --metrics {addr}"))
+/// with nothing left behind). Like `tsusen serve`, an address other hosts can
+/// reach needs credentials (`--metrics-auth-file`).
+pub fn bind(settings: &Settings) -> Result<Option<Listener>> {
+    let Some(addr) = &settings.metrics else {
+        return Ok(None);
+    };
+    let socket = addr.bind(
+        "--metrics",
+        settings.metrics_auth.is_some(),
+        "give --metrics-auth-file FILE (a token, or user:password)",
+    )?;
+    Ok(Some(Listener {
+        socket,
+        auth: settings.metrics_auth.clone(),
+    }))
 }

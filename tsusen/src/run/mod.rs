@@ -68,7 +68,9 @@ pub fn run(args: RunArgs) -> Result<()> {
     // Everything that can fail on the user's input fails here, before
     // anything is attached.
     let store = DayStore::open(&settings.out_dir, settings.max_pending)?;
-    let metrics_listener = settings.metrics.map(metrics::bind).transpose()?;
+    // Descriptors for the day files and connections (systemd's soft default is 1,024).
+    crate::http::connections::raise_nofile_limit();
+    let metrics_listener = metrics::bind(&settings)?;
     let extra_local = settings.local.clone();
     let mut tables = settings.tables.clone();
     let (local, local_list) = local::local_networks(&extra_local)?;
@@ -175,7 +177,7 @@ impl Drop for Daemon {
 }
 
 impl Daemon {
-    async fn run(mut self, metrics_listener: Option<std::net::TcpListener>) -> Result<()> {
+    async fn run(mut self, metrics_listener: Option<metrics::Listener>) -> Result<()> {
         if let Some(listener) = metrics_listener {
             let metrics = metrics::Metrics::new();
             metrics.serve(listener)?;

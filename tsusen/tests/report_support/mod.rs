@@ -29,7 +29,18 @@ impl Server {
     /// `tsusen serve --dir DIR --listen 127.0.0.1:0 --refresh 1 EXTRA...`,
     /// with `TSUSEN_AUTH` only as given in `env`.
     pub fn start(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tsusen"));
+        Server::start_with(Command::new(env!("CARGO_BIN_EXE_tsusen")), dir, extra, env)
+    }
+
+    /// The same, under `prlimit --nofile=N:N` (soft and hard open-files limit).
+    pub fn start_with_nofile(dir: &Path, extra: &[&str], nofile: u64) -> Server {
+        let mut cmd = Command::new("prlimit");
+        cmd.arg(format!("--nofile={nofile}:{nofile}"))
+            .arg(env!("CARGO_BIN_EXE_tsusen"));
+        Server::start_with(cmd, dir, extra, &[])
+    }
+
+    fn start_with(mut cmd: Command, dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         cmd.args(["serve", "--dir"])
             .arg(dir)
             .args(["--listen", "127.0.0.1:0", "--refresh", "1"])
@@ -94,6 +105,12 @@ impl Server {
     }
 }
 
+impl Server {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -121,10 +138,33 @@ impl Response {
 
 /// Send bytes as they are, read the whole response (the server closes).
 pub fn raw(addr: SocketAddr, request: &[u8]) -> Response {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
+    exchange(
+        TcpStream::connect(addr).unwrap(),
+        request,
+        Duration::from_secs(30),
+    )
+}
+
+/// [`raw`] from the local address `from` (e.g. 127.0.0.2).
+pub fn raw_from(from: std::net::IpAddr, addr: SocketAddr, request: &[u8]) -> Response {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    socket.bind(&SocketAddr::new(from, 0).into()).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    exchange(socket.into(), request, Duration::from_secs(30))
+}
+
+/// [`raw`] waiting up to `patience` for the answer (behind queued connections).
+pub fn raw_patient(addr: SocketAddr, request: &[u8], patience: Duration) -> Response {
+    exchange(TcpStream::connect(addr).unwrap(), request, patience)
+}
+
+fn exchange(mut stream: TcpStream, request: &[u8], patience: Duration) -> Response {
+    stream.set_read_timeout(Some(patience)).unwrap();
     stream.write_all(request).unwrap();
     let mut bytes = Vec::new();
     let _ = stream.read_to_end(&mut bytes);
