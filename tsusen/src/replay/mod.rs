@@ -116,7 +116,7 @@ impl Replay {
         let network = link.network(data);
         // A capture holds both directions: what the TC egress program sees
         // live comes first, then what XDP sees.
-        self.sensor.outbound(data, network);
+        self.sensor.outbound(data, network, wall_ns);
         if let Verdict::New(_) = self.sensor.inbound(data, network, wall_ns)? {
             self.summary.rows += 1;
         }
