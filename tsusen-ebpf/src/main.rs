@@ -25,8 +25,7 @@ use tsusen_common::{
     Config, DEFAULT_FIRST_SEEN_ENTRIES, FirstSeen, FlowKey, IGNORED_PORT_WORDS, NET_ENTRIES,
     NS_PER_DAY, Stat, TupleKey, UDP_FLOW_ENTRIES,
     classify::{
-        Packet, Tables, UDP_FLOW_REFRESH_NS, admit, attempt, ethernet, not_noise,
-        outbound_udp_flow,
+        Packet, Tables, UDP_FLOW_REFRESH_NS, admit, attempt, ethernet, not_noise, outbound_udp_flow,
     },
     config::flags,
 };

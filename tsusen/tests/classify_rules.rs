@@ -579,9 +579,11 @@ fn answered_probe() -> FlowKey {
 #[test]
 fn rule6_udp_flows_expire() {
     let probe = Pkt::udp(SCANNER, HOST, 40_001, 53);
-    let with_flow_seen = |ago: u64| tables_with(|t| {
-        t.udp_flows.insert(answered_probe(), TEST_WALL_NS - ago);
-    });
+    let with_flow_seen = |ago: u64| {
+        tables_with(|t| {
+            t.udp_flows.insert(answered_probe(), TEST_WALL_NS - ago);
+        })
+    };
     expect_with(
         &with_flow_seen(10 * SECOND),
         "a datagram 10 s after our last one is a reply",
@@ -613,7 +615,8 @@ fn rule6_udp_flows_expire() {
 #[test]
 fn rule6_an_expired_flow_is_counted_and_forgotten() {
     let tables = tables_with(|t| {
-        t.udp_flows.insert(answered_probe(), TEST_WALL_NS - NS_PER_DAY);
+        t.udp_flows
+            .insert(answered_probe(), TEST_WALL_NS - NS_PER_DAY);
     });
     let bytes = Pkt::udp(SCANNER, HOST, 40_001, 53).bytes();
     let mut host = HostSensor::new(tables.clone());
@@ -640,7 +643,8 @@ fn rule6_each_outbound_datagram_moves_its_flows_time() {
     // again: the flow is live again, and the next datagram is a reply.
     let tables = tables_with(|t| {
         t.local.insert(parse_net("192.0.2.0/24").unwrap());
-        t.udp_flows.insert(answered_probe(), TEST_WALL_NS - NS_PER_DAY);
+        t.udp_flows
+            .insert(answered_probe(), TEST_WALL_NS - NS_PER_DAY);
     });
     let answer = Pkt::udp(HOST, SCANNER, 53, 40_001).bytes();
     let probe = Pkt::udp(SCANNER, HOST, 40_001, 53).bytes();

@@ -163,7 +163,11 @@ impl<R: Recorded> HostSensor<R> {
             Ok(attempt) => attempt,
             Err(skip) => return Ok(Verdict::Skipped(skip)),
         };
-        let key = attempt.key((wall_ns / NS_PER_DAY) as u16);
+        // Callers skip what is past 2149-06-06 (replay counts it); a day
+        // number never wraps.
+        let day = u16::try_from(wall_ns / NS_PER_DAY)
+            .map_err(|_| anyhow::anyhow!("a packet dated after 2149-06-06 reached the rules"))?;
+        let key = attempt.key(day);
         if self.recorded.contains(&key)? {
             return Ok(Verdict::Repeat(key));
         }
