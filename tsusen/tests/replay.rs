@@ -401,3 +401,20 @@ fn a_long_capture_is_written_day_by_day_in_the_memory_of_one_day() {
     assert!(before == after, "a second replay changed the day files");
     fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_negative_if_tsoffset_is_one_clear_error() {
+    let dir = out_dir();
+    fs::create_dir_all(&dir).unwrap();
+    let capture = dir.join("negative.pcapng");
+    let mut ng = PcapNg::new();
+    ng.interface(Some(9), Some(-5)).packet(0, T * NS, &syn(1));
+    ng.write(&capture).unwrap();
+    let line = one_error_line(&replay(&[
+        capture.to_str().unwrap(),
+        "--out-dir",
+        dir.to_str().unwrap(),
+    ]));
+    assert!(line.contains("if_tsoffset -5 s is negative"), "{line}");
+    fs::remove_dir_all(&dir).unwrap();
+}

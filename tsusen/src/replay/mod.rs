@@ -321,7 +321,10 @@ impl Clock {
                 // A negative offset would date packets before 1970: refused.
                 InterfaceDescriptionOption::IfTsOffset(secs) => {
                     if *secs > i64::MAX as u64 {
-                        return Err(format!("negative if_tsoffset {}", *secs as i64));
+                        return Err(format!(
+                            "if_tsoffset {} s is negative, which tsusen does not support",
+                            *secs as i64
+                        ));
                     }
                     clock.offset_ns = u128::from(*secs) * 1_000_000_000;
                 }
