@@ -9,17 +9,20 @@
 //! 1. Link layer: Ethernet II with up to two VLAN tags ([`ethernet`]). The host
 //!    also reads Linux cooked and raw-IP captures and enters at rule 2.
 //! 2. Network layer: IPv4 with a valid header, not a non-first fragment; or
-//!    IPv6, its extension headers walked up to [`MAX_IPV6_EXT_HEADERS`], not a
-//!    non-first fragment ([`attempt`]).
+//!    IPv6 with neither address IPv4-mapped (`::ffff:0:0/96` is never valid
+//!    on the wire, RFC 4291 2.5.5.2: malformed), its extension headers walked
+//!    up to [`MAX_IPV6_EXT_HEADERS`], not a non-first fragment ([`attempt`]).
 //! 3. Direction, against the local networks L ([`admit`]): a source in L is
-//!    outbound; with L non-empty the destination must be in L; with L empty
+//!    outbound; with L non-empty the destination must be in L, or be a
+//!    multicast or broadcast address that rule 4 let through; with L empty
 //!    every packet is inbound.
 //! 4. Not noise: multicast and broadcast destinations are skipped unless asked
 //!    for ([`not_noise`]).
 //! 5. Ignore lists: ignored destination port (TCP/UDP), source or destination in
 //!    an ignored network ([`admit`]). Exact numbers and prefixes.
 //! 6. Protocol ([`attempt`], and UDP replies in [`admit`]): TCP with SYN set and
-//!    ACK, RST clear; UDP unless it replies to a flow this host started; ICMP
+//!    ACK, RST clear; UDP unless it replies to a flow this host sent on within
+//!    the last [`UDP_FLOW_TIMEOUT_NS`] (an older flow is forgotten); ICMP
 //!    echo, timestamp and address-mask requests; ICMPv6 echo requests; any other
 //!    IP protocol, with no port.
 //! 7. A truncated or malformed header is skipped, never misread.
@@ -66,6 +69,17 @@ const ICMP_TIMESTAMP_REQUEST: u8 = 13;
 const ICMP_ADDRESS_MASK_REQUEST: u8 = 17;
 const ICMPV6_ECHO_REQUEST: u8 = 128;
 
+/// How long after this host's last packet on an outbound UDP flow an inbound
+/// datagram on it is a reply (rule 6): 5 minutes, above Linux conntrack's
+/// 120-180 s for UDP streams. Past it the flow is forgotten, so a scanner that
+/// probed a service (and got an answer, which registers a flow too) is
+/// recorded again when it comes back later from the same source port.
+pub const UDP_FLOW_TIMEOUT_NS: u64 = 300 * 1_000_000_000;
+
+/// The egress program moves a flow's time forward at most this often, so a
+/// busy flow costs a lookup per packet and a write per second.
+pub const UDP_FLOW_REFRESH_NS: u64 = 1_000_000_000;
+
 /// Read access to a packet's bytes, bounds-checked.
 ///
 /// The host implements it for byte slices; the XDP program for its context,
@@ -91,8 +105,11 @@ pub trait Tables {
     fn is_local(&self, ip: &[u8; 16]) -> bool;
     fn is_ignored_port(&self, port: u16) -> bool;
     fn is_ignored_net(&self, ip: &[u8; 16]) -> bool;
-    /// Whether an outbound flow with this (remote, local) pair was seen.
-    fn is_udp_reply(&self, flow: &FlowKey) -> bool;
+    /// When this host last sent on the outbound UDP flow with this (remote,
+    /// local) pair (wall-clock ns), if it has.
+    fn udp_flow_seen(&self, flow: &FlowKey) -> Option<u64>;
+    /// The flow timed out: forget it, and count it (`Stat::UdpFlowsExpired`).
+    fn expire_udp_flow(&mut self, flow: &FlowKey);
 }
 
 /// Why a packet is not a row: the first rule it broke.
@@ -100,7 +117,8 @@ pub trait Tables {
 pub enum Skip {
     /// Rule 1/2: neither IPv4 nor IPv6.
     NotIp,
-    /// Rule 7: a header is cut short or invalid.
+    /// Rule 7: a header is cut short or invalid (rule 2: an IPv6 address
+    /// that is IPv4-mapped).
     Malformed,
     /// Rule 2: a non-first fragment (no transport header).
     Fragment,
@@ -282,14 +300,17 @@ pub fn not_noise(a: &Attempt, include_multicast: bool) -> Result<(), Skip> {
     Ok(())
 }
 
-/// Rules 3, 5 and the UDP half of rule 6: what the tables say of an attempt.
+/// Rules 3, 5 and the UDP half of rule 6: what the tables say of an attempt
+/// that passed rule 4 ([`not_noise`]), seen at `now_ns` (wall clock).
 #[inline(always)]
-pub fn admit<T: Tables + ?Sized>(a: &Attempt, tables: &T) -> Result<(), Skip> {
+pub fn admit<T: Tables + ?Sized>(a: &Attempt, tables: &mut T, now_ns: u64) -> Result<(), Skip> {
     if tables.has_local() {
         if tables.is_local(&a.src_ip) {
             return Err(Skip::Outbound);
         }
-        if !tables.is_local(&a.dst_ip) {
+        // A group or broadcast address is never local; it got past rule 4
+        // only because `--include-multicast` asked for it.
+        if !tables.is_local(&a.dst_ip) && !is_multicast_or_broadcast(&a.dst_ip) {
             return Err(Skip::NotLocal);
         }
     }
@@ -299,8 +320,15 @@ pub fn admit<T: Tables + ?Sized>(a: &Attempt, tables: &T) -> Result<(), Skip> {
     if tables.is_ignored_net(&a.src_ip) || tables.is_ignored_net(&a.dst_ip) {
         return Err(Skip::IgnoredNet);
     }
-    if a.proto == IPPROTO_UDP && tables.is_udp_reply(&a.reply_to()) {
-        return Err(Skip::UdpReply);
+    if a.proto == IPPROTO_UDP {
+        let flow = a.reply_to();
+        if let Some(seen) = tables.udp_flow_seen(&flow) {
+            // A clock set back makes `seen` later than now: still a reply.
+            if now_ns.saturating_sub(seen) <= UDP_FLOW_TIMEOUT_NS {
+                return Err(Skip::UdpReply);
+            }
+            tables.expire_udp_flow(&flow);
+        }
     }
     Ok(())
 }
@@ -392,13 +420,18 @@ fn ipv4<P: Packet + ?Sized>(pkt: &P, offset: usize) -> Result<Ip, Skip> {
     })
 }
 
-/// Rule 2 for IPv6: walk hop-by-hop, routing, destination options, fragment
-/// (offset 0 only) and AH headers, at most [`MAX_IPV6_EXT_HEADERS`] of them.
+/// Rule 2 for IPv6: neither address IPv4-mapped; walk hop-by-hop, routing,
+/// destination options, fragment (offset 0 only) and AH headers, at most
+/// [`MAX_IPV6_EXT_HEADERS`] of them.
 #[inline(always)]
 fn ipv6<P: Packet + ?Sized>(pkt: &P, offset: usize) -> Result<Ip, Skip> {
-    // The fixed header is 40 bytes; version and next header are all we need now.
     let h: [u8; 40] = pkt.bytes(offset).ok_or(Skip::Malformed)?;
     if h[0] >> 4 != 6 {
+        return Err(Skip::Malformed);
+    }
+    // Keys store IPv4 as ::ffff:a.b.c.d: such an IPv6 address would pass for
+    // an IPv4 attempt, and it never appears on the wire (RFC 4291 2.5.5.2).
+    if is_v4_mapped(&h[8..20]) || is_v4_mapped(&h[24..36]) {
         return Err(Skip::Malformed);
     }
     let mut next = h[6];
@@ -436,6 +469,12 @@ fn ipv6<P: Packet + ?Sized>(pkt: &P, offset: usize) -> Result<Ip, Skip> {
         v6: true,
         l4,
     })
+}
+
+/// Whether the first 12 bytes of an IPv6 address are the `::ffff:0:0/96` prefix.
+#[inline(always)]
+fn is_v4_mapped(first12: &[u8]) -> bool {
+    first12 == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]
 }
 
 #[inline(always)]

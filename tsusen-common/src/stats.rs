@@ -37,6 +37,10 @@ pub enum Stat {
     /// map). Moved by userspace only; kept here so it survives restarts like
     /// the kernel's counters, which evictions are computed against.
     Drained,
+    /// Outbound UDP flows forgotten because an inbound datagram came after
+    /// `classify::UDP_FLOW_TIMEOUT_NS` (it was then judged as an attempt).
+    /// Last, so the indices of an older build's counters stay where they were.
+    UdpFlowsExpired,
 }
 
 impl Stat {
@@ -63,16 +67,21 @@ impl Stat {
         Stat::SkipUdpReply,
         Stat::UdpFlowsSeen,
         Stat::Drained,
+        Stat::UdpFlowsExpired,
     ];
 
     /// Number of counters (entries of `STATS`).
-    pub const COUNT: u32 = Stat::Drained as u32 + 1;
+    pub const COUNT: u32 = Stat::UdpFlowsExpired as u32 + 1;
 
     /// Whether each packet moves this counter or another of its kind.
     pub const fn is_classification(self) -> bool {
         !matches!(
             self,
-            Stat::NewTuples | Stat::InsertFailed | Stat::UdpFlowsSeen | Stat::Drained
+            Stat::NewTuples
+                | Stat::InsertFailed
+                | Stat::UdpFlowsSeen
+                | Stat::Drained
+                | Stat::UdpFlowsExpired
         )
     }
 
@@ -100,6 +109,7 @@ impl Stat {
             Stat::SkipUdpReply => "skipped_udp_reply",
             Stat::UdpFlowsSeen => "udp_flows_seen",
             Stat::Drained => "drained",
+            Stat::UdpFlowsExpired => "udp_flows_expired",
         }
     }
 }
@@ -128,6 +138,7 @@ mod tests {
         stats[Stat::InsertFailed as usize] = 100;
         stats[Stat::UdpFlowsSeen as usize] = 100;
         stats[Stat::Drained as usize] = 100;
+        stats[Stat::UdpFlowsExpired as usize] = 100;
         assert_eq!(packets(&stats), 7);
     }
 

@@ -8,8 +8,9 @@
 //!
 //! Kernel requirements (the oldest kernel each feature needs):
 //! XDP 4.8, TC clsact 4.5 with direct packet access 4.7, LRU hash 4.10,
-//! LPM trie 4.11, per-CPU array 4.6, bpf_ktime_get_ns 4.1, bounded loops 5.3
-//! (the IPv6 extension-header walk, if LLVM does not unroll it).
+//! LPM trie 4.11, per-CPU array 4.6, bpf_ktime_get_ns 4.1, bpf_map_delete_elem
+//! 3.19 (expired UDP flows), bounded loops 5.3 (the IPv6 extension-header
+//! walk, if LLVM does not unroll it).
 #![no_std]
 #![no_main]
 
@@ -23,7 +24,9 @@ use aya_ebpf::{
 use tsusen_common::{
     Config, DEFAULT_FIRST_SEEN_ENTRIES, FirstSeen, FlowKey, IGNORED_PORT_WORDS, NET_ENTRIES,
     NS_PER_DAY, Stat, TupleKey, UDP_FLOW_ENTRIES,
-    classify::{Packet, Tables, admit, attempt, ethernet, not_noise, outbound_udp_flow},
+    classify::{
+        Packet, Tables, UDP_FLOW_REFRESH_NS, admit, attempt, ethernet, not_noise, outbound_udp_flow,
+    },
     config::flags,
 };
 
@@ -52,7 +55,8 @@ static IGNORED_NETS: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(NET_ENTRI
 #[map]
 static IGNORED_PORTS: Array<u64> = Array::with_max_entries(IGNORED_PORT_WORDS, 0);
 
-/// Outbound UDP flows (value: wall-clock ns of the first packet).
+/// Outbound UDP flows (value: wall-clock ns of the latest outbound packet,
+/// to within `UDP_FLOW_REFRESH_NS`). Replies count within the timeout only.
 #[map]
 static UDP_FLOWS: LruHashMap<FlowKey, u64> = LruHashMap::with_max_entries(UDP_FLOW_ENTRIES, 0);
 
@@ -100,7 +104,7 @@ fn record(pkt: &Frame) {
     if FIRST_SEEN.get_ptr(key).is_some() {
         return count(attempt.candidate_stat());
     }
-    if let Err(skip) = admit(&attempt, &KernelTables { config }) {
+    if let Err(skip) = admit(&attempt, &mut KernelTables { config }, wall_ns) {
         return count(skip.stat());
     }
     count(attempt.candidate_stat());
@@ -122,11 +126,22 @@ fn register_outbound(pkt: &Frame) {
     let Some(flow) = outbound_udp_flow(pkt, offset, ethertype) else {
         return;
     };
+    let now = CONFIG.get(0).map_or(0, now_wall_ns);
     // Look first: an update per packet would churn the LRU for busy flows.
-    if UDP_FLOWS.get_ptr(flow).is_none() {
-        let now = CONFIG.get(0).map_or(0, now_wall_ns);
-        if UDP_FLOWS.insert(flow, now, 0).is_ok() {
-            count(Stat::UdpFlowsSeen);
+    // A known flow's time moves forward in place, at most once a second.
+    match UDP_FLOWS.get_ptr_mut(flow) {
+        Some(seen) => {
+            // SAFETY: a valid map value; a racing CPU writes a time as recent.
+            unsafe {
+                if now.wrapping_sub(*seen) > UDP_FLOW_REFRESH_NS {
+                    *seen = now;
+                }
+            }
+        }
+        None => {
+            if UDP_FLOWS.insert(flow, now, 0).is_ok() {
+                count(Stat::UdpFlowsSeen);
+            }
         }
     }
 }
@@ -201,8 +216,16 @@ impl Tables for KernelTables<'_> {
     }
 
     #[inline(always)]
-    fn is_udp_reply(&self, flow: &FlowKey) -> bool {
-        UDP_FLOWS.get_ptr(flow).is_some()
+    fn udp_flow_seen(&self, flow: &FlowKey) -> Option<u64> {
+        // SAFETY: a valid map value, read once.
+        UDP_FLOWS.get_ptr(flow).map(|seen| unsafe { *seen })
+    }
+
+    #[inline(always)]
+    fn expire_udp_flow(&mut self, flow: &FlowKey) {
+        // Gone already (another CPU, LRU) is as good.
+        let _ = UDP_FLOWS.remove(flow);
+        count(Stat::UdpFlowsExpired);
     }
 }
 

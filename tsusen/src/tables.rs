@@ -6,7 +6,7 @@
 //! maps ([`Tables::write_to_kernel`]), so both sides decide alike.
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     net::IpAddr,
     str::FromStr,
 };
@@ -128,7 +128,8 @@ pub struct Tables {
     pub ignored_nets: Networks,
     /// Bit `p % 64` of word `p / 64`: the kernel's layout.
     pub ignored_ports: Vec<u64>,
-    pub udp_flows: HashSet<FlowKey>,
+    /// Outbound UDP flows and when this host last sent on each (wall ns).
+    pub udp_flows: HashMap<FlowKey, u64>,
     pub include_multicast: bool,
 }
 
@@ -138,7 +139,7 @@ impl Default for Tables {
             local: Networks::default(),
             ignored_nets: Networks::default(),
             ignored_ports: vec![0; IGNORED_PORT_WORDS as usize],
-            udp_flows: HashSet::new(),
+            udp_flows: HashMap::new(),
             include_multicast: false,
         }
     }
@@ -233,8 +234,12 @@ impl classify::Tables for Tables {
         self.ignored_nets.contains(ip)
     }
 
-    fn is_udp_reply(&self, flow: &FlowKey) -> bool {
-        self.udp_flows.contains(flow)
+    fn udp_flow_seen(&self, flow: &FlowKey) -> Option<u64> {
+        self.udp_flows.get(flow).copied()
+    }
+
+    fn expire_udp_flow(&mut self, flow: &FlowKey) {
+        self.udp_flows.remove(flow);
     }
 }
 

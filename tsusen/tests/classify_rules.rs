@@ -19,7 +19,12 @@ use tsusen::{
         skip,
     },
 };
-use tsusen_common::{FlowKey, classify::Skip};
+use tsusen_common::{
+    FlowKey, NS_PER_DAY, Stat,
+    classify::{Skip, UDP_FLOW_TIMEOUT_NS},
+};
+
+const SECOND: u64 = 1_000_000_000;
 
 const SCANNER: &str = "198.51.100.7";
 const HOST: &str = "192.0.2.1";
@@ -236,6 +241,43 @@ fn rule2_ipv6_extension_headers_are_walked() {
 }
 
 #[test]
+fn rule2_ipv6_with_an_ipv4_mapped_address_is_malformed() {
+    // ::ffff:a.b.c.d is how keys hold IPv4: on the wire it is no valid IPv6
+    // address (RFC 4291 2.5.5.2), and it must not pass for an IPv4 attempt.
+    expect(
+        "mapped source",
+        Pkt::syn("::ffff:198.51.100.7", HOST6, 22),
+        S(Skip::Malformed),
+    );
+    expect(
+        "mapped destination",
+        Pkt::syn(SCANNER6, "::ffff:192.0.2.1", 22),
+        S(Skip::Malformed),
+    );
+    expect(
+        "both mapped, UDP",
+        Pkt::udp("::ffff:198.51.100.7", "::ffff:192.0.2.1", 1, 53),
+        S(Skip::Malformed),
+    );
+    expect(
+        "both mapped, behind an extension header",
+        Pkt::icmpv6("::ffff:198.51.100.7", "::ffff:192.0.2.1", 128).ext(Ext::HopByHop),
+        S(Skip::Malformed),
+    );
+    // Near misses: the same 32 bits elsewhere are ordinary IPv6 addresses.
+    expect(
+        "::fffe:c633:6407 is not mapped",
+        Pkt::syn("::fffe:c633:6407", HOST6, 22),
+        R("TCP 22 ::fffe:c633:6407 2001:db8:1::1"),
+    );
+    expect(
+        "2001:db8::ffff:c633:6407 is not mapped",
+        Pkt::syn("2001:db8::ffff:c633:6407", HOST6, 22),
+        R("TCP 22 2001:db8::ffff:c633:6407 2001:db8:1::1"),
+    );
+}
+
+#[test]
 fn rule3_direction_against_local_networks() {
     let local = tables_with(|t| {
         t.local.insert(parse_net("192.0.2.0/24").unwrap());
@@ -318,6 +360,60 @@ fn rule4_multicast_and_broadcast_are_noise_by_default() {
         "--include-multicast, broadcast",
         &Pkt::udp(SCANNER, "255.255.255.255", 68, 67),
         R("UDP 67 198.51.100.7 255.255.255.255"),
+    );
+}
+
+#[test]
+fn rule4_include_multicast_with_local_networks() {
+    // The live sensor always knows its local networks: a group address is
+    // never one of them, and must not be skipped as not local for it.
+    let local = |include_multicast| {
+        tables_with(|t| {
+            t.local.insert(parse_net("192.0.2.0/24").unwrap());
+            t.local.insert(parse_net("2001:db8:1::/48").unwrap());
+            t.include_multicast = include_multicast;
+        })
+    };
+    let (include, exclude) = (local(true), local(false));
+    for (what, pkt, row) in [
+        (
+            "IPv4 multicast",
+            Pkt::udp(SCANNER, "224.0.0.251", 5353, 5353),
+            "UDP 5353 198.51.100.7 224.0.0.251",
+        ),
+        (
+            "broadcast",
+            Pkt::udp(SCANNER, "255.255.255.255", 68, 67),
+            "UDP 67 198.51.100.7 255.255.255.255",
+        ),
+        (
+            "IPv6 multicast",
+            Pkt::icmpv6(SCANNER6, "ff02::1", 128),
+            "ICMPV6 - 2001:db8:bad::7 ff02::1",
+        ),
+    ] {
+        expect_with(&include, what, &pkt, R(row));
+        expect_with(&exclude, what, &pkt, S(Skip::Multicast));
+    }
+    expect_with(
+        &include,
+        "multicast from a local address is still outbound",
+        &Pkt::udp(HOST, "224.0.0.251", 5353, 5353),
+        S(Skip::Outbound),
+    );
+    expect_with(
+        &include,
+        "a unicast destination must still be local",
+        &Pkt::udp(SCANNER, "203.0.113.5", 5353, 5353),
+        S(Skip::NotLocal),
+    );
+    let mut ignore = include.clone();
+    ignore.ignore_port(5353);
+    expect_with(
+        &ignore,
+        "multicast to an ignored port is still ignored",
+        &Pkt::udp(SCANNER, "224.0.0.251", 5353, 5353),
+        S(Skip::IgnoredPort),
     );
 }
 
@@ -442,7 +538,7 @@ fn rule6_udp_unless_a_reply() {
         local_port: 40_001,
     };
     let tables = tables_with(|t| {
-        t.udp_flows.insert(flow);
+        t.udp_flows.insert(flow, TEST_WALL_NS - SECOND);
     });
     expect_with(
         &tables,
@@ -467,6 +563,107 @@ fn rule6_udp_unless_a_reply() {
         Pkt::udp(SCANNER, HOST, 5000, 161),
         R("UDP 161 198.51.100.7 192.0.2.1"),
     );
+}
+
+/// The flow a DNS server at HOST opened by answering SCANNER's probe from
+/// port 40001: what the egress program registers for the answer.
+fn answered_probe() -> FlowKey {
+    FlowKey {
+        remote_ip: tsusen::tables::mapped(SCANNER.parse().unwrap()),
+        local_ip: tsusen::tables::mapped(HOST.parse().unwrap()),
+        remote_port: 40_001,
+        local_port: 53,
+    }
+}
+
+#[test]
+fn rule6_udp_flows_expire() {
+    let probe = Pkt::udp(SCANNER, HOST, 40_001, 53);
+    let with_flow_seen = |ago: u64| {
+        tables_with(|t| {
+            t.udp_flows.insert(answered_probe(), TEST_WALL_NS - ago);
+        })
+    };
+    expect_with(
+        &with_flow_seen(10 * SECOND),
+        "a datagram 10 s after our last one is a reply",
+        &probe,
+        S(Skip::UdpReply),
+    );
+    // The kernel's clock runs on from TEST_WALL_NS while the test runs: a
+    // minute of margin.
+    expect_with(
+        &with_flow_seen(UDP_FLOW_TIMEOUT_NS - 60 * SECOND),
+        "within the timeout",
+        &probe,
+        S(Skip::UdpReply),
+    );
+    expect_with(
+        &with_flow_seen(UDP_FLOW_TIMEOUT_NS + SECOND),
+        "just past the timeout",
+        &probe,
+        R("UDP 53 198.51.100.7 192.0.2.1"),
+    );
+    expect_with(
+        &with_flow_seen(NS_PER_DAY),
+        "the scanner back the next day from the same port",
+        &probe,
+        R("UDP 53 198.51.100.7 192.0.2.1"),
+    );
+}
+
+#[test]
+fn rule6_an_expired_flow_is_counted_and_forgotten() {
+    let tables = tables_with(|t| {
+        t.udp_flows
+            .insert(answered_probe(), TEST_WALL_NS - NS_PER_DAY);
+    });
+    let bytes = Pkt::udp(SCANNER, HOST, 40_001, 53).bytes();
+    let mut host = HostSensor::new(tables.clone());
+    let verdict = host
+        .inbound(&bytes, Link::Ethernet.network(&bytes), TEST_WALL_NS)
+        .unwrap();
+    assert!(matches!(verdict, Verdict::New(_)), "host: {verdict:?}");
+    assert_eq!(host.stats()[Stat::UdpFlowsExpired as usize], 1, "host");
+    assert!(host.tables.udp_flows.is_empty(), "host kept the flow");
+    if let Some(mut kernel) = kernel() {
+        kernel.set_tables(&tables).unwrap();
+        let before = kernel.stats().unwrap()[Stat::UdpFlowsExpired as usize];
+        let verdict = kernel.verdict(&bytes).unwrap();
+        assert!(matches!(verdict, Verdict::New(_)), "kernel: {verdict:?}");
+        let after = kernel.stats().unwrap()[Stat::UdpFlowsExpired as usize];
+        assert_eq!(after - before, 1, "kernel");
+        assert_eq!(kernel.udp_flows().unwrap(), [], "kernel kept the flow");
+    }
+}
+
+#[test]
+fn rule6_each_outbound_datagram_moves_its_flows_time() {
+    // Yesterday's answer registered the flow; today the server answers
+    // again: the flow is live again, and the next datagram is a reply.
+    let tables = tables_with(|t| {
+        t.local.insert(parse_net("192.0.2.0/24").unwrap());
+        t.udp_flows
+            .insert(answered_probe(), TEST_WALL_NS - NS_PER_DAY);
+    });
+    let answer = Pkt::udp(HOST, SCANNER, 53, 40_001).bytes();
+    let probe = Pkt::udp(SCANNER, HOST, 40_001, 53).bytes();
+    let mut host = HostSensor::new(tables.clone());
+    host.outbound(&answer, Link::Ethernet.network(&answer), TEST_WALL_NS);
+    assert_eq!(host.tables.udp_flows[&answered_probe()], TEST_WALL_NS);
+    let verdict = host
+        .inbound(&probe, Link::Ethernet.network(&probe), TEST_WALL_NS)
+        .unwrap();
+    assert_eq!(verdict, Verdict::Skipped(Skip::UdpReply), "host");
+    if let Some(mut kernel) = kernel() {
+        kernel.set_tables(&tables).unwrap();
+        kernel.egress(&answer).unwrap();
+        let flows = kernel.udp_flows().unwrap();
+        assert_eq!(flows.len(), 1, "{flows:?}");
+        assert!(flows[0].1 >= TEST_WALL_NS, "kernel flow time {flows:?}");
+        let verdict = kernel.verdict(&probe).unwrap();
+        assert_eq!(verdict, Verdict::Skipped(Skip::UdpReply), "kernel");
+    }
 }
 
 #[test]

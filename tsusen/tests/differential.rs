@@ -17,7 +17,7 @@ use tsusen::{
         packet::{Ext, L4, Pkt},
     },
 };
-use tsusen_common::FlowKey;
+use tsusen_common::{FlowKey, NS_PER_DAY};
 
 /// Generated packets per table set; two sets, so 2 x 6,000 in all.
 const GENERATED_PER_TABLES: u32 = 6_000;
@@ -32,12 +32,25 @@ fn busy_tables() -> Tables {
         .insert(parse_net("2001:db8:bad:1::/64").unwrap());
     t.ignore_port(23);
     t.ignore_port(3);
-    t.udp_flows.insert(FlowKey {
-        remote_ip: mapped("198.51.100.7".parse().unwrap()),
-        local_ip: mapped("192.0.2.1".parse().unwrap()),
-        remote_port: 53,
-        local_port: 40_001,
-    });
+    // One live flow, one that timed out a day ago: both sides expire it.
+    t.udp_flows.insert(
+        FlowKey {
+            remote_ip: mapped("198.51.100.7".parse().unwrap()),
+            local_ip: mapped("192.0.2.1".parse().unwrap()),
+            remote_port: 53,
+            local_port: 40_001,
+        },
+        TEST_WALL_NS - 10 * 1_000_000_000,
+    );
+    t.udp_flows.insert(
+        FlowKey {
+            remote_ip: mapped("2001:db8:bad::7".parse().unwrap()),
+            local_ip: mapped("2001:db8:1::1".parse().unwrap()),
+            remote_port: 53,
+            local_port: 40_001,
+        },
+        TEST_WALL_NS - NS_PER_DAY,
+    );
     t
 }
 

@@ -299,3 +299,56 @@ fn an_address_added_while_running_is_local_from_then_on() {
         "after the address was added",
     );
 }
+
+#[test]
+fn include_multicast_records_datagrams_to_groups_on_the_link() {
+    let why = live::why_not(&[]);
+    skip_unless!(why.is_empty(), &why);
+    let _serial = live::serial();
+    let live = Live::new(TSUSEN);
+    let mut daemon = live.start("sensor", &["--include-multicast"]);
+    let net = &live.net;
+
+    // Datagrams from the peer to link-local groups: bytes on our own veth,
+    // never routed. The IPv4 one leaves by a route for the groups on the
+    // peer's end; the IPv6 one by the scope id of ff02::1.
+    net.peer
+        .exec("ip", &["route", "add", "224.0.0.0/4", "dev", &net.peer_if]);
+    let peer_if = std::ffi::CString::new(net.peer_if.clone()).unwrap();
+    live::in_netns(&net.peer, || {
+        let v4 = std::net::UdpSocket::bind((TestNet::PEER_IP, 0)).unwrap();
+        v4.send_to(b"tsusen-test", "224.0.0.251:5353").unwrap();
+        // SAFETY: a valid C string.
+        let index = unsafe { libc::if_nametoindex(peer_if.as_ptr()) };
+        assert_ne!(index, 0, "no index for {peer_if:?}");
+        let v6 = std::net::UdpSocket::bind((TestNet::PEER_IP6, 0)).unwrap();
+        let group = std::net::SocketAddrV6::new("ff02::1".parse().unwrap(), 5353, 0, index);
+        v6.send_to(b"tsusen-test", group).unwrap();
+    });
+    // A control attempt: once its row is there, the datagrams were judged.
+    live::syns_from(&net.peer, TestNet::SENSOR_IP, &[9]);
+    let out = live.out_dir();
+    live::wait_rows(&out, 3, Duration::from_secs(10));
+    daemon.wait_two_flushes(Duration::from_secs(5));
+    daemon.terminate_cleanly();
+
+    let rows = live::all_rows(&out);
+    let got: HashSet<_> = rows.iter().map(|r| r.tuple()).collect();
+    for want in [
+        live::tuple("UDP", Some(5353), TestNet::PEER_IP, "224.0.0.251"),
+        live::tuple("UDP", Some(5353), TestNet::PEER_IP6, "ff02::1"),
+        live::tuple("TCP", Some(9), TestNet::PEER_IP, TestNet::SENSOR_IP),
+    ] {
+        assert!(got.contains(&want), "{want:?} missing from {rows:?}");
+    }
+    // Anything else the peer's kernel sent on its own (an IGMP report, say)
+    // went to a group too: nothing to a non-local unicast address.
+    let sensor: std::net::IpAddr = TestNet::SENSOR_IP.parse().unwrap();
+    for row in &rows {
+        let group = match row.dst {
+            std::net::IpAddr::V4(v4) => v4.is_multicast() || v4.is_broadcast(),
+            std::net::IpAddr::V6(v6) => v6.is_multicast(),
+        };
+        assert!(group || row.dst == sensor, "unexpected row {row:?}");
+    }
+}

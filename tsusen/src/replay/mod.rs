@@ -1,6 +1,13 @@
 //! Replay: pcap and pcapng files through the same rules as the XDP program,
 //! on the host, into the same day files. Each packet's capture time decides
 //! its day and its row's timestamp. Needs no privileges.
+//!
+//! Rows are written as the capture goes: every [`FLUSH_ROWS`] new rows (at
+//! the next change of second, so a file's order is what one write at the end
+//! would give) and whenever the day moves on, after which earlier days are
+//! dropped from memory (a late packet of an earlier day reloads that day's
+//! file, so nothing is written twice). A time-ordered capture of any length
+//! needs one day's tuples in memory.
 
 pub mod sensor;
 
@@ -20,7 +27,7 @@ use pcap_file::{
 };
 use sensor::{HostSensor, Verdict};
 use tsusen_common::{
-    Stat,
+    NS_PER_DAY, Stat,
     classify::{self, ETH_P_IPV4, ETH_P_IPV6, Skip},
 };
 
@@ -69,12 +76,24 @@ impl Link {
     }
 }
 
+/// New rows held before they are written (at the next change of second).
+pub const FLUSH_ROWS: usize = 1 << 16;
+
+/// Capture times from here on have no day file: a day number is 16 bits,
+/// and its last day is 2149-06-06.
+pub const END_WALL_NS: u64 = (u16::MAX as u64 + 1) * NS_PER_DAY;
+
 /// What a replay did.
 #[derive(Debug, Default)]
 pub struct Summary {
     pub files: usize,
     pub packets: u64,
     pub rows: u64,
+    /// Packets dated after 2149-06-06: skipped.
+    pub beyond_last_day: u64,
+    /// pcapng Simple Packet Blocks with no earlier timed packet in their
+    /// section to take the time of: skipped.
+    pub untimed: u64,
 }
 
 /// The day store remembers what the host sensor recorded: a new tuple is a
@@ -95,6 +114,10 @@ impl sensor::Recorded for DayStore {
 pub struct Replay {
     pub sensor: HostSensor<DayStore>,
     pub summary: Summary,
+    /// The second and the day of the latest packet: writes happen when
+    /// they change.
+    second: u64,
+    day: u64,
 }
 
 impl Replay {
@@ -102,6 +125,8 @@ impl Replay {
         Replay {
             sensor: HostSensor::with_recorded(tables, store),
             summary: Summary::default(),
+            second: 0,
+            day: 0,
         }
     }
 
@@ -113,14 +138,45 @@ impl Replay {
     #[inline]
     pub fn packet(&mut self, link: Link, data: &[u8], wall_ns: u64) -> Result<()> {
         self.summary.packets += 1;
+        if wall_ns >= END_WALL_NS {
+            self.summary.beyond_last_day += 1;
+            return Ok(());
+        }
+        let second = wall_ns / 1_000_000_000;
+        if second != self.second {
+            self.next_second(second, wall_ns / NS_PER_DAY)?;
+        }
         let network = link.network(data);
         // A capture holds both directions: what the TC egress program sees
         // live comes first, then what XDP sees.
-        self.sensor.outbound(data, network);
+        self.sensor.outbound(data, network, wall_ns);
         if let Verdict::New(_) = self.sensor.inbound(data, network, wall_ns)? {
             self.summary.rows += 1;
         }
         Ok(())
+    }
+
+    /// Time moved on to another second: write what is held when it is a lot
+    /// or when the day moved on; then forget the earlier days.
+    /// Every row held is from an earlier second (in a time-ordered capture),
+    /// so the files' order is the order of one write at the end.
+    fn next_second(&mut self, second: u64, day: u64) -> Result<()> {
+        self.second = second;
+        let new_day = day > self.day;
+        if new_day || self.store().pending() >= FLUSH_ROWS {
+            self.store().flush()?;
+        }
+        if new_day {
+            self.day = day;
+            // Below END_WALL_NS: a day number fits.
+            self.store().forget_days_before(day as u16);
+        }
+        Ok(())
+    }
+
+    /// Write every row still held.
+    pub fn finish(&mut self) -> Result<()> {
+        self.store().flush().map(drop)
     }
 
     /// Every packet of a pcap or pcapng file.
@@ -170,8 +226,13 @@ impl Replay {
     fn pcapng<R: Read>(&mut self, path: &Path, reader: R) -> Result<()> {
         let mut pcapng = PcapNgReader::new(reader)
             .with_context(|| format!("{}: not a valid pcapng file", path.display()))?;
-        // Per interface of the current section: link type and ns per tick.
-        let mut interfaces: Vec<Result<(Link, u64), String>> = Vec::new();
+        // Per interface of the current section: link type and time scale.
+        let mut interfaces: Vec<Result<(Link, Clock), String>> = Vec::new();
+        // The latest timed packet's time in this section: Simple Packet
+        // Blocks have none of their own and take it.
+        let mut latest: Option<u64> = None;
+        // The reader takes the first section header itself; later ones come as blocks.
+        let mut endianness = pcapng.section().endianness;
         let mut count = 0u64;
         while let Some(block) = pcapng.next_block() {
             let block = match block {
@@ -182,25 +243,42 @@ impl Replay {
                 }
             };
             match block {
-                Block::SectionHeader(_) => interfaces.clear(),
+                Block::SectionHeader(shb) => {
+                    interfaces.clear();
+                    latest = None;
+                    endianness = shb.endianness;
+                }
                 Block::InterfaceDescription(idb) => {
                     let link = Link::from_datalink(idb.linktype).map_err(|e| e.to_string());
-                    let tsresol = idb.options.iter().find_map(|o| match o {
-                        InterfaceDescriptionOption::IfTsResol(r) => Some(*r),
-                        _ => None,
-                    });
-                    interfaces.push(link.map(|l| (l, ns_per_tick(tsresol))));
+                    let clock = Clock::of(&idb.options);
+                    interfaces.push(link.and_then(|l| Ok((l, clock?))));
                 }
                 Block::EnhancedPacket(epb) => {
-                    let (link, ns) = interface(&interfaces, epb.interface_id, path)?;
-                    // pcap-file hands over raw ticks; scale by the interface's resolution.
-                    let wall_ns = (epb.timestamp.as_nanos() as u64).saturating_mul(ns);
+                    let (link, clock) = interface(&interfaces, epb.interface_id, path)?;
+                    // pcap-file hands over raw ticks as nanoseconds.
+                    let wall_ns = clock.wall_ns(epb.timestamp.as_nanos() as u64);
+                    latest = Some(wall_ns);
                     self.packet(link, &epb.data, wall_ns)?;
                     count += 1;
                 }
                 Block::Packet(pb) => {
-                    let (link, ns) = interface(&interfaces, u32::from(pb.interface_id), path)?;
-                    self.packet(link, &pb.data, pb.timestamp.saturating_mul(ns))?;
+                    let (link, clock) = interface(&interfaces, u32::from(pb.interface_id), path)?;
+                    let wall_ns = clock.wall_ns(obsolete_ticks(pb.timestamp, endianness));
+                    latest = Some(wall_ns);
+                    self.packet(link, &pb.data, wall_ns)?;
+                    count += 1;
+                }
+                Block::SimplePacket(spb) => {
+                    // Always interface 0; the data is padded to 4 bytes.
+                    let (link, _) = interface(&interfaces, 0, path)?;
+                    let len = (spb.original_len as usize).min(spb.data.len());
+                    match latest {
+                        Some(wall_ns) => self.packet(link, &spb.data[..len], wall_ns)?,
+                        None => {
+                            self.summary.packets += 1;
+                            self.summary.untimed += 1;
+                        }
+                    }
                     count += 1;
                 }
                 _ => {}
@@ -211,10 +289,10 @@ impl Replay {
 }
 
 fn interface(
-    interfaces: &[Result<(Link, u64), String>],
+    interfaces: &[Result<(Link, Clock), String>],
     id: u32,
     path: &Path,
-) -> Result<(Link, u64)> {
+) -> Result<(Link, Clock)> {
     match interfaces.get(id as usize) {
         Some(Ok(found)) => Ok(*found),
         Some(Err(err)) => bail!("{}: {err}", path.display()),
@@ -222,16 +300,74 @@ fn interface(
     }
 }
 
-/// Nanoseconds per timestamp tick for a pcapng `if_tsresol` (default: µs).
-fn ns_per_tick(tsresol: Option<u8>) -> u64 {
-    match tsresol {
-        None => 1_000,
-        Some(r) if r & 0x80 == 0 => 10u64
-            .checked_pow(9u32.saturating_sub(u32::from(r)))
-            .unwrap_or(1)
-            .max(1),
-        // Binary resolutions (2^-n s): approximate to whole nanoseconds.
-        Some(r) => (1_000_000_000u64 >> (r & 0x7f).min(30)).max(1),
+/// How an interface's timestamps become wall-clock nanoseconds: ticks of
+/// `if_tsresol` (10^-r s, or 2^-r s with the top bit set; µs by default),
+/// plus `if_tsoffset` seconds. Exact: `ticks * 10^9 / ticks_per_second`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Clock {
+    ticks_per_second: u128,
+    offset_ns: u128,
+}
+
+impl Clock {
+    fn of(options: &[InterfaceDescriptionOption]) -> Result<Clock, String> {
+        let mut clock = Clock::tsresol(None).expect("µs");
+        for option in options {
+            match option {
+                InterfaceDescriptionOption::IfTsResol(r) => {
+                    clock.ticks_per_second = Clock::tsresol(Some(*r))?.ticks_per_second;
+                }
+                // Seconds, signed in the spec; pcap-file reads them unsigned.
+                // A negative offset would date packets before 1970: refused.
+                InterfaceDescriptionOption::IfTsOffset(secs) => {
+                    if *secs > i64::MAX as u64 {
+                        return Err(format!(
+                            "if_tsoffset {} s is negative, which tsusen does not support",
+                            *secs as i64
+                        ));
+                    }
+                    clock.offset_ns = u128::from(*secs) * 1_000_000_000;
+                }
+                _ => {}
+            }
+        }
+        Ok(clock)
+    }
+
+    /// The clock of an `if_tsresol` value (µs without one).
+    pub fn tsresol(tsresol: Option<u8>) -> Result<Clock, String> {
+        let r = tsresol.unwrap_or(6);
+        let ticks_per_second = if r & 0x80 == 0 {
+            10u128.checked_pow(u32::from(r))
+        } else {
+            2u128.checked_pow(u32::from(r & 0x7f))
+        };
+        match ticks_per_second {
+            Some(ticks_per_second) => Ok(Clock {
+                ticks_per_second,
+                offset_ns: 0,
+            }),
+            None => Err(format!(
+                "unsupported if_tsresol {r:#04x} (finer than 10^-38 s)"
+            )),
+        }
+    }
+
+    /// Wall-clock nanoseconds of `ticks`; `u64::MAX` when past what a u64
+    /// holds (far past the last day a day file can hold).
+    pub fn wall_ns(self, ticks: u64) -> u64 {
+        let ns = u128::from(ticks) * 1_000_000_000 / self.ticks_per_second + self.offset_ns;
+        u64::try_from(ns).unwrap_or(u64::MAX)
+    }
+}
+
+/// The ticks of an obsolete Packet Block: its two 32-bit halves (high
+/// first) are each in the section's byte order, but pcap-file reads them as
+/// one 64-bit number, which swaps the halves in a little-endian section.
+fn obsolete_ticks(timestamp: u64, endianness: pcap_file::Endianness) -> u64 {
+    match endianness {
+        pcap_file::Endianness::Little => timestamp.rotate_left(32),
+        pcap_file::Endianness::Big => timestamp,
     }
 }
 
@@ -249,8 +385,22 @@ pub fn run(args: ReplayArgs) -> Result<()> {
     for pcap in &args.pcaps {
         replay.file(pcap)?;
     }
-    replay.store().flush()?;
+    replay.finish()?;
     let elapsed = started.elapsed();
+    let summary = &replay.summary;
+    if summary.beyond_last_day > 0 {
+        warn!(
+            "skipped {} packets dated after 2149-06-06, the last day a day file can hold",
+            summary.beyond_last_day
+        );
+    }
+    if summary.untimed > 0 {
+        warn!(
+            "skipped {} pcapng Simple Packet Blocks that came before any timed packet of their section \
+             (a Simple Packet Block has no time of its own and takes the time of the packet before it)",
+            summary.untimed
+        );
+    }
     let stats = replay.sensor.stats();
     let skipped: Vec<String> = Stat::ALL
         .iter()
@@ -278,12 +428,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pcapng_resolutions() {
-        assert_eq!(ns_per_tick(None), 1_000);
-        assert_eq!(ns_per_tick(Some(6)), 1_000);
-        assert_eq!(ns_per_tick(Some(9)), 1);
-        assert_eq!(ns_per_tick(Some(3)), 1_000_000);
-        assert_eq!(ns_per_tick(Some(0x80 | 10)), 976_562);
+    fn pcapng_resolutions_are_exact() {
+        let wall = |r: Option<u8>, ticks: u64| Clock::tsresol(r).unwrap().wall_ns(ticks);
+        assert_eq!(wall(None, 1), 1_000);
+        assert_eq!(wall(Some(6), 1), 1_000);
+        assert_eq!(wall(Some(9), 1), 1);
+        assert_eq!(wall(Some(3), 1), 1_000_000);
+        assert_eq!(wall(Some(12), 1_000), 1);
+        // 2^-10 s and 2^-30 s: 1,024 and 2^30 ticks make one second.
+        assert_eq!(wall(Some(0x80 | 10), 1_024), 1_000_000_000);
+        assert_eq!(wall(Some(0x80 | 30), 1 << 30), 1_000_000_000);
+        // 2026-11-24 12:00:00 in 2^-20 s ticks.
+        let t = 1_795_521_600u64;
+        assert_eq!(wall(Some(0x80 | 20), t << 20), t * 1_000_000_000);
+        assert_eq!(wall(Some(0x80 | 64), u64::MAX), 999_999_999);
+        assert!(Clock::tsresol(Some(127)).is_err());
+        assert_eq!(wall(Some(0), u64::MAX), u64::MAX);
     }
 
     #[test]

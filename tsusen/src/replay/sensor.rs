@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use anyhow::Result;
 
 use tsusen_common::{
-    NS_PER_DAY, Stat, TupleKey,
-    classify::{self, Skip},
+    FlowKey, NS_PER_DAY, Stat, TupleKey,
+    classify::{self, Skip, UDP_FLOW_REFRESH_NS, UDP_FLOW_TIMEOUT_NS},
 };
 
 use crate::{store::row::Row, tables::Tables};
@@ -55,7 +55,13 @@ pub struct HostSensor<R: Recorded = Seen> {
     pub tables: Tables,
     pub recorded: R,
     stats: [u64; Stat::COUNT as usize],
+    /// Flows held before timed-out ones are dropped (the kernel's map is an
+    /// LRU of fixed size; here the bound is the flows still live).
+    prune_flows_at: usize,
 }
+
+/// Flows held before the first pruning.
+const PRUNE_FLOWS_AT: usize = 1 << 16;
 
 impl HostSensor<Seen> {
     pub fn new(tables: Tables) -> Self {
@@ -69,6 +75,7 @@ impl<R: Recorded> HostSensor<R> {
             tables,
             recorded,
             stats: [0; Stat::COUNT as usize],
+            prune_flows_at: PRUNE_FLOWS_AT,
         }
     }
 
@@ -81,9 +88,9 @@ impl<R: Recorded> HostSensor<R> {
         self.recorded.clear();
     }
 
-    /// An outbound packet: remember the UDP flow it opens, as the TC egress
-    /// program does.
-    pub fn outbound(&mut self, pkt: &[u8], network: Result<(usize, u16), Skip>) {
+    /// An outbound packet seen at `wall_ns`: remember the UDP flow it sends
+    /// on, and when, as the TC egress program does.
+    pub fn outbound(&mut self, pkt: &[u8], network: Result<(usize, u16), Skip>, wall_ns: u64) {
         // Without local networks nothing is outbound (a capture of inbound
         // traffic); with them, only flows a local address opened count.
         if self.tables.local.is_empty() {
@@ -93,9 +100,32 @@ impl<R: Recorded> HostSensor<R> {
             && let Some(flow) = classify::outbound_udp_flow(pkt, offset, ethertype)
             && self.tables.local.contains(&flow.local_ip)
         {
-            self.tables.udp_flows.insert(flow);
-            self.stats[Stat::UdpFlowsSeen as usize] += 1;
+            match self.tables.udp_flows.get_mut(&flow) {
+                Some(seen) => {
+                    if wall_ns.wrapping_sub(*seen) > UDP_FLOW_REFRESH_NS {
+                        *seen = wall_ns;
+                    }
+                }
+                None => {
+                    self.prune_flows(wall_ns);
+                    self.tables.udp_flows.insert(flow, wall_ns);
+                    self.stats[Stat::UdpFlowsSeen as usize] += 1;
+                }
+            }
         }
+    }
+
+    /// Drop timed-out flows once the table has doubled since the last time,
+    /// so replay's memory follows the live flows, not the capture's length.
+    /// A dropped flow answers nothing: no verdict changes.
+    fn prune_flows(&mut self, now: u64) {
+        if self.tables.udp_flows.len() < self.prune_flows_at {
+            return;
+        }
+        self.tables
+            .udp_flows
+            .retain(|_, seen| now.saturating_sub(*seen) <= UDP_FLOW_TIMEOUT_NS);
+        self.prune_flows_at = (self.tables.udp_flows.len() * 2).max(PRUNE_FLOWS_AT);
     }
 
     /// An inbound packet whose network header is at `network` (from the link
@@ -133,11 +163,19 @@ impl<R: Recorded> HostSensor<R> {
             Ok(attempt) => attempt,
             Err(skip) => return Ok(Verdict::Skipped(skip)),
         };
-        let key = attempt.key((wall_ns / NS_PER_DAY) as u16);
+        // Callers skip what is past 2149-06-06 (replay counts it); a day
+        // number never wraps.
+        let day = u16::try_from(wall_ns / NS_PER_DAY)
+            .map_err(|_| anyhow::anyhow!("a packet dated after 2149-06-06 reached the rules"))?;
+        let key = attempt.key(day);
         if self.recorded.contains(&key)? {
             return Ok(Verdict::Repeat(key));
         }
-        if let Err(skip) = classify::admit(&attempt, &self.tables) {
+        let mut lookups = Lookups {
+            tables: &mut self.tables,
+            stats: &mut self.stats,
+        };
+        if let Err(skip) = classify::admit(&attempt, &mut lookups, wall_ns) {
             return Ok(Verdict::Skipped(skip));
         }
         self.recorded.insert(key, wall_ns)?;
@@ -148,4 +186,37 @@ impl<R: Recorded> HostSensor<R> {
 /// The row for a new tuple seen at `wall_ns`.
 pub fn row(key: &TupleKey, wall_ns: u64) -> Row {
     Row::from_entry(key, &tsusen_common::FirstSeen { wall_ns })
+}
+
+/// The host tables, counting what the kernel's lookups count.
+struct Lookups<'a> {
+    tables: &'a mut Tables,
+    stats: &'a mut [u64; Stat::COUNT as usize],
+}
+
+impl classify::Tables for Lookups<'_> {
+    fn has_local(&self) -> bool {
+        self.tables.has_local()
+    }
+
+    fn is_local(&self, ip: &[u8; 16]) -> bool {
+        self.tables.is_local(ip)
+    }
+
+    fn is_ignored_port(&self, port: u16) -> bool {
+        self.tables.is_ignored_port(port)
+    }
+
+    fn is_ignored_net(&self, ip: &[u8; 16]) -> bool {
+        self.tables.is_ignored_net(ip)
+    }
+
+    fn udp_flow_seen(&self, flow: &FlowKey) -> Option<u64> {
+        self.tables.udp_flow_seen(flow)
+    }
+
+    fn expire_udp_flow(&mut self, flow: &FlowKey) {
+        self.tables.expire_udp_flow(flow);
+        self.stats[Stat::UdpFlowsExpired as usize] += 1;
+    }
 }

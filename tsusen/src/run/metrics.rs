@@ -49,6 +49,7 @@ pub struct Metrics {
     new_tuples: Counter,
     insert_failed: Counter,
     udp_flows: Counter,
+    udp_flows_expired: Counter,
     rows_written: Counter,
     write_errors: Counter,
     pending_dropped: Counter,
@@ -102,6 +103,11 @@ impl Metrics {
             "Outbound UDP flows registered (their replies are not rows)",
             Counter::default()
         );
+        let udp_flows_expired = reg!(
+            "udp_flows_expired",
+            "Outbound UDP flows forgotten after the flow timeout (a later datagram was judged as an attempt)",
+            Counter::default()
+        );
         let rows_written = reg!(
             "rows_written",
             "Rows appended to day files",
@@ -150,6 +156,7 @@ impl Metrics {
             new_tuples,
             insert_failed,
             udp_flows,
+            udp_flows_expired,
             rows_written,
             write_errors,
             pending_dropped,
@@ -191,6 +198,7 @@ impl Metrics {
         self.new_tuples.inc_by(kernel(Stat::NewTuples));
         self.insert_failed.inc_by(kernel(Stat::InsertFailed));
         self.udp_flows.inc_by(kernel(Stat::UdpFlowsSeen));
+        self.udp_flows_expired.inc_by(kernel(Stat::UdpFlowsExpired));
         self.rows_written
             .inc_by(delta(now.rows_written, self.last.rows_written));
         self.write_errors

@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf,
     maps::{HashMap, MapData},
-    programs::{TestRun as _, TestRunOptions, Xdp},
+    programs::{SchedClassifier, TestRun as _, TestRunOptions, Xdp},
 };
 use tsusen_common::{FirstSeen, FlowKey, NS_PER_DAY, Stat, TupleKey, maps};
 
@@ -20,6 +20,8 @@ pub const TEST_WALL_NS: u64 = 1_795_521_600 * 1_000_000_000;
 
 /// XDP_PASS, from linux/bpf.h.
 const XDP_PASS: u32 = 2;
+/// TC_ACT_OK, from linux/pkt_cls.h.
+const TC_ACT_OK: u32 = 0;
 
 pub struct KernelSensor {
     ebpf: Ebpf,
@@ -44,8 +46,8 @@ impl KernelSensor {
         for key in old {
             flows.remove(&key)?;
         }
-        for flow in &tables.udp_flows {
-            flows.insert(flow, 0, 0)?;
+        for (flow, seen) in &tables.udp_flows {
+            flows.insert(flow, seen, 0)?;
         }
         self.clear()
     }
@@ -66,6 +68,18 @@ impl KernelSensor {
         )?)
     }
 
+    /// The counters (summed over CPUs).
+    pub fn stats(&self) -> Result<[u64; Stat::COUNT as usize]> {
+        capture::read_stats(&self.ebpf)
+    }
+
+    /// The outbound UDP flows in the kernel's map, with their times.
+    pub fn udp_flows(&self) -> Result<Vec<(FlowKey, u64)>> {
+        let map: HashMap<&MapData, FlowKey, u64> =
+            HashMap::try_from(self.ebpf.map(maps::UDP_FLOWS).context("UDP_FLOWS")?)?;
+        Ok(map.iter().filter_map(Result::ok).collect())
+    }
+
     /// The recorded tuples.
     pub fn recorded(&self) -> Result<Vec<(TupleKey, FirstSeen)>> {
         let map: HashMap<&MapData, TupleKey, FirstSeen> =
@@ -84,6 +98,30 @@ impl KernelSensor {
     /// Run the program `repeat` times on `packet`; returns the mean time per run.
     pub fn time(&self, packet: &[u8], repeat: u32) -> Result<Duration> {
         time_program(self.xdp()?, packet, repeat)
+    }
+
+    /// Run the TC egress program (loaded on first use) once on `packet`, as
+    /// if this host sent it.
+    pub fn egress(&mut self, packet: &[u8]) -> Result<()> {
+        let egress: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(capture::EGRESS_PROGRAM)
+            .context("no egress program")?
+            .try_into()?;
+        if egress.fd().is_err() {
+            egress.load()?;
+        }
+        let result = egress.test_run(TestRunOptions {
+            data_in: Some(packet),
+            ..TestRunOptions::default()
+        })?;
+        if result.return_value != TC_ACT_OK {
+            bail!(
+                "the egress program returned {} instead of TC_ACT_OK",
+                result.return_value
+            );
+        }
+        Ok(())
     }
 
     /// The same for the empty program (loaded on first use): the floor.
