@@ -9,6 +9,7 @@ pub mod capture;
 pub mod check;
 pub mod cli;
 pub mod drain;
+pub mod exit;
 pub mod replay;
 pub mod report;
 pub mod run;
