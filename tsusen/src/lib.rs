@@ -10,6 +10,7 @@ pub mod check;
 pub mod cli;
 pub mod drain;
 pub mod exit;
+pub mod logging;
 pub mod replay;
 pub mod report;
 pub mod run;
