@@ -3,11 +3,13 @@
 //! Checks everything a user can get wrong before attaching anything, attaches
 //! (or adopts a pinned sensor left by an earlier run), then loops: drain and
 //! flush every `--flush-interval` and just after each UTC midnight, follow
-//! the host's addresses, and on SIGINT/SIGTERM drain a last time, detach,
+//! the host's addresses, on SIGHUP reopen the day files and re-read the
+//! config ([`reload`]), and on SIGINT/SIGTERM drain a last time, detach,
 //! unpin and exit.
 
 pub mod local;
 pub mod metrics;
+pub mod reload;
 pub mod settings;
 
 use std::time::Duration;
@@ -25,6 +27,7 @@ use crate::{
     capture::{self, pins::Pins, sensor::Sensor},
     cli::RunArgs,
     drain::Drain,
+    exit::{self, ResultExt as _},
     store::DayStore,
     tables::Tables,
 };
@@ -60,14 +63,17 @@ impl Clock {
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
-    let settings = Settings::resolve(args)?;
+    // What the user told us, and a host set up to match it: a mistake here
+    // is permanent (exit 2: systemd does not restart in vain).
+    let settings = Settings::resolve(args.clone()).config_error()?;
     for iface in &settings.ifaces {
-        capture::iface::require(iface)?;
+        capture::iface::require(iface).config_error()?;
     }
-    capture::ensure_root_or_caps()?;
+    capture::ensure_root_or_caps().config_error()?;
     // Everything that can fail on the user's input fails here, before
     // anything is attached.
-    let store = DayStore::open(&settings.out_dir, settings.max_pending)?;
+    let store = DayStore::open(&settings.out_dir, settings.max_pending)
+        .map_err(exit::config_if_refused)?;
     let metrics_listener = settings.metrics.map(metrics::bind).transpose()?;
     let extra_local = settings.local.clone();
     let mut tables = settings.tables.clone();
@@ -78,7 +84,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     };
 
     capture::raise_memlock_limit();
-    let pins = Pins::prepare(&settings.pin_dir)?;
+    let pins = Pins::prepare(&settings.pin_dir).config_error()?;
     let (mut sensor, modes) = Sensor::start(
         &settings.ifaces,
         settings.xdp_mode,
@@ -114,6 +120,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         .enable_all()
         .build()?;
     let daemon = Daemon {
+        args,
         settings,
         clock,
         sensor: Some(sensor),
@@ -135,6 +142,8 @@ fn show(nets: &[IpNet]) -> String {
 }
 
 struct Daemon {
+    /// The flags, to resolve the settings again on SIGHUP.
+    args: RunArgs,
     settings: Settings,
     clock: Clock,
     /// Taken at shutdown.
@@ -158,6 +167,7 @@ impl Daemon {
         let mut watch = local::AddressWatch::new()?;
         let mut term = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut hangup = signal(SignalKind::hangup())?;
         info!("ready");
 
         // Drain at once: an adopted sensor may hold a lot.
@@ -175,6 +185,13 @@ impl Daemon {
                 changed = watch.changed() => {
                     if let Err(err) = changed.and_then(|()| self.refresh_local()) {
                         warn!("following address changes: {err:#}");
+                    }
+                }
+                _ = hangup.recv() => {
+                    let interval = self.settings.flush_interval;
+                    self.reload();
+                    if self.settings.flush_interval != interval {
+                        next_flush = Instant::now() + self.settings.flush_interval;
                     }
                 }
                 _ = term.recv() => break,
