@@ -8,7 +8,9 @@
 //! restart loop that cannot fix a misconfiguration, while a transient
 //! failure (1) is worth a restart. Code that finds a mistake in the user's
 //! input marks its error with [`config`] (or [`ResultExt::config_error`]);
-//! `main` asks [`code`]. The mark survives any `.context(...)` added later.
+//! `main` asks [`code`]. The mark survives any `.context(...)` added later;
+//! inside a step marked as a whole, [`runtime`] marks the exception (the
+//! mark nearest the cause decides).
 
 use std::{fmt, io, process::ExitCode};
 
@@ -21,32 +23,62 @@ pub const RUNTIME: u8 = 1;
 /// exactly as the error it wraps (message and causes).
 pub struct ConfigError(anyhow::Error);
 
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Only this level: the causes follow through `source`.
-        fmt::Display::fmt(&self.0, f)
-    }
+/// An error that a restart may cure, inside a step whose errors are
+/// otherwise configuration errors (no default route yet at boot).
+pub struct RuntimeError(anyhow::Error);
+
+/// Display as the wrapped error at this level (its causes follow through
+/// `source`), so a mark changes no text.
+macro_rules! transparent {
+    ($marker:ident) => {
+        impl fmt::Display for $marker {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+
+        impl fmt::Debug for $marker {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&self.0, f)
+            }
+        }
+
+        impl std::error::Error for $marker {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.0.source()
+            }
+        }
+    };
 }
 
-impl fmt::Debug for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
-}
-
-impl std::error::Error for ConfigError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.0.source()
-    }
-}
+transparent!(ConfigError);
+transparent!(RuntimeError);
 
 /// Mark `err` as a usage or configuration error (exit status 2).
 pub fn config(err: impl Into<anyhow::Error>) -> anyhow::Error {
     let err = err.into();
-    if is_config(&err) {
+    if marked(&err) {
         return err;
     }
     anyhow::Error::new(ConfigError(err))
+}
+
+/// Whether `err` carries a mark already: the mark nearest the cause
+/// decides, so a later one would change nothing (and a marker wrapping a
+/// marker would hide the inner one from the chain).
+fn marked(err: &anyhow::Error) -> bool {
+    err.chain()
+        .any(|cause| cause.is::<ConfigError>() || cause.is::<RuntimeError>())
+}
+
+/// Mark `err` as a run-time error (exit status 1) even inside a step marked
+/// as configuration: the mark nearest the cause decides.
+pub fn runtime(err: impl Into<anyhow::Error>) -> anyhow::Error {
+    let err = err.into();
+    if marked(&err) {
+        return err;
+    }
+    anyhow::Error::new(RuntimeError(err))
 }
 
 /// Mark `err` as a configuration error when it comes from the file system
@@ -70,9 +102,22 @@ pub fn config_if_refused(err: anyhow::Error) -> anyhow::Error {
     if refused { config(err) } else { err }
 }
 
-/// Whether `err` (or any error it wraps) is marked as a configuration error.
+/// Whether `err` is marked as a configuration error: of the marks in its
+/// chain, the one nearest the cause decides (the code that found the
+/// problem knows best); no mark is a run-time error.
 pub fn is_config(err: &anyhow::Error) -> bool {
-    err.chain().any(|cause| cause.is::<ConfigError>())
+    err.chain()
+        .filter_map(|cause| {
+            if cause.is::<ConfigError>() {
+                Some(true)
+            } else if cause.is::<RuntimeError>() {
+                Some(false)
+            } else {
+                None
+            }
+        })
+        .last()
+        .unwrap_or(false)
 }
 
 /// The exit status for `err`: [`CONFIG`] or [`RUNTIME`].
@@ -133,6 +178,14 @@ mod tests {
             io::ErrorKind::StorageFull
         ))));
         assert!(!is_config(&config_if_refused(anyhow!("no io error"))));
+    }
+
+    #[test]
+    fn the_mark_nearest_the_cause_decides() {
+        let err = config(runtime(anyhow!("no default route")).context("settings"));
+        assert!(!is_config(&err));
+        assert_eq!(format!("{err:#}"), "settings: no default route");
+        assert!(is_config(&runtime(config(anyhow!("bad key")))));
     }
 
     #[test]

@@ -44,9 +44,7 @@ pub fn to_journal() -> bool {
             return false;
         };
         match stderr_identity() {
-            Some((my_dev, my_ino)) => {
-                dev.parse() == Ok(my_dev) && ino.parse() == Ok(my_ino)
-            }
+            Some((my_dev, my_ino)) => dev.parse() == Ok(my_dev) && ino.parse() == Ok(my_ino),
             None => false,
         }
     })

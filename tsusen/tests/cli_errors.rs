@@ -155,7 +155,11 @@ fn config_file_mistakes_exit_2() {
         let out = tsusen(&["run", "--iface", "lo", "--config", config.to_str().unwrap()]);
         assert_eq!(exit_code(&out), 2, "{text}: {}", one_error_line(&out));
     }
-    let out = tsusen(&["run", "--config", dir.path("missing.toml").to_str().unwrap()]);
+    let out = tsusen(&[
+        "run",
+        "--config",
+        dir.path("missing.toml").to_str().unwrap(),
+    ]);
     assert_eq!(exit_code(&out), 2, "{}", one_error_line(&out));
 }
 
@@ -246,6 +250,24 @@ fn a_metrics_port_in_use_exits_1() {
     assert_eq!(exit_code(&out), 1, "{line}");
 }
 
+#[test]
+fn no_default_route_yet_exits_1() {
+    let why = live::why_not(&[]);
+    skip_unless!(why.is_empty(), &why);
+    // A namespace of its own has no route at all (as a host at boot
+    // before its network is up): a restart later may find one.
+    let ns = Netns::new("cli");
+    let out = ns
+        .command(env!("CARGO_BIN_EXE_tsusen"))
+        .args(["run", "--out-dir", "/nonexistent/never-reached"])
+        .env_remove("JOURNAL_STREAM")
+        .output()
+        .unwrap();
+    let line = one_error_line(&out);
+    assert!(line.contains("no default route"), "{line}");
+    assert_eq!(exit_code(&out), 1, "{line}");
+}
+
 /// Run `tsusen args` with stderr going to a file; with `journal`, tell it
 /// (JOURNAL_STREAM) that this file is the journal's stream.
 fn stderr_lines(args: &[&str], journal: bool) -> Vec<String> {
@@ -296,7 +318,9 @@ fn under_journald_lines_carry_their_priority_and_no_timestamp() {
         true,
     );
     assert!(
-        lines.iter().any(|l| l.starts_with("<4>") && l.contains("stopped after")),
+        lines
+            .iter()
+            .any(|l| l.starts_with("<4>") && l.contains("stopped after")),
         "{lines:?}"
     );
     assert!(
@@ -304,7 +328,9 @@ fn under_journald_lines_carry_their_priority_and_no_timestamp() {
         "{lines:?}"
     );
     assert!(
-        lines.iter().all(|l| l.starts_with('<') && !l.contains("Z INFO")),
+        lines
+            .iter()
+            .all(|l| l.starts_with('<') && !l.contains("Z INFO")),
         "{lines:?}"
     );
 
@@ -313,9 +339,15 @@ fn under_journald_lines_carry_their_priority_and_no_timestamp() {
     fs::write(&config, "nope = 1\n").unwrap();
     let lines = stderr_lines(&["run", "--config", config.to_str().unwrap()], true);
     assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(lines[0].starts_with("<3>tsusen: error: config file"), "{lines:?}");
+    assert!(
+        lines[0].starts_with("<3>tsusen: error: config file"),
+        "{lines:?}"
+    );
     let lines = stderr_lines(&["runn"], true);
-    assert!(lines[0].starts_with("<3>tsusen: error: unrecognized subcommand"), "{lines:?}");
+    assert!(
+        lines[0].starts_with("<3>tsusen: error: unrecognized subcommand"),
+        "{lines:?}"
+    );
     assert!(lines.iter().all(|l| l.starts_with("<3>")), "{lines:?}");
 }
 
@@ -347,5 +379,8 @@ fn elsewhere_lines_keep_their_timestamp_and_level() {
     let config = dir.path("bad.toml");
     fs::write(&config, "nope = 1\n").unwrap();
     let lines = stderr_lines(&["run", "--config", config.to_str().unwrap()], false);
-    assert!(lines[0].starts_with("tsusen: error: config file"), "{lines:?}");
+    assert!(
+        lines[0].starts_with("tsusen: error: config file"),
+        "{lines:?}"
+    );
 }

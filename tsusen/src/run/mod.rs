@@ -72,8 +72,8 @@ pub fn run(args: RunArgs) -> Result<()> {
     capture::ensure_root_or_caps().config_error()?;
     // Everything that can fail on the user's input fails here, before
     // anything is attached.
-    let store = DayStore::open(&settings.out_dir, settings.max_pending)
-        .map_err(exit::config_if_refused)?;
+    let store =
+        DayStore::open(&settings.out_dir, settings.max_pending).map_err(exit::config_if_refused)?;
     let metrics_listener = settings.metrics.map(metrics::bind).transpose()?;
     let extra_local = settings.local.clone();
     let mut tables = settings.tables.clone();

@@ -80,7 +80,11 @@ pub fn changes(old: &Settings, new: &Settings) -> Vec<Change> {
             old.tables.include_multicast.to_string(),
             new.tables.include_multicast.to_string(),
         ),
-        ("map-size", old.map_size.to_string(), new.map_size.to_string()),
+        (
+            "map-size",
+            old.map_size.to_string(),
+            new.map_size.to_string(),
+        ),
         (
             "pin-dir",
             old.pin_dir.display().to_string(),
