@@ -1,16 +1,17 @@
 use std::process::ExitCode;
 
 use clap::{Parser as _, error::ErrorKind};
-use tsusen::cli::{Cli, Command};
+use tsusen::{
+    cli::{Cli, Command},
+    exit, logging,
+};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return usage_error(err),
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_target(false)
-        .init();
+    logging::init();
     let result = match cli.command {
         Command::Run(args) => tsusen::run::run(args),
         Command::Replay(args) => tsusen::replay::run(args),
@@ -21,15 +22,14 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            // One line a person can act on: the chain of causes, joined.
-            eprintln!("tsusen: error: {err:#}");
-            ExitCode::FAILURE
+            logging::fatal(&err);
+            exit::code(&err)
         }
     }
 }
 
-/// A command line clap rejects: one line, like every other user error
-/// (help and version print as usual).
+/// A command line clap rejects: clap's whole message (what is wrong, its
+/// tips, the usage line) and exit status 2. Help and version print as usual.
 fn usage_error(err: clap::Error) -> ExitCode {
     if matches!(
         err.kind(),
@@ -39,9 +39,6 @@ fn usage_error(err: clap::Error) -> ExitCode {
     ) {
         err.exit();
     }
-    let text = err.render().to_string();
-    let first = text.lines().next().unwrap_or("invalid command line");
-    let first = first.strip_prefix("error: ").unwrap_or(first);
-    eprintln!("tsusen: error: {first} (see tsusen --help)");
-    ExitCode::from(2)
+    logging::usage_error(&err);
+    ExitCode::from(exit::CONFIG)
 }

@@ -3,11 +3,13 @@
 //! Checks everything a user can get wrong before attaching anything, attaches
 //! (or adopts a pinned sensor left by an earlier run), then loops: drain and
 //! flush every `--flush-interval` and just after each UTC midnight, follow
-//! the host's addresses, and on SIGINT/SIGTERM drain a last time, detach,
+//! the host's addresses, on SIGHUP reopen the day files and re-read the
+//! config ([`reload`]), and on SIGINT/SIGTERM drain a last time, detach,
 //! unpin and exit.
 
 pub mod local;
 pub mod metrics;
+pub mod reload;
 pub mod settings;
 
 use std::time::Duration;
@@ -25,6 +27,7 @@ use crate::{
     capture::{self, pins::Pins, sensor::Sensor},
     cli::RunArgs,
     drain::Drain,
+    exit::{self, ResultExt as _},
     store::DayStore,
     tables::Tables,
 };
@@ -60,14 +63,17 @@ impl Clock {
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
-    let settings = Settings::resolve(args)?;
+    // What the user told us, and a host set up to match it: a mistake here
+    // is permanent (exit 2: systemd does not restart in vain).
+    let settings = Settings::resolve(args.clone()).config_error()?;
     for iface in &settings.ifaces {
-        capture::iface::require(iface)?;
+        capture::iface::require(iface).config_error()?;
     }
-    capture::ensure_root_or_caps()?;
+    capture::ensure_root_or_caps().config_error()?;
     // Everything that can fail on the user's input fails here, before
     // anything is attached.
-    let store = DayStore::open(&settings.out_dir, settings.max_pending)?;
+    let store =
+        DayStore::open(&settings.out_dir, settings.max_pending).map_err(exit::config_if_refused)?;
     // Descriptors for the day files and connections (systemd's soft default is 1,024).
     crate::http::connections::raise_nofile_limit();
     let metrics_listener = metrics::bind(&settings)?;
@@ -86,7 +92,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         .build()?;
 
     capture::raise_memlock_limit();
-    let pins = Pins::prepare(&settings.pin_dir)?;
+    let pins = Pins::prepare(&settings.pin_dir).config_error()?;
     // Every table and setting is in the maps before the first packet is
     // seen (an unset clock offset would date it 1970, empty local networks
     // would take it as inbound): written between loading and attaching.
@@ -103,6 +109,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     // its main loop (see `Drop for Daemon`).
     let adopted = sensor.adopted;
     let daemon = Daemon {
+        args,
         settings,
         clock,
         sensor: Some(sensor),
@@ -148,6 +155,8 @@ fn show(nets: &[IpNet]) -> String {
 }
 
 struct Daemon {
+    /// The flags, to resolve the settings again on SIGHUP.
+    args: RunArgs,
     settings: Settings,
     clock: Clock,
     /// Taken at shutdown.
@@ -186,6 +195,7 @@ impl Daemon {
         let mut watch = local::AddressWatch::new()?;
         let mut term = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut hangup = signal(SignalKind::hangup())?;
         let Some(mut next_flush) = Instant::now().checked_add(self.settings.flush_interval) else {
             bail!(
                 "--flush-interval {} is too long",
@@ -211,6 +221,13 @@ impl Daemon {
                 changed = watch.changed() => {
                     if let Err(err) = changed.and_then(|()| self.refresh_local()) {
                         warn!("following address changes: {err:#}");
+                    }
+                }
+                _ = hangup.recv() => {
+                    let interval = self.settings.flush_interval;
+                    self.reload();
+                    if self.settings.flush_interval != interval {
+                        next_flush = Instant::now() + self.settings.flush_interval;
                     }
                 }
                 _ = term.recv() => break,

@@ -232,7 +232,8 @@ impl Settings {
         let mut seen = std::collections::HashSet::new();
         ifaces.retain(|iface| seen.insert(iface.clone()));
         let ifaces = if ifaces.is_empty() {
-            vec![default_route_iface()?]
+            // Not a mistake in the settings: at boot the route may come later.
+            vec![default_route_iface().map_err(crate::exit::runtime)?]
         } else {
             ifaces
         };

@@ -17,7 +17,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use log::{info, warn};
 use row::{HEADER, Row, day_name};
 use tsusen_common::TupleKey;
@@ -66,7 +66,9 @@ impl DayStore {
         let probe = dir.join(format!(".tsusen-write-test-{}", std::process::id()));
         if let Err(err) = File::create(&probe).and_then(|mut f| f.write_all(b"x")) {
             let _ = fs::remove_file(&probe);
-            bail!("out-dir {} is not writable: {err}", dir.display());
+            // The io::Error stays in the chain: `run` tells a refusal
+            // (exit 2) from a full disk (exit 1) by its kind.
+            return Err(err).with_context(|| format!("out-dir {} is not writable", dir.display()));
         }
         let _ = fs::remove_file(&probe);
         Ok(DayStore {
@@ -165,6 +167,34 @@ impl DayStore {
     pub fn forget_days_before(&mut self, day: u16) {
         self.days
             .retain(|&d, entry| d >= day || !entry.pending.is_empty());
+    }
+
+    /// Forget what is known of the day files (SIGHUP), so each is read
+    /// again from disk when next written: a file moved away (logrotate)
+    /// starts afresh with its header. Rows waiting to be written stay.
+    pub fn reopen(&mut self) {
+        for (day, known) in std::mem::take(&mut self.days) {
+            if known.pending.is_empty() {
+                continue;
+            }
+            match load(&known.path, &mut self.stats) {
+                Ok(mut fresh) => {
+                    for row in known.pending {
+                        if fresh.tuples.insert(row.key()) {
+                            fresh.pending.push(row);
+                        } else {
+                            // Already in the file someone put there.
+                            self.pending -= 1;
+                        }
+                    }
+                    self.days.insert(day, fresh);
+                }
+                Err(err) => {
+                    warn!("{err:#}; reading it again at the next flush");
+                    self.days.insert(day, known);
+                }
+            }
+        }
     }
 
     fn day(&mut self, day: u16) -> Result<&mut Day> {
@@ -447,5 +477,43 @@ mod tests {
             format!("{err:#}").contains("out-dir /proc/tsusen-nope"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn after_reopen_a_file_moved_away_starts_afresh_and_pending_rows_stay() {
+        let dir = tmp();
+        let mut store = DayStore::open(&dir, 1000).unwrap();
+        let path = dir.join("2025-11-24.csv");
+        store
+            .record(row(&format!("TCP 22 198.51.100.1 192.0.2.1 {T0}")))
+            .unwrap();
+        store.flush().unwrap();
+        // Waiting when the file is rotated: written to the new file.
+        store
+            .record(row(&format!("TCP 23 198.51.100.1 192.0.2.1 {}", T0 + 1)))
+            .unwrap();
+        fs::rename(&path, dir.join("2025-11-24.csv.1")).unwrap();
+        store.reopen();
+        assert_eq!(store.pending(), 1);
+        store
+            .record(row(&format!("TCP 24 198.51.100.1 192.0.2.1 {}", T0 + 2)))
+            .unwrap();
+        assert_eq!(store.flush().unwrap(), 2);
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            format!(
+                "{HEADER}\nTCP 23 198.51.100.1 192.0.2.1 {}\nTCP 24 198.51.100.1 192.0.2.1 {}\n",
+                T0 + 1,
+                T0 + 2
+            )
+        );
+        // A reopen of a file left in place changes nothing: no duplicates.
+        store.reopen();
+        assert!(
+            !store
+                .record(row(&format!("TCP 24 198.51.100.1 192.0.2.1 {}", T0 + 3)))
+                .unwrap()
+        );
+        fs::remove_dir_all(&dir).unwrap();
     }
 }
