@@ -2,11 +2,13 @@
 //!
 //! Each drain reads every entry, queues a row for each tuple not yet written
 //! that day, flushes (one write and fsync per day file) and only then removes
-//! the drained entries from the map. A crash at any point leaves the entries
-//! in the (pinned) map, and the next drain writes what the file lacks: rows
-//! are neither lost nor written twice. Entries carry their UTC day in the
-//! key, so at rollover the old day's entries go to the old day's file and
-//! leave the map like any others.
+//! from the map the entries whose rows are on disk. An entry whose row is not
+//! (its day's file cannot be read or written, or `--max-pending` rows already
+//! wait for a failing disk) stays in the map, and the next drain tries again;
+//! a crash at any point leaves the entries in the (pinned) map. Rows are
+//! neither lost nor written twice. Entries carry their UTC day in the key, so
+//! at rollover the old day's entries go to the old day's file and leave the
+//! map like any others; a day that cannot be written holds back only its own.
 
 mod batch;
 
@@ -25,9 +27,11 @@ pub struct Drained {
     pub entries: usize,
     /// Rows written to day files by this drain's flush.
     pub rows: usize,
-    /// Entries removed from the map (0 when the flush failed).
+    /// Entries removed from the map: their rows are on disk.
     pub removed: usize,
-    /// Whether the flush failed (rows stay pending, entries stay in the map).
+    /// Entries left in the map because their rows are not on disk.
+    pub kept: usize,
+    /// Whether the flush failed for some day (its rows stay pending).
     pub flush_failed: bool,
 }
 
@@ -47,41 +51,51 @@ impl Drain {
         // never overcount them.
         let before = sensor.stats()?;
         let entries = read_all(sensor)?;
-        let mut drained = Drained {
-            entries: entries.len(),
-            ..Drained::default()
-        };
-        if let Some((key, _)) = entries.first() {
-            // Most entries share the current day: size its set once.
-            store.reserve(key.day, entries.len())?;
-        }
-        for (key, seen) in &entries {
-            store.record(Row::from_entry(key, seen))?;
-        }
-        match store.flush() {
-            Ok(rows) => drained.rows = rows,
-            Err(_) => drained.flush_failed = true, // logged by the store
-        }
-        let present = if drained.flush_failed {
-            entries.len() as u64
-        } else {
-            drained.removed = remove(sensor, &entries)?;
+        let (mut drained, written) = write(store, &entries)?;
+        if !written.is_empty() {
+            drained.removed = remove(sensor, &written)?;
             // All of them were drained, even those evicted after the read.
-            sensor.add_to_counter(Stat::Drained, entries.len() as u64)?;
-            0
-        };
-        let drained_total = before[Stat::Drained as usize]
-            + if drained.flush_failed {
-                0
-            } else {
-                entries.len() as u64
-            };
+            sensor.add_to_counter(Stat::Drained, written.len() as u64)?;
+        }
+        let drained_total = before[Stat::Drained as usize] + written.len() as u64;
+        let present = drained.kept as u64;
         let inserted = before[Stat::NewTuples as usize];
         self.evicted = self
             .evicted
             .max(inserted.saturating_sub(drained_total + present));
         Ok(drained)
     }
+}
+
+/// The userspace half of a drain: queue a row for each entry, flush, and
+/// pick the entries whose rows are on disk, the only ones that may leave the
+/// kernel's map.
+fn write(
+    store: &mut DayStore,
+    entries: &[(TupleKey, FirstSeen)],
+) -> Result<(Drained, Vec<TupleKey>)> {
+    let mut drained = Drained {
+        entries: entries.len(),
+        ..Drained::default()
+    };
+    if let Some((key, _)) = entries.first() {
+        // Most entries share the current day: size its set once.
+        store.reserve(key.day, entries.len())?;
+    }
+    for (key, seen) in entries {
+        store.record(Row::from_entry(key, seen))?;
+    }
+    // Rows of the days that could be written count even when another failed.
+    let written_before = store.stats.rows_written;
+    drained.flush_failed = store.flush().is_err(); // logged by the store
+    drained.rows = (store.stats.rows_written - written_before) as usize;
+    let written: Vec<TupleKey> = entries
+        .iter()
+        .map(|(key, _)| *key)
+        .filter(|key| store.is_written(key))
+        .collect();
+    drained.kept = entries.len() - written.len();
+    Ok((drained, written))
 }
 
 /// Entries per batch read: 48 bytes each, so about 3 MiB of buffer.
@@ -99,9 +113,8 @@ fn read_all(sensor: &mut Sensor) -> Result<Vec<(TupleKey, FirstSeen)>> {
     Ok(map.iter().filter_map(Result::ok).collect())
 }
 
-fn remove(sensor: &mut Sensor, entries: &[(TupleKey, FirstSeen)]) -> Result<usize> {
-    let keys: Vec<TupleKey> = entries.iter().map(|(key, _)| *key).collect();
-    match batch::delete_all(sensor.first_seen_fd()?, &keys) {
+fn remove(sensor: &mut Sensor, keys: &[TupleKey]) -> Result<usize> {
+    match batch::delete_all(sensor.first_seen_fd()?, keys) {
         Ok(removed) => return Ok(removed),
         Err(err) if batch::unsupported(&err) => {}
         Err(err) => return Err(err).context("removing drained entries"),

@@ -158,6 +158,13 @@ impl Settings {
         } else {
             ifaces
         };
+        let max_pending = args
+            .max_pending
+            .or(file.max_pending)
+            .unwrap_or(DEFAULT_MAX_PENDING);
+        if max_pending == 0 {
+            bail!("--max-pending must be at least 1 (rows held while the out-dir refuses writes)");
+        }
         Ok(Settings {
             ifaces,
             xdp_mode,
@@ -178,10 +185,7 @@ impl Settings {
                 .or(file.pin_dir)
                 .unwrap_or_else(|| DEFAULT_PIN_DIR.into()),
             metrics,
-            max_pending: args
-                .max_pending
-                .or(file.max_pending)
-                .unwrap_or(DEFAULT_MAX_PENDING),
+            max_pending,
             force: args.force || file.force.unwrap_or(false),
             clock_skew_ns,
         })
