@@ -123,3 +123,55 @@ fn remove(sensor: &mut Sensor, keys: &[TupleKey]) -> Result<usize> {
     // Gone already (evicted) is fine: it was written.
     Ok(keys.iter().filter(|key| map.remove(key).is_ok()).count())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+
+    const T0: u64 = 1_764_000_000; // 2025-11-24 16:00:00 UTC
+
+    fn entries(
+        day_offset: u64,
+        ports: std::ops::RangeInclusive<u16>,
+    ) -> Vec<(TupleKey, FirstSeen)> {
+        ports
+            .map(|port| {
+                let secs = T0 + day_offset * 86_400;
+                let row: Row = format!("TCP {port} 198.51.100.1 192.0.2.1 {secs}")
+                    .parse()
+                    .unwrap();
+                let seen = FirstSeen {
+                    wall_ns: secs * 1_000_000_000,
+                };
+                (row.key(), seen)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn only_entries_whose_rows_are_on_disk_leave_the_map() {
+        let dir = std::env::temp_dir().join(crate::testing::unique_name("drain"));
+        fs::create_dir_all(&dir).unwrap();
+        // Today's file cannot be used; tomorrow's can. --max-pending is far
+        // below what one drain reads, on a healthy disk.
+        fs::create_dir(dir.join("2025-11-24.csv")).unwrap();
+        let mut store = DayStore::open(&dir, 10).unwrap();
+        let blocked = entries(0, 1..=50);
+        let healthy = entries(1, 1..=50);
+        let all: Vec<_> = blocked.iter().chain(&healthy).copied().collect();
+        let (drained, written) = write(&mut store, &all).unwrap();
+        assert_eq!(drained.rows, 50, "every row of the healthy day");
+        assert_eq!(drained.kept, 50, "the blocked day's entries stay");
+        let expected: Vec<TupleKey> = healthy.iter().map(|(key, _)| *key).collect();
+        assert_eq!(written, expected);
+
+        // Its file fixed, the next drain writes the blocked day and lets go
+        // of the rest, written before.
+        fs::remove_dir(dir.join("2025-11-24.csv")).unwrap();
+        let (drained, written) = write(&mut store, &all).unwrap();
+        assert_eq!((drained.rows, drained.kept, written.len()), (50, 0, 100));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
