@@ -282,9 +282,10 @@ impl DayStore {
 
     /// Drop the in-memory state of days before `day` that have nothing
     /// pending; they are reloaded from their files if ever touched again.
+    /// Blocked days stay, so their warning is not repeated every flush.
     pub fn forget_days_before(&mut self, day: u16) {
         self.days
-            .retain(|&d, entry| d >= day || !entry.pending.is_empty());
+            .retain(|&d, entry| d >= day || !entry.pending.is_empty() || entry.blocked.is_some());
     }
 
     /// Forget what is cached about day files (for SIGHUP, after files were
@@ -496,6 +497,7 @@ fn append(day: &mut Day, stats: &mut StoreStats) -> Result<usize> {
             );
             Some((0, 0))
         }
+        None if len == 0 => None,
         None => Some((0, 0)),
     };
     let mut lines = day.seen.map_or(0, |seen| seen.lines);
@@ -504,7 +506,12 @@ fn append(day: &mut Day, stats: &mut StoreStats) -> Result<usize> {
             day.format = None;
         }
         let good = file::complete_len(&mut locked.file, start.0, len)?;
-        let queued: TupleSet = day.pending.iter().map(Row::key).collect();
+        // Only pending rows can turn out to be on disk already.
+        let queued: TupleSet = if good > start.0 {
+            day.pending.iter().map(Row::key).collect()
+        } else {
+            TupleSet::default()
+        };
         let mut found = TupleSet::default();
         let tuples = &mut day.tuples;
         lines = read_rows(
