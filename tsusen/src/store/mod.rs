@@ -856,6 +856,50 @@ mod tests {
     }
 
     #[test]
+    fn an_immutable_file_is_read_and_its_rows_wait() {
+        if !crate::testing::is_root() || !crate::testing::have_program("chattr") {
+            crate::testing::skip(
+                "an_immutable_file_is_read_and_its_rows_wait",
+                "needs root and chattr",
+            );
+            return;
+        }
+        let dir = tmp();
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("2025-11-24.csv");
+        fs::write(
+            &path,
+            format!("{HEADER}\nTCP 1 198.51.100.1 192.0.2.1 {T0}\n"),
+        )
+        .unwrap();
+        let chattr = |flag: &str| {
+            let ok = std::process::Command::new("chattr")
+                .arg(flag)
+                .arg(&path)
+                .status()
+                .is_ok_and(|s| s.success());
+            ok
+        };
+        if !chattr("+i") {
+            // Not every filesystem has the flag (tmpfs before 6.0).
+            eprintln!("SKIPPED an_immutable_file_is_read_and_its_rows_wait: no chattr +i here");
+            fs::remove_dir_all(&dir).unwrap();
+            return;
+        }
+        let mut store = DayStore::open(&dir, 1000).unwrap();
+        record_all(&mut store, &rows(1..=3, T0));
+        let failed = store.flush();
+        assert!(chattr("-i"));
+        assert_eq!(store.pending(), 2, "port 1 was read from the file");
+        assert!(failed.is_err());
+        assert!(store.is_written(&rows(1..=1, T0)[0].key()));
+        assert!(!store.is_written(&rows(2..=2, T0)[0].key()));
+        assert_eq!(store.flush().unwrap(), 2);
+        assert_eq!(fs::read_to_string(&path).unwrap().lines().count(), 4);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_fifo_in_place_of_a_day_file_blocks_without_hanging() {
         let dir = tmp();
         fs::create_dir_all(&dir).unwrap();
