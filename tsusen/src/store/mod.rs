@@ -873,12 +873,11 @@ mod tests {
         )
         .unwrap();
         let chattr = |flag: &str| {
-            let ok = std::process::Command::new("chattr")
+            std::process::Command::new("chattr")
                 .arg(flag)
                 .arg(&path)
                 .status()
-                .is_ok_and(|s| s.success());
-            ok
+                .is_ok_and(|s| s.success())
         };
         if !chattr("+i") {
             // Not every filesystem has the flag (tmpfs before 6.0).
