@@ -2,11 +2,13 @@
 //!
 //! Each drain reads every entry, queues a row for each tuple not yet written
 //! that day, flushes (one write and fsync per day file) and only then removes
-//! the drained entries from the map. A crash at any point leaves the entries
-//! in the (pinned) map, and the next drain writes what the file lacks: rows
-//! are neither lost nor written twice. Entries carry their UTC day in the
-//! key, so at rollover the old day's entries go to the old day's file and
-//! leave the map like any others.
+//! from the map the entries whose rows are on disk. An entry whose row is not
+//! (its day's file cannot be read or written, or `--max-pending` rows already
+//! wait for a failing disk) stays in the map, and the next drain tries again;
+//! a crash at any point leaves the entries in the (pinned) map. Rows are
+//! neither lost nor written twice. Entries carry their UTC day in the key, so
+//! at rollover the old day's entries go to the old day's file and leave the
+//! map like any others; a day that cannot be written holds back only its own.
 
 mod batch;
 
@@ -25,9 +27,11 @@ pub struct Drained {
     pub entries: usize,
     /// Rows written to day files by this drain's flush.
     pub rows: usize,
-    /// Entries removed from the map (0 when the flush failed).
+    /// Entries removed from the map: their rows are on disk.
     pub removed: usize,
-    /// Whether the flush failed (rows stay pending, entries stay in the map).
+    /// Entries left in the map because their rows are not on disk.
+    pub kept: usize,
+    /// Whether the flush failed for some day (its rows stay pending).
     pub flush_failed: bool,
 }
 
@@ -47,41 +51,51 @@ impl Drain {
         // never overcount them.
         let before = sensor.stats()?;
         let entries = read_all(sensor)?;
-        let mut drained = Drained {
-            entries: entries.len(),
-            ..Drained::default()
-        };
-        if let Some((key, _)) = entries.first() {
-            // Most entries share the current day: size its set once.
-            store.reserve(key.day, entries.len())?;
-        }
-        for (key, seen) in &entries {
-            store.record(Row::from_entry(key, seen))?;
-        }
-        match store.flush() {
-            Ok(rows) => drained.rows = rows,
-            Err(_) => drained.flush_failed = true, // logged by the store
-        }
-        let present = if drained.flush_failed {
-            entries.len() as u64
-        } else {
-            drained.removed = remove(sensor, &entries)?;
+        let (mut drained, written) = write(store, &entries)?;
+        if !written.is_empty() {
+            drained.removed = remove(sensor, &written)?;
             // All of them were drained, even those evicted after the read.
-            sensor.add_to_counter(Stat::Drained, entries.len() as u64)?;
-            0
-        };
-        let drained_total = before[Stat::Drained as usize]
-            + if drained.flush_failed {
-                0
-            } else {
-                entries.len() as u64
-            };
+            sensor.add_to_counter(Stat::Drained, written.len() as u64)?;
+        }
+        let drained_total = before[Stat::Drained as usize] + written.len() as u64;
+        let present = drained.kept as u64;
         let inserted = before[Stat::NewTuples as usize];
         self.evicted = self
             .evicted
             .max(inserted.saturating_sub(drained_total + present));
         Ok(drained)
     }
+}
+
+/// The userspace half of a drain: queue a row for each entry, flush, and
+/// pick the entries whose rows are on disk, the only ones that may leave the
+/// kernel's map.
+fn write(
+    store: &mut DayStore,
+    entries: &[(TupleKey, FirstSeen)],
+) -> Result<(Drained, Vec<TupleKey>)> {
+    let mut drained = Drained {
+        entries: entries.len(),
+        ..Drained::default()
+    };
+    if let Some((key, _)) = entries.first() {
+        // Most entries share the current day: size its set once.
+        store.reserve(key.day, entries.len())?;
+    }
+    for (key, seen) in entries {
+        store.record(Row::from_entry(key, seen))?;
+    }
+    // Rows of the days that could be written count even when another failed.
+    let written_before = store.stats.rows_written;
+    drained.flush_failed = store.flush().is_err(); // logged by the store
+    drained.rows = (store.stats.rows_written - written_before) as usize;
+    let written: Vec<TupleKey> = entries
+        .iter()
+        .map(|(key, _)| *key)
+        .filter(|key| store.is_written(key))
+        .collect();
+    drained.kept = entries.len() - written.len();
+    Ok((drained, written))
 }
 
 /// Entries per batch read: 48 bytes each, so about 3 MiB of buffer.
@@ -99,9 +113,8 @@ fn read_all(sensor: &mut Sensor) -> Result<Vec<(TupleKey, FirstSeen)>> {
     Ok(map.iter().filter_map(Result::ok).collect())
 }
 
-fn remove(sensor: &mut Sensor, entries: &[(TupleKey, FirstSeen)]) -> Result<usize> {
-    let keys: Vec<TupleKey> = entries.iter().map(|(key, _)| *key).collect();
-    match batch::delete_all(sensor.first_seen_fd()?, &keys) {
+fn remove(sensor: &mut Sensor, keys: &[TupleKey]) -> Result<usize> {
+    match batch::delete_all(sensor.first_seen_fd()?, keys) {
         Ok(removed) => return Ok(removed),
         Err(err) if batch::unsupported(&err) => {}
         Err(err) => return Err(err).context("removing drained entries"),
@@ -109,4 +122,56 @@ fn remove(sensor: &mut Sensor, entries: &[(TupleKey, FirstSeen)]) -> Result<usiz
     let mut map = sensor.first_seen()?;
     // Gone already (evicted) is fine: it was written.
     Ok(keys.iter().filter(|key| map.remove(key).is_ok()).count())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+
+    const T0: u64 = 1_764_000_000; // 2025-11-24 16:00:00 UTC
+
+    fn entries(
+        day_offset: u64,
+        ports: std::ops::RangeInclusive<u16>,
+    ) -> Vec<(TupleKey, FirstSeen)> {
+        ports
+            .map(|port| {
+                let secs = T0 + day_offset * 86_400;
+                let row: Row = format!("TCP {port} 198.51.100.1 192.0.2.1 {secs}")
+                    .parse()
+                    .unwrap();
+                let seen = FirstSeen {
+                    wall_ns: secs * 1_000_000_000,
+                };
+                (row.key(), seen)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn only_entries_whose_rows_are_on_disk_leave_the_map() {
+        let dir = std::env::temp_dir().join(crate::testing::unique_name("drain"));
+        fs::create_dir_all(&dir).unwrap();
+        // Today's file cannot be used; tomorrow's can. --max-pending is far
+        // below what one drain reads, on a healthy disk.
+        fs::create_dir(dir.join("2025-11-24.csv")).unwrap();
+        let mut store = DayStore::open(&dir, 10).unwrap();
+        let blocked = entries(0, 1..=50);
+        let healthy = entries(1, 1..=50);
+        let all: Vec<_> = blocked.iter().chain(&healthy).copied().collect();
+        let (drained, written) = write(&mut store, &all).unwrap();
+        assert_eq!(drained.rows, 50, "every row of the healthy day");
+        assert_eq!(drained.kept, 50, "the blocked day's entries stay");
+        let expected: Vec<TupleKey> = healthy.iter().map(|(key, _)| *key).collect();
+        assert_eq!(written, expected);
+
+        // Its file fixed, the next drain writes the blocked day and lets go
+        // of the rest, written before.
+        fs::remove_dir(dir.join("2025-11-24.csv")).unwrap();
+        let (drained, written) = write(&mut store, &all).unwrap();
+        assert_eq!((drained.rows, drained.kept, written.len()), (50, 0, 100));
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }

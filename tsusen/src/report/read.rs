@@ -11,12 +11,10 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use tsusen_common::classify::has_ports;
 
 use crate::store::row::{HEADER, Row, day_from_name, day_name};
 
-/// The header of the original tsusen's 7-column day files.
-pub const ORIGINAL_HEADER: &str = "proto dst_port dst_ip src_ip first_seen last_seen count";
+pub use crate::store::row::ORIGINAL_HEADER;
 
 /// The warning for a last line without its newline. On the newest day this is
 /// usually the sensor mid-write, so callers may drop it there.
@@ -375,15 +373,6 @@ static DECIMAL: [&str; 256] = [
 fn parse(format: Format, c: &[&str]) -> Result<Row> {
     match format {
         Format::Tsusen => Row::parse_columns(c),
-        Format::Original => {
-            let [proto, port, dst, src, first_seen, _last_seen, _count] = c else {
-                anyhow::bail!("expected 7 columns, found {}", c.len());
-            };
-            // The original wrote a port column for every protocol; ours has `-`
-            // where there are no ports.
-            let no_ports = tsusen_common::proto::from_column(proto).is_some_and(|p| !has_ports(p));
-            let port = if no_ports { "-" } else { port };
-            Row::parse_columns(&[proto, port, src, dst, first_seen])
-        }
+        Format::Original => crate::store::row::Format::Original.parse(c),
     }
 }

@@ -39,6 +39,12 @@ pub struct Snapshot {
     /// Interfaces whose XDP program is no longer tsusen's (detached,
     /// replaced, or the interface is gone).
     pub links_detached: u64,
+    /// Lines of day files skipped as not rows (since start).
+    pub bad_lines: u64,
+    /// Days whose file cannot be read or written right now.
+    pub blocked_days: u64,
+    /// Entries the last drain left in the kernel's map (rows not on disk).
+    pub kept_entries: u64,
 }
 
 pub struct Metrics {
@@ -58,6 +64,9 @@ pub struct Metrics {
     map_entries: Gauge,
     local_networks: Gauge,
     last_flush: Gauge,
+    bad_lines: Counter,
+    blocked_days: Gauge,
+    kept_entries: Gauge,
     last: Snapshot,
 }
 
@@ -120,7 +129,8 @@ impl Metrics {
         );
         let pending_dropped = reg!(
             "pending_dropped",
-            "Rows dropped because too many were waiting for a failed out-dir",
+            "Rows not held in memory because --max-pending rows were waiting for a failing \
+             out-dir (their entries stay in the kernel's map)",
             Counter::default()
         );
         let evicted = reg!(
@@ -148,6 +158,21 @@ impl Metrics {
             "Unix time of the last flush",
             Gauge::default()
         );
+        let bad_lines = reg!(
+            "bad_lines",
+            "Lines of day files skipped because they are not rows",
+            Counter::default()
+        );
+        let blocked_days = reg!(
+            "blocked_days",
+            "Days whose file cannot be read or written right now",
+            Gauge::default()
+        );
+        let kept_entries = reg!(
+            "kept_entries",
+            "Entries the last drain left in the kernel's map because their rows are not on disk",
+            Gauge::default()
+        );
         Metrics {
             registry: Arc::new(registry),
             packets,
@@ -165,6 +190,9 @@ impl Metrics {
             map_entries,
             local_networks,
             last_flush,
+            bad_lines,
+            blocked_days,
+            kept_entries,
             last: Snapshot {
                 kernel: vec![0; Stat::COUNT as usize],
                 ..Snapshot::default()
@@ -210,6 +238,10 @@ impl Metrics {
         self.map_entries.set(now.map_entries as i64);
         self.local_networks.set(now.local_networks as i64);
         self.last_flush.set(now.flush_unix);
+        self.bad_lines
+            .inc_by(delta(now.bad_lines, self.last.bad_lines));
+        self.blocked_days.set(now.blocked_days as i64);
+        self.kept_entries.set(now.kept_entries as i64);
         self.last = now.clone();
     }
 

@@ -26,7 +26,7 @@ use tsusen_common::{Config, NS_PER_DAY, Stat, stats::packets};
 use crate::{
     capture::{self, pins::Pins, sensor::Sensor},
     cli::RunArgs,
-    drain::Drain,
+    drain::{Drain, Drained},
     exit::{self, ResultExt as _},
     store::DayStore,
     tables::Tables,
@@ -208,12 +208,12 @@ impl Daemon {
         info!("ready");
 
         // Drain at once: an adopted sensor may hold a lot.
-        self.flush();
+        let _ = self.flush();
         loop {
             let deadline = next_flush.min(Instant::now() + self.clock.until_after_midnight());
             tokio::select! {
                 () = tokio::time::sleep_until(deadline) => {
-                    self.flush();
+                    let _ = self.flush();
                     if Instant::now() >= next_flush {
                         next_flush = Instant::now() + self.settings.flush_interval;
                     }
@@ -235,15 +235,24 @@ impl Daemon {
             }
         }
         info!("stopping: draining what is left");
-        self.flush();
+        let last = self.flush();
         let sensor = self.sensor.take().expect("the sensor runs until shutdown");
-        if self.store.pending() > 0 {
+        // Unpinning drops the map: only when every entry in it is on disk.
+        let unwritten = match &last {
+            Some(drained) if drained.kept == 0 && self.store.pending() == 0 => None,
+            Some(drained) => Some(format!(
+                "could not write {} rows to {} ({})",
+                drained.kept.max(self.store.pending()),
+                self.settings.out_dir.display(),
+                self.store.problems().join("; ")
+            )),
+            None => Some("the last drain failed".to_owned()),
+        };
+        if let Some(why) = unwritten {
             sensor.leave_running();
             bail!(
-                "could not write {} rows to {}; the sensor stays attached and pinned, \
-                 so the next start writes them",
-                self.store.pending(),
-                self.settings.out_dir.display()
+                "{why}; the sensor stays attached and pinned with its map, so the next start \
+                 writes them"
             );
         }
         sensor.shutdown()?;
@@ -272,14 +281,19 @@ impl Daemon {
         Ok(())
     }
 
-    /// One drain and flush, with its log line and metrics.
-    fn flush(&mut self) {
-        if let Err(err) = self.try_flush() {
-            error!("flush failed: {err:#}");
+    /// One drain and flush, with its log line and metrics; `None` when it
+    /// failed (logged).
+    fn flush(&mut self) -> Option<Drained> {
+        match self.try_flush() {
+            Ok(drained) => Some(drained),
+            Err(err) => {
+                error!("flush failed: {err:#}");
+                None
+            }
         }
     }
 
-    fn try_flush(&mut self) -> Result<()> {
+    fn try_flush(&mut self) -> Result<Drained> {
         // Follow clock adjustments: the kernel stamps times with this offset.
         let config = Config {
             wall_offset_ns: self.clock.kernel_offset(),
@@ -323,7 +337,7 @@ impl Daemon {
             .sum();
         info!(
             "flush: packets={} candidates={} new_tuples={} rows={} evicted={} insert_failed={} \
-             write_errors={} pending={} dropped={}",
+             write_errors={} pending={} kept={} capped={} blocked_days={} bad_lines={}",
             packets(&kernel),
             candidates,
             kernel[Stat::NewTuples as usize],
@@ -332,7 +346,10 @@ impl Daemon {
             kernel[Stat::InsertFailed as usize],
             stats.write_errors,
             self.store.pending(),
+            drained.kept,
             stats.pending_dropped,
+            self.store.blocked_days(),
+            stats.bad_lines,
         );
         if let Some(metrics) = &mut self.metrics {
             metrics.update(&metrics::Snapshot {
@@ -346,8 +363,11 @@ impl Daemon {
                 local_networks: self.tables.local.len() as u64,
                 flush_unix: (self.clock.wall_ns() / 1_000_000_000) as i64,
                 links_detached: detached.len() as u64,
+                bad_lines: stats.bad_lines,
+                blocked_days: self.store.blocked_days() as u64,
+                kept_entries: drained.kept as u64,
             });
         }
-        Ok(())
+        Ok(drained)
     }
 }

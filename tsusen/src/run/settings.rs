@@ -237,6 +237,13 @@ impl Settings {
         } else {
             ifaces
         };
+        let max_pending = args
+            .max_pending
+            .or(file.max_pending)
+            .unwrap_or(DEFAULT_MAX_PENDING);
+        if max_pending == 0 {
+            bail!("--max-pending must be at least 1 (rows held while the out-dir refuses writes)");
+        }
         Ok(Settings {
             ifaces,
             xdp_mode,

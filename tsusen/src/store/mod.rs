@@ -4,23 +4,38 @@
 //! keeps, per day, the set of tuples on disk or waiting to be written, loaded
 //! from the day's file when the day is first touched (so a restart continues
 //! where the last run stopped). A flush appends the waiting rows in one write
-//! and fsyncs; a failed write is cut back to the last complete row and its
-//! rows stay waiting for the next flush, so a file never ends in a partial row
-//! and nothing is written twice.
+//! and fsyncs.
+//!
+//! The file is shared with whoever else writes the out-dir (another tsusen,
+//! a replay, a person moving files): before each append the store checks that
+//! the file is still the one it knows and as long as it left it. Rows another
+//! writer added are read and not written again; a file moved or deleted is
+//! started anew with a header; bytes it did not write are never cut. A file
+//! that cannot be read (a directory in its place, no permission) blocks only
+//! its own day: its rows are not queued, so the drain leaves their entries in
+//! the kernel's map until the file can be used. Bad lines are skipped and
+//! counted. A file is appended to in its own format (ours or the original
+//! tsusen's 7 columns).
 
+mod file;
 pub mod row;
 
 use std::{
     collections::{BTreeMap, HashSet},
-    fs::{self, File, OpenOptions},
-    io::{BufRead as _, BufReader, Read as _, Seek as _, SeekFrom, Write as _},
+    fs::{self, File},
+    io::{self, Read as _, Seek as _, SeekFrom, Write as _},
     path::{Path, PathBuf},
 };
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, anyhow, bail};
 use log::{info, warn};
-use row::{HEADER, Row, day_name};
+use row::{Format, Row, day_name};
 use tsusen_common::TupleKey;
+
+type TupleSet = HashSet<TupleKey, foldhash::fast::RandomState>;
+
+/// Bad lines named one by one in each read of a file; the rest are counted.
+const NAMED_BAD_LINES: u64 = 5;
 
 /// What the store has done, for logs and metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -29,20 +44,61 @@ pub struct StoreStats {
     pub rows_written: u64,
     /// Flushes of a day file that failed (disk full, I/O error).
     pub write_errors: u64,
-    /// Rows dropped because more than `max_pending` were waiting.
+    /// Rows not held in memory because `max_pending` rows were already
+    /// waiting for a failing out-dir; their entries stay in the kernel's map.
     pub pending_dropped: u64,
     /// Torn last lines cut off at start (a crash mid-write).
     pub repaired_lines: u64,
+    /// Lines of day files skipped as not a row (foreign text, not UTF-8).
+    pub bad_lines: u64,
 }
 
 /// One day's file and what is known about it.
 struct Day {
     path: PathBuf,
-    /// Tuples on disk or pending: a tuple is never written twice.
-    tuples: HashSet<TupleKey, foldhash::fast::RandomState>,
+    /// Tuples on disk (in this file, or one moved away) or pending: a tuple
+    /// is never written twice.
+    tuples: TupleSet,
     pending: Vec<Row>,
-    /// Bytes of the file known to end in a complete row.
-    good_len: u64,
+    /// After a failed write, the pending tuples (which are not on disk).
+    unwritten: TupleSet,
+    /// The file as this store last read or wrote it; `None` before it exists.
+    seen: Option<Seen>,
+    /// The file's format; `None` until a header or row says.
+    format: Option<Format>,
+    /// Why the file cannot be read: then rows of this day are not queued.
+    blocked: Option<Blocked>,
+    /// Why the last write failed, to warn once per new reason.
+    failing: Option<String>,
+}
+
+/// What this store left in a day file.
+#[derive(Clone, Copy)]
+struct Seen {
+    id: file::Identity,
+    len: u64,
+    lines: u64,
+}
+
+struct Blocked {
+    reason: String,
+    /// The flush generation it was found in: retried in the next one.
+    generation: u64,
+}
+
+impl Day {
+    fn new(path: PathBuf) -> Self {
+        Day {
+            path,
+            tuples: TupleSet::default(),
+            pending: Vec::new(),
+            unwritten: TupleSet::default(),
+            seen: None,
+            format: None,
+            blocked: None,
+            failing: None,
+        }
+    }
 }
 
 pub struct DayStore {
@@ -50,6 +106,11 @@ pub struct DayStore {
     days: BTreeMap<u16, Day>,
     max_pending: usize,
     pending: usize,
+    /// Whether the last flush failed to write some day: only then does
+    /// `max_pending` limit what is queued.
+    refusing: bool,
+    /// Flushes so far: a blocked day is retried once per flush.
+    generation: u64,
     pub stats: StoreStats,
 }
 
@@ -76,6 +137,8 @@ impl DayStore {
             days: BTreeMap::new(),
             max_pending,
             pending: 0,
+            refusing: false,
+            generation: 0,
             stats: StoreStats::default(),
         })
     }
@@ -91,32 +154,44 @@ impl DayStore {
 
     /// Tuples known for `day` (on disk or pending).
     pub fn tuples(&mut self, day: u16) -> Result<usize> {
-        Ok(self.day(day)?.tuples.len())
+        Ok(self.day(day).tuples.len())
     }
 
     /// Make room for `additional` more tuples on `day`.
     pub fn reserve(&mut self, day: u16, additional: usize) -> Result<()> {
-        let day = self.day(day)?;
-        day.tuples.reserve(additional);
-        day.pending.reserve(additional);
+        let day = self.day(day);
+        if day.blocked.is_none() {
+            day.tuples.reserve(additional);
+            day.pending.reserve(additional);
+        }
         Ok(())
     }
 
-    /// Whether the row's tuple is already on disk or pending for its day.
+    /// Whether the row's tuple is already on disk or pending for its day; an
+    /// error when the day's file cannot be read.
     pub fn contains(&mut self, key: &TupleKey) -> Result<bool> {
-        Ok(self.day(key.day)?.tuples.contains(key))
+        let day = self.day(key.day);
+        if let Some(blocked) = &day.blocked {
+            bail!("{}: {}", day.path.display(), blocked.reason);
+        }
+        Ok(day.tuples.contains(key))
     }
 
     /// Queue a row unless its tuple is already recorded that day. Returns
-    /// whether it was queued.
+    /// whether it was queued. Not queued either: a row of a day whose file
+    /// cannot be read, and a row beyond `max_pending` while writes fail (see
+    /// [`DayStore::is_written`]).
     pub fn record(&mut self, row: Row) -> Result<bool> {
         let key = row.key();
-        let full = self.pending >= self.max_pending;
-        let day = self.day(key.day)?;
-        if full {
+        let capped = self.refusing && self.pending >= self.max_pending;
+        let day = self.day(key.day);
+        if day.blocked.is_some() {
+            return Ok(false);
+        }
+        if capped {
             if !day.tuples.contains(&key) {
-                // Counted, and not remembered: if the tuple is seen again it
-                // is written then.
+                // Not remembered: when the tuple is drained again it is
+                // queued then.
                 self.stats.pending_dropped += 1;
             }
             return Ok(false);
@@ -129,32 +204,77 @@ impl DayStore {
         Ok(true)
     }
 
+    /// Whether the tuple's row is on disk (written by this flush, an earlier
+    /// one, or another writer): only then may its kernel entry go.
+    pub fn is_written(&self, key: &TupleKey) -> bool {
+        self.days.get(&key.day).is_some_and(|day| {
+            day.blocked.is_none() && day.tuples.contains(key) && !day.unwritten.contains(key)
+        })
+    }
+
+    /// Days whose file cannot be read or written right now.
+    pub fn blocked_days(&self) -> usize {
+        self.days
+            .values()
+            .filter(|day| day.blocked.is_some() || day.failing.is_some())
+            .count()
+    }
+
+    /// What is wrong with each blocked day, for the last words at shutdown.
+    pub fn problems(&self) -> Vec<String> {
+        self.days
+            .values()
+            .filter_map(|day| {
+                let why = day
+                    .blocked
+                    .as_ref()
+                    .map(|b| &b.reason)
+                    .or(day.failing.as_ref())?;
+                Some(format!("{}: {why}", day.path.display()))
+            })
+            .collect()
+    }
+
     /// Append every pending row to its day file and fsync. Days whose write
     /// fails keep their rows pending; the first error is returned after all
     /// days were tried.
     pub fn flush(&mut self) -> Result<usize> {
+        self.generation += 1;
         let mut written = 0;
         let mut first_error = None;
-        for (&day, entry) in &mut self.days {
+        for entry in self.days.values_mut() {
             if entry.pending.is_empty() {
                 continue;
             }
-            match append(entry) {
+            match append(entry, &mut self.stats) {
                 Ok(rows) => {
                     written += rows;
-                    self.pending -= rows;
+                    entry.unwritten = TupleSet::default();
+                    if entry.failing.take().is_some() {
+                        info!("{}: written again", entry.path.display());
+                    }
                 }
                 Err(err) => {
                     self.stats.write_errors += 1;
-                    let err = err.context(format!("writing {}", day_name(day)));
-                    warn!(
-                        "{err:#}; {} rows kept for the next flush",
-                        entry.pending.len()
-                    );
-                    first_error.get_or_insert(err);
+                    entry.unwritten = entry.pending.iter().map(Row::key).collect();
+                    let why = format!("{err:#}");
+                    if entry.failing.as_ref() != Some(&why) {
+                        warn!(
+                            "{}: cannot write: {why}; its rows wait (in memory up to \
+                             --max-pending, and in the kernel's map) for a later flush",
+                            entry.path.display()
+                        );
+                    }
+                    first_error.get_or_insert_with(|| {
+                        anyhow!("cannot write {}: {why}", entry.path.display())
+                    });
+                    entry.failing = Some(why);
                 }
             }
         }
+        // Rows another writer had written leave the queue too.
+        self.pending = self.days.values().map(|d| d.pending.len()).sum();
+        self.refusing = first_error.is_some();
         self.stats.rows_written += written as u64;
         match first_error {
             Some(err) => Err(err),
@@ -164,113 +284,265 @@ impl DayStore {
 
     /// Drop the in-memory state of days before `day` that have nothing
     /// pending; they are reloaded from their files if ever touched again.
+    /// Blocked days stay, so their warning is not repeated every flush.
     pub fn forget_days_before(&mut self, day: u16) {
         self.days
-            .retain(|&d, entry| d >= day || !entry.pending.is_empty());
+            .retain(|&d, entry| d >= day || !entry.pending.is_empty() || entry.blocked.is_some());
     }
 
-    /// Forget what is known of the day files (SIGHUP), so each is read
-    /// again from disk when next written: a file moved away (logrotate)
-    /// starts afresh with its header. Rows waiting to be written stay.
+    /// Forget what is cached about day files (for SIGHUP, after files were
+    /// moved or fixed): days with nothing pending are reloaded, and blocked
+    /// days retried, when next touched.
     pub fn reopen(&mut self) {
-        for (day, known) in std::mem::take(&mut self.days) {
-            if known.pending.is_empty() {
-                continue;
-            }
-            match load(&known.path, &mut self.stats) {
-                Ok(mut fresh) => {
-                    for row in known.pending {
-                        if fresh.tuples.insert(row.key()) {
-                            fresh.pending.push(row);
-                        } else {
-                            // Already in the file someone put there.
-                            self.pending -= 1;
-                        }
+        self.days.retain(|_, entry| !entry.pending.is_empty());
+        self.generation += 1;
+    }
+
+    /// The day's state, loaded from its file on first touch. A day whose
+    /// file cannot be read is blocked, and tried again after each flush.
+    fn day(&mut self, day: u16) -> &mut Day {
+        let retry = match self.days.get(&day) {
+            None => true,
+            Some(entry) => entry
+                .blocked
+                .as_ref()
+                .is_some_and(|b| b.generation < self.generation),
+        };
+        if retry {
+            let path = day_path(&self.dir, day);
+            let was = self.days.remove(&day).and_then(|entry| entry.blocked);
+            let entry = match load(path.clone(), &mut self.stats) {
+                Ok(entry) => {
+                    if was.is_some() {
+                        info!("{}: readable again", path.display());
                     }
-                    self.days.insert(day, fresh);
+                    entry
                 }
                 Err(err) => {
-                    warn!("{err:#}; reading it again at the next flush");
-                    self.days.insert(day, known);
+                    let reason = format!("cannot read it: {err}");
+                    if was.is_none_or(|b| b.reason != reason) {
+                        warn!(
+                            "{}: {reason}; its entries stay in the kernel's map until it \
+                             can be read (other days go on)",
+                            path.display()
+                        );
+                    }
+                    let mut entry = Day::new(path);
+                    entry.blocked = Some(Blocked {
+                        reason,
+                        generation: self.generation,
+                    });
+                    entry
                 }
-            }
+            };
+            self.days.insert(day, entry);
         }
-    }
-
-    fn day(&mut self, day: u16) -> Result<&mut Day> {
-        use std::collections::btree_map::Entry;
-        match self.days.entry(day) {
-            Entry::Occupied(entry) => Ok(entry.into_mut()),
-            Entry::Vacant(entry) => {
-                let loaded = load(&day_path(&self.dir, day), &mut self.stats)?;
-                Ok(entry.insert(loaded))
-            }
-        }
+        self.days.get_mut(&day).expect("inserted above")
     }
 }
 
 /// Load a day file's tuples, cutting off a torn last line.
-fn load(path: &Path, stats: &mut StoreStats) -> Result<Day> {
-    let mut day = Day {
-        path: path.to_path_buf(),
-        tuples: HashSet::default(),
-        pending: Vec::new(),
-        good_len: 0,
+fn load(path: PathBuf, stats: &mut StoreStats) -> io::Result<Day> {
+    let mut day = Day::new(path);
+    let Some(mut locked) = file::open(&day.path, false)? else {
+        return Ok(day);
     };
-    let mut file = match OpenOptions::new().read(true).write(true).open(path) {
-        Ok(file) => file,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(day),
-        Err(err) => return Err(err).with_context(|| format!("opening {}", path.display())),
-    };
-    let len = file.metadata()?.len();
-    let good_len = complete_rows_len(&mut file, len)?;
-    if good_len < len {
-        warn!(
-            "{}: cut off a torn last line ({} bytes) left by a crash; its tuple is written again",
-            path.display(),
-            len - good_len
-        );
-        file.set_len(good_len)?;
-        file.sync_data()?;
-        stats.repaired_lines += 1;
-    }
-    file.seek(SeekFrom::Start(0))?;
-    for (number, line) in BufReader::new(file.take(good_len)).lines().enumerate() {
-        let line = line.with_context(|| format!("reading {}", path.display()))?;
-        if number == 0 && line == HEADER {
-            continue;
-        }
-        match line.parse::<Row>() {
-            Ok(row) => {
-                day.tuples.insert(row.key());
+    let mut len = locked.len;
+    let good = file::complete_len(&mut locked.file, 0, len)?;
+    if good < len {
+        // Every tsusen writes under the lock we hold: this is a row whose
+        // writer died mid-write. Its tuple is written again.
+        match file::cut(&day.path, &locked, good) {
+            Ok(()) => {
+                warn!(
+                    "{}: cut off a torn last line ({} bytes) left by a crash; its tuple is \
+                     written again",
+                    day.path.display(),
+                    len - good
+                );
+                stats.repaired_lines += 1;
+                len = good;
             }
-            Err(err) => warn!("{}:{}: skipping line: {err:#}", path.display(), number + 1),
+            Err(err) => warn!(
+                "{}: cannot cut off a torn last line: {err}",
+                day.path.display()
+            ),
         }
     }
-    day.good_len = good_len;
+    let tuples = &mut day.tuples;
+    let lines = read_rows(
+        &day.path,
+        &mut locked.file,
+        (0, 0),
+        good,
+        &mut day.format,
+        stats,
+        |key| {
+            tuples.insert(key);
+        },
+    )?;
+    day.seen = Some(Seen {
+        id: locked.id,
+        len,
+        lines,
+    });
     Ok(day)
 }
 
-/// Length of the file up to and including its last newline.
-fn complete_rows_len(file: &mut File, len: u64) -> Result<u64> {
-    let mut end = len;
-    let mut buf = [0u8; 4096];
-    while end > 0 {
-        let start = end.saturating_sub(buf.len() as u64);
-        let chunk = &mut buf[..(end - start) as usize];
-        file.seek(SeekFrom::Start(start))?;
-        file.read_exact(chunk)?;
-        if let Some(pos) = chunk.iter().rposition(|&b| b == b'\n') {
-            return Ok(start + pos as u64 + 1);
+/// Read the rows of `start.0..to` (line `start.1 + 1` on), calling `row` for
+/// each; a header sets `format`, bad lines are skipped and counted, the first
+/// few named. Returns the number of the last line read.
+fn read_rows(
+    path: &Path,
+    file: &mut File,
+    start: (u64, u64),
+    to: u64,
+    format: &mut Option<Format>,
+    stats: &mut StoreStats,
+    mut row: impl FnMut(TupleKey),
+) -> io::Result<u64> {
+    let (from, mut line_no) = start;
+    let mut bad = 0;
+    file::for_each_line(file, from, to, |line| {
+        line_no += 1;
+        let parsed = match line.map(std::str::from_utf8) {
+            None => Err(format!("longer than {} bytes", file::MAX_LINE)),
+            Some(Err(_)) => Err("not UTF-8".to_owned()),
+            Some(Ok(text)) => parse_line(path, text.strip_suffix('\r').unwrap_or(text), format),
+        };
+        match parsed {
+            Ok(Some(key)) => row(key),
+            Ok(None) => {}
+            Err(why) => {
+                bad += 1;
+                if bad <= NAMED_BAD_LINES {
+                    warn!("{}:{line_no}: skipping a bad line: {why}", path.display());
+                }
+            }
         }
-        end = start;
+    })?;
+    if bad > NAMED_BAD_LINES {
+        warn!(
+            "{}: {} more bad lines skipped",
+            path.display(),
+            bad - NAMED_BAD_LINES
+        );
     }
-    Ok(0)
+    stats.bad_lines += bad;
+    Ok(line_no)
+}
+
+/// One line: a row's tuple, `None` for a header or blank line.
+fn parse_line(
+    path: &Path,
+    text: &str,
+    format: &mut Option<Format>,
+) -> Result<Option<TupleKey>, String> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    if let Some(header) = Format::of_header(text)
+        && format.is_none_or(|f| f == header)
+    {
+        *format = Some(header);
+        return Ok(None);
+    }
+    let mut columns = [""; 8];
+    let mut count = 0;
+    for column in text.split(' ').take(columns.len()) {
+        columns[count] = column;
+        count += 1;
+    }
+    let columns = &columns[..count];
+    let format = match *format {
+        Some(format) => format,
+        None => {
+            let guess = Format::of_row(columns).ok_or("neither a header nor a row")?;
+            warn!(
+                "{}: no header line; reading it as {guess:?} rows ({count} columns)",
+                path.display()
+            );
+            *format = Some(guess);
+            guess
+        }
+    };
+    match format.parse(columns) {
+        Ok(row) => Ok(Some(row.key())),
+        Err(err) => Err(format!("{err:#}")),
+    }
 }
 
 /// Append a day's pending rows (with the header if the file is new) in one
-/// write, fsync, and cut back to the last complete row on failure.
-fn append(day: &mut Day) -> Result<usize> {
+/// write and fsync, after reading what others wrote there since. Returns the
+/// rows written.
+fn append(day: &mut Day, stats: &mut StoreStats) -> Result<usize> {
+    let mut locked = file::open(&day.path, true)?.expect("opened to append, or created");
+    let len = locked.len;
+    // What of the file has this store not read or written?
+    let unread = match day.seen {
+        Some(seen) if seen.id == locked.id && len == seen.len => None,
+        Some(seen) if seen.id == locked.id && len > seen.len => Some((seen.len, seen.lines)),
+        Some(seen) if seen.id == locked.id => {
+            warn!(
+                "{}: cut from {} to {len} bytes by another program; continuing after what is \
+                 left (tuples written before are not written again)",
+                day.path.display(),
+                seen.len
+            );
+            Some((0, 0))
+        }
+        Some(_) => {
+            warn!(
+                "{}: moved, deleted or replaced; continuing in the file now there \
+                 (tuples written before are not written again)",
+                day.path.display()
+            );
+            Some((0, 0))
+        }
+        None if len == 0 => None,
+        None => Some((0, 0)),
+    };
+    let mut lines = day.seen.map_or(0, |seen| seen.lines);
+    if let Some(start) = unread {
+        if start.0 == 0 {
+            day.format = None;
+        }
+        let good = file::complete_len(&mut locked.file, start.0, len)?;
+        // Only pending rows can turn out to be on disk already.
+        let queued: TupleSet = if good > start.0 {
+            day.pending.iter().map(Row::key).collect()
+        } else {
+            TupleSet::default()
+        };
+        let mut found = TupleSet::default();
+        let tuples = &mut day.tuples;
+        lines = read_rows(
+            &day.path,
+            &mut locked.file,
+            start,
+            good,
+            &mut day.format,
+            stats,
+            |key| {
+                if !tuples.insert(key) && queued.contains(&key) {
+                    found.insert(key);
+                }
+            },
+        )?;
+        if !found.is_empty() {
+            // Another writer wrote them first.
+            day.pending.retain(|row| !found.contains(&row.key()));
+        }
+        day.seen = Some(Seen {
+            id: locked.id,
+            len,
+            lines,
+        });
+    }
+    if day.pending.is_empty() {
+        return Ok(0);
+    }
+
     // By time, then by the row itself: the file's order does not depend on
     // the order a drain happened to read the kernel map in. Rows from a
     // capture come in time order already, where the stable sort is linear.
@@ -278,49 +550,61 @@ fn append(day: &mut Day) -> Result<usize> {
     for same_second in day.pending.chunk_by_mut(|a, b| a.timestamp == b.timestamp) {
         same_second.sort_unstable();
     }
-    let mut buf = Vec::with_capacity(day.pending.len() * 48 + HEADER.len() + 1);
-    if day.good_len == 0 {
-        buf.extend_from_slice(HEADER.as_bytes());
+    let format = *day.format.get_or_insert_default();
+    let mut buf = Vec::with_capacity(day.pending.len() * 48 + 64);
+    if len == 0 {
+        buf.extend_from_slice(format.header().as_bytes());
         buf.push(b'\n');
+        lines += 1;
+    } else if !ends_in_newline(&mut locked.file, len)? {
+        // Another writer's unfinished line: not ours to cut; end it, so it
+        // is one bad line and our rows stay whole.
+        buf.push(b'\n');
+        lines += 1;
     }
     for row in &day.pending {
-        row.write_line(&mut buf);
+        row.write_line_as(format, &mut buf);
     }
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&day.path)
-        .with_context(|| format!("opening {}", day.path.display()))?;
-    let result = (|| {
-        // A failed earlier write may have left part of a row behind.
-        if file.metadata()?.len() != day.good_len {
-            file.set_len(day.good_len)?;
+    let result = locked
+        .file
+        .write_all(&buf)
+        .and_then(|()| locked.file.sync_data());
+    if let Err(err) = result {
+        // Cut back our own partial write, and only that: under the lock, the
+        // bytes past `len` of this file are ours.
+        if locked.file.metadata().is_ok_and(|m| m.len() > len) {
+            let _ = locked
+                .file
+                .set_len(len)
+                .and_then(|()| locked.file.sync_data());
         }
-        file.write_all(&buf)?;
-        file.sync_data()
-    })();
-    match result {
-        Ok(()) => {
-            day.good_len += buf.len() as u64;
-            let rows = day.pending.len();
-            // Give the buffer back: after a burst it can be large.
-            day.pending = Vec::new();
-            if day.good_len == buf.len() as u64 {
-                info!("started {}", day.path.display());
-            }
-            Ok(rows)
-        }
-        Err(err) => {
-            // Never leave a partial row: cut back to what was complete.
-            let _ = file.set_len(day.good_len).and_then(|()| file.sync_data());
-            Err(err.into())
-        }
+        return Err(err.into());
     }
+    let rows = day.pending.len();
+    day.seen = Some(Seen {
+        id: locked.id,
+        len: len + buf.len() as u64,
+        lines: lines + rows as u64,
+    });
+    // Give the buffer back: after a burst it can be large.
+    day.pending = Vec::new();
+    if len == 0 {
+        info!("started {}", day.path.display());
+    }
+    Ok(rows)
+}
+
+fn ends_in_newline(file: &mut File, len: u64) -> io::Result<bool> {
+    let mut last = [0u8];
+    file.seek(SeekFrom::Start(len - 1))?;
+    file.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use row::{HEADER, ORIGINAL_HEADER};
 
     fn row(text: &str) -> Row {
         text.parse().unwrap()
@@ -454,17 +738,328 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 
+    fn rows(ports: std::ops::RangeInclusive<u16>, ts: i64) -> Vec<Row> {
+        ports
+            .map(|port| row(&format!("TCP {port} 198.51.100.1 192.0.2.1 {ts}")))
+            .collect()
+    }
+
+    fn record_all(store: &mut DayStore, rows: &[Row]) {
+        for row in rows {
+            store.record(*row).unwrap();
+        }
+    }
+
     #[test]
-    fn too_many_pending_rows_are_counted_not_hidden() {
+    fn max_pending_caps_nothing_while_writes_succeed() {
         let dir = tmp();
         let mut store = DayStore::open(&dir, 2).unwrap();
-        for port in 1..=3 {
-            store
-                .record(row(&format!("TCP {port} 198.51.100.1 192.0.2.1 {T0}")))
-                .unwrap();
-        }
+        record_all(&mut store, &rows(1..=5, T0));
+        assert_eq!(store.pending(), 5);
+        assert_eq!(store.flush().unwrap(), 5);
+        assert_eq!(store.stats.pending_dropped, 0);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn max_pending_caps_what_waits_for_a_failing_file() {
+        let dir = tmp();
+        let mut store = DayStore::open(&dir, 2).unwrap();
+        let path = dir.join("2025-11-24.csv");
+        fs::create_dir_all(&dir).unwrap();
+        record_all(&mut store, &rows(1..=2, T0));
+        // Loaded (no file yet), then a directory takes the file's place.
+        fs::create_dir(&path).unwrap();
+        assert!(store.flush().is_err());
+        assert_eq!(store.stats.write_errors, 1);
+        assert_eq!(store.blocked_days(), 1);
+        record_all(&mut store, &rows(3..=5, T0));
         assert_eq!(store.pending(), 2);
-        assert_eq!(store.stats.pending_dropped, 1);
+        assert_eq!(store.stats.pending_dropped, 3);
+        for row in rows(1..=5, T0) {
+            assert!(!store.is_written(&row.key()), "{row}: not on disk");
+        }
+        // The file can be written again: the capped rows are queued when
+        // drained again.
+        fs::remove_dir(&path).unwrap();
+        assert_eq!(store.flush().unwrap(), 2);
+        record_all(&mut store, &rows(1..=5, T0));
+        assert_eq!(store.flush().unwrap(), 3);
+        for row in rows(1..=5, T0) {
+            assert!(store.is_written(&row.key()), "{row}: on disk");
+        }
+        assert_eq!(store.blocked_days(), 0);
+        assert_eq!(fs::read_to_string(&path).unwrap().lines().count(), 6);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_skipped_and_counted() {
+        let dir = tmp();
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("2025-11-24.csv");
+        let mut text = format!("{HEADER}\nTCP 1 198.51.100.1 192.0.2.1 {T0}\n").into_bytes();
+        text.extend_from_slice(b"TCP 2 198.51.100.1 192.0.2.1 \xff\xfe\n");
+        text.extend_from_slice(format!("TCP 3 198.51.100.1 192.0.2.1 {T0}\n").as_bytes());
+        fs::write(&path, &text).unwrap();
+        let mut store = DayStore::open(&dir, 1000).unwrap();
+        record_all(&mut store, &rows(1..=4, T0));
+        assert_eq!(store.stats.bad_lines, 1);
+        assert_eq!(store.flush().unwrap(), 2, "ports 2 and 4");
+        let after = fs::read(&path).unwrap();
+        assert_eq!(after[..text.len()], text[..], "nothing before is touched");
+        assert_eq!(after.iter().filter(|&&b| b == b'\n').count(), 6);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn thousands_of_bad_lines_are_counted_and_never_fatal() {
+        let dir = tmp();
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("2025-11-24.csv");
+        let garbage = "garbage line\n".repeat(20_000);
+        fs::write(&path, format!("{HEADER}\n{garbage}")).unwrap();
+        let mut store = DayStore::open(&dir, 1000).unwrap();
+        record_all(&mut store, &rows(1..=3, T0));
+        assert_eq!(store.flush().unwrap(), 3);
+        assert_eq!(store.stats.bad_lines, 20_000);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_unreadable_day_blocks_only_itself() {
+        let dir = tmp();
+        fs::create_dir_all(&dir).unwrap();
+        let bad = dir.join("2025-11-24.csv");
+        fs::create_dir(&bad).unwrap();
+        let mut store = DayStore::open(&dir, 1000).unwrap();
+        let today = rows(1..=3, T0);
+        let tomorrow = rows(1..=3, T0 + 86_400);
+        record_all(&mut store, &today);
+        record_all(&mut store, &tomorrow);
+        assert!(store.contains(&today[0].key()).is_err());
+        assert_eq!(store.flush().unwrap(), 3, "the next day is written");
+        assert_eq!(store.blocked_days(), 1);
+        for row in &today {
+            assert!(!store.is_written(&row.key()), "{row}: kept for later");
+        }
+        for row in &tomorrow {
+            assert!(store.is_written(&row.key()), "{row}: on disk");
+        }
+        let problems = store.problems().join("\n");
+        assert!(problems.contains("a directory"), "{problems}");
+        // Fixed: the next drain's rows go through.
+        fs::remove_dir(&bad).unwrap();
+        record_all(&mut store, &today);
+        assert_eq!(store.flush().unwrap(), 3);
+        assert_eq!(store.blocked_days(), 0);
+        assert_eq!(fs::read_to_string(&bad).unwrap().lines().count(), 4);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_immutable_file_is_read_and_its_rows_wait() {
+        if !crate::testing::is_root() || !crate::testing::have_program("chattr") {
+            crate::testing::skip(
+                "an_immutable_file_is_read_and_its_rows_wait",
+                "needs root and chattr",
+            );
+            return;
+        }
+        let dir = tmp();
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("2025-11-24.csv");
+        fs::write(
+            &path,
+            format!("{HEADER}\nTCP 1 198.51.100.1 192.0.2.1 {T0}\n"),
+        )
+        .unwrap();
+        let chattr = |flag: &str| {
+            std::process::Command::new("chattr")
+                .arg(flag)
+                .arg(&path)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !chattr("+i") {
+            // Not every filesystem has the flag (tmpfs before 6.0).
+            eprintln!("SKIPPED an_immutable_file_is_read_and_its_rows_wait: no chattr +i here");
+            fs::remove_dir_all(&dir).unwrap();
+            return;
+        }
+        let mut store = DayStore::open(&dir, 1000).unwrap();
+        record_all(&mut store, &rows(1..=3, T0));
+        let failed = store.flush();
+        assert!(chattr("-i"));
+        assert_eq!(store.pending(), 2, "port 1 was read from the file");
+        assert!(failed.is_err());
+        assert!(store.is_written(&rows(1..=1, T0)[0].key()));
+        assert!(!store.is_written(&rows(2..=2, T0)[0].key()));
+        assert_eq!(store.flush().unwrap(), 2);
+        assert_eq!(fs::read_to_string(&path).unwrap().lines().count(), 4);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_fifo_in_place_of_a_day_file_blocks_without_hanging() {
+        let dir = tmp();
+        fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("2025-11-24.csv");
+        let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo(3) with a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0);
+        let mut store = DayStore::open(&dir, 1000).unwrap();
+        record_all(&mut store, &rows(1..=2, T0));
+        assert_eq!(store.flush().unwrap(), 0);
+        assert!(
+            store.problems()[0].contains("a FIFO"),
+            "{:?}",
+            store.problems()
+        );
+        assert!(!store.is_written(&rows(1..=1, T0)[0].key()));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn another_writers_rows_are_kept_and_not_written_twice() {
+        let dir = tmp();
+        let mut first = DayStore::open(&dir, 1000).unwrap();
+        let mut second = DayStore::open(&dir, 1000).unwrap();
+        record_all(&mut first, &rows(1..=3, T0));
+        first.flush().unwrap();
+        // The second loads the file now, then the first writes more, some
+        // of them tuples the second has waiting too.
+        record_all(&mut second, &rows(3..=6, T0 + 1));
+        record_all(&mut first, &rows(4..=5, T0 + 2));
+        first.flush().unwrap();
+        second.flush().unwrap();
+        record_all(&mut first, &rows(7..=7, T0 + 3));
+        first.flush().unwrap();
+        let text = fs::read_to_string(dir.join("2025-11-24.csv")).unwrap();
+        let ports: Vec<&str> = text
+            .lines()
+            .skip(1)
+            .map(|l| l.split(' ').nth(1).unwrap())
+            .collect();
+        assert_eq!(ports, ["1", "2", "3", "4", "5", "6", "7"], "{text}");
+        assert_eq!(text.matches(HEADER).count(), 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_moved_or_deleted_file_is_started_anew_with_a_header() {
+        let dir = tmp();
+        let mut store = DayStore::open(&dir, 1000).unwrap();
+        let path = dir.join("2025-11-24.csv");
+        record_all(&mut store, &rows(1..=2, T0));
+        store.flush().unwrap();
+        let moved = dir.join("moved.csv");
+        fs::rename(&path, &moved).unwrap();
+        let before = fs::read(&moved).unwrap();
+        record_all(&mut store, &rows(1..=3, T0));
+        assert_eq!(store.flush().unwrap(), 1);
+        assert_eq!(
+            fs::read(&moved).unwrap(),
+            before,
+            "the moved file is left alone"
+        );
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            format!("{HEADER}\nTCP 3 198.51.100.1 192.0.2.1 {T0}\n")
+        );
+        fs::remove_file(&path).unwrap();
+        record_all(&mut store, &rows(4..=4, T0));
+        store.flush().unwrap();
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            format!("{HEADER}\nTCP 4 198.51.100.1 192.0.2.1 {T0}\n")
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_cut_by_someone_else_is_not_refilled() {
+        let dir = tmp();
+        let mut store = DayStore::open(&dir, 1000).unwrap();
+        let path = dir.join("2025-11-24.csv");
+        record_all(&mut store, &rows(1..=2, T0));
+        store.flush().unwrap();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        record_all(&mut store, &rows(3..=3, T0));
+        store.flush().unwrap();
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            format!("{HEADER}\nTCP 3 198.51.100.1 192.0.2.1 {T0}\n")
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn another_writers_unfinished_line_is_ended_not_cut() {
+        let dir = tmp();
+        let mut store = DayStore::open(&dir, 1000).unwrap();
+        let path = dir.join("2025-11-24.csv");
+        record_all(&mut store, &rows(1..=1, T0));
+        store.flush().unwrap();
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"TCP 9 198.51")
+            .unwrap();
+        record_all(&mut store, &rows(2..=2, T0));
+        store.flush().unwrap();
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            format!(
+                "{HEADER}\nTCP 1 198.51.100.1 192.0.2.1 {T0}\nTCP 9 198.51\n\
+                 TCP 2 198.51.100.1 192.0.2.1 {T0}\n"
+            )
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_original_7_column_file_is_appended_to_in_its_own_format() {
+        let dir = tmp();
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("2025-11-24.csv");
+        // The original's rows: destination before source.
+        fs::write(
+            &path,
+            format!(
+                "{ORIGINAL_HEADER}\nTCP 1 192.0.2.1 198.51.100.1 {T0} {} 4\n",
+                T0 + 30
+            ),
+        )
+        .unwrap();
+        let mut store = DayStore::open(&dir, 1000).unwrap();
+        record_all(&mut store, &rows(1..=2, T0 + 5));
+        store
+            .record(row(&format!("ICMP - 198.51.100.1 192.0.2.1 {}", T0 + 6)))
+            .unwrap();
+        assert_eq!(store.flush().unwrap(), 2, "port 1 was in the file already");
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            format!(
+                "{ORIGINAL_HEADER}\nTCP 1 192.0.2.1 198.51.100.1 {T0} {} 4\n\
+                 TCP 2 192.0.2.1 198.51.100.1 {t} {t} 1\nICMP - 192.0.2.1 198.51.100.1 {u} {u} 1\n",
+                T0 + 30,
+                t = T0 + 5,
+                u = T0 + 6,
+            )
+        );
+        // The report reads every row of it.
+        let mut warnings = crate::report::read::Warnings::default();
+        let mut read = Vec::new();
+        crate::report::read::read_day_file(&path, &mut warnings, |r| read.push(*r)).unwrap();
+        assert!(warnings.lines.is_empty(), "{:?}", warnings.lines);
+        assert_eq!(read.len(), 3);
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -4,6 +4,10 @@
 //! - `dst_port`: decimal for TCP and UDP, `-` otherwise;
 //! - `src_ip`, `dst_ip`: IPv4 dotted quad, IPv6 per RFC 5952;
 //! - `timestamp`: Unix seconds of the tuple's first packet that UTC day.
+//!
+//! The original tsusen's later files have 7 columns, `proto dst_port dst_ip
+//! src_ip first_seen last_seen count` ([`Format::Original`]); a day file is
+//! read, and appended to, in its own format.
 
 use std::{
     fmt,
@@ -21,6 +25,62 @@ use tsusen_common::{
 
 /// The header line of every day file.
 pub const HEADER: &str = "proto dst_port src_ip dst_ip timestamp";
+
+/// The header of the original tsusen's later 7-column day files.
+pub const ORIGINAL_HEADER: &str = "proto dst_port dst_ip src_ip first_seen last_seen count";
+
+/// The columns of a day file, named by its header line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Format {
+    /// `proto dst_port src_ip dst_ip timestamp`: ours, and the original's first.
+    #[default]
+    Tsusen,
+    /// `proto dst_port dst_ip src_ip first_seen last_seen count`.
+    Original,
+}
+
+impl Format {
+    pub fn header(self) -> &'static str {
+        match self {
+            Format::Tsusen => HEADER,
+            Format::Original => ORIGINAL_HEADER,
+        }
+    }
+
+    /// The format whose header `line` is.
+    pub fn of_header(line: &str) -> Option<Format> {
+        [Format::Tsusen, Format::Original]
+            .into_iter()
+            .find(|f| f.header() == line)
+    }
+
+    /// The format of a line without a header before it: the one it parses in.
+    pub fn of_row(columns: &[&str]) -> Option<Format> {
+        match columns.len() {
+            5 => Some(Format::Tsusen),
+            7 => Some(Format::Original),
+            _ => None,
+        }
+        .filter(|f| f.parse(columns).is_ok())
+    }
+
+    /// Parse a line's columns.
+    pub fn parse(self, columns: &[&str]) -> Result<Row> {
+        match self {
+            Format::Tsusen => Row::parse_columns(columns),
+            Format::Original => {
+                let [proto, port, dst, src, first_seen, _last_seen, _count] = columns else {
+                    bail!("expected 7 columns, found {}", columns.len());
+                };
+                // The original wrote a port column for every protocol; ours
+                // has `-` where there are no ports.
+                let no_ports = proto::from_column(proto).is_some_and(|p| !has_ports(p));
+                let port = if no_ports { "-" } else { port };
+                Row::parse_columns(&[proto, port, src, dst, first_seen])
+            }
+        }
+    }
+}
 
 /// Seconds in a day.
 pub const SECS_PER_DAY: i64 = 86_400;
@@ -171,6 +231,34 @@ impl Row {
     }
 }
 
+impl Row {
+    /// Append the row in `format` and a newline to `out`. In the original's
+    /// format the sensor knows the first sighting only: `last_seen` is that
+    /// time too and `count` is 1 (the report reads neither).
+    pub fn write_line_as(&self, format: Format, out: &mut Vec<u8>) {
+        match format {
+            Format::Tsusen => self.write_line(out),
+            Format::Original => {
+                use std::io::Write as _;
+                let port = if has_ports(self.proto) {
+                    self.dst_port.to_string()
+                } else {
+                    "-".to_owned()
+                };
+                writeln!(
+                    out,
+                    "{} {port} {} {} {ts} {ts} 1",
+                    self.proto_column(),
+                    self.dst_ip,
+                    self.src_ip,
+                    ts = self.timestamp
+                )
+                .expect("writing to a Vec");
+            }
+        }
+    }
+}
+
 impl fmt::Display for Row {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ", self.proto_column())?;
@@ -279,6 +367,27 @@ mod tests {
         ] {
             assert!(bad.parse::<Row>().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_original_format_round_trips_with_destination_first() {
+        let row: Row = "TCP 23 198.51.100.7 192.0.2.1 1795499777".parse().unwrap();
+        let mut out = Vec::new();
+        row.write_line_as(Format::Original, &mut out);
+        let line = String::from_utf8(out).unwrap();
+        assert_eq!(
+            line,
+            "TCP 23 192.0.2.1 198.51.100.7 1795499777 1795499777 1\n"
+        );
+        let columns: Vec<&str> = line.trim_end().split(' ').collect();
+        assert_eq!(Format::of_row(&columns), Some(Format::Original));
+        assert_eq!(Format::Original.parse(&columns).unwrap(), row);
+        let icmp: Row = "ICMP - 198.51.100.7 192.0.2.1 5".parse().unwrap();
+        let mut out = Vec::new();
+        icmp.write_line_as(Format::Original, &mut out);
+        assert_eq!(out, b"ICMP - 192.0.2.1 198.51.100.7 5 5 1\n");
+        assert_eq!(Format::of_header(ORIGINAL_HEADER), Some(Format::Original));
+        assert_eq!(Format::of_header(HEADER), Some(Format::Tsusen));
     }
 
     #[test]
