@@ -22,7 +22,7 @@ use tokio::{
 use tsusen_common::{Config, NS_PER_DAY, Stat, stats::packets};
 
 use crate::{
-    capture::{self, pins::Pins, sensor::Sensor},
+    capture::{self, pins::Pins, sensor::Sensor, stats::KernelStats},
     cli::RunArgs,
     drain::Drain,
     store::DayStore,
@@ -151,7 +151,14 @@ struct Daemon {
 impl Daemon {
     async fn run(mut self, metrics_listener: Option<std::net::TcpListener>) -> Result<()> {
         if let Some(listener) = metrics_listener {
-            let metrics = metrics::Metrics::new();
+            let sensor = self.sensor();
+            let setup = metrics::Setup {
+                kernel: KernelStats::open(sensor.ebpf())?,
+                map_capacity: sensor.first_seen_capacity()?,
+                ifaces: self.settings.ifaces.clone(),
+                flush_interval: self.settings.flush_interval,
+            };
+            let metrics = metrics::Metrics::new(setup);
             metrics.serve(listener)?;
             self.metrics = Some(metrics);
         }
@@ -221,8 +228,12 @@ impl Daemon {
 
     /// One drain and flush, with its log line and metrics.
     fn flush(&mut self) {
+        let started = std::time::Instant::now();
         if let Err(err) = self.try_flush() {
             error!("flush failed: {err:#}");
+        }
+        if let Some(metrics) = &self.metrics {
+            metrics.observe_flush(started.elapsed());
         }
     }
 
@@ -266,7 +277,6 @@ impl Daemon {
         );
         if let Some(metrics) = &mut self.metrics {
             metrics.update(&metrics::Snapshot {
-                kernel: kernel.to_vec(),
                 rows_written: stats.rows_written,
                 write_errors: stats.write_errors,
                 pending_dropped: stats.pending_dropped,
@@ -275,6 +285,7 @@ impl Daemon {
                 map_entries: drained.entries as u64,
                 local_networks: self.tables.local.len() as u64,
                 flush_unix: (self.clock.wall_ns() / 1_000_000_000) as i64,
+                all_written: !drained.flush_failed && self.store.pending() == 0,
             });
         }
         Ok(())
