@@ -436,14 +436,15 @@ fn the_ignore_file_keeps_target_and_git_out_of_the_build_context() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let listing = (|| {
-        podman_ok(&conf, &["create", "--name", &name, &image]);
-        let tar = dir.join("image.tar");
-        podman_ok(&conf, &["export", "--output", tar.to_str().unwrap(), &name]);
-        live_run("tar", &["-tf", tar.to_str().unwrap()])
-    })();
-    let _ = podman(&conf, &["rm", "--force", &name]);
-    let _ = podman(&conf, &["rmi", "--force", &image]);
+    let _image = RemoveImageOnDrop {
+        conf: conf.clone(),
+        container: name.clone(),
+        image: image.clone(),
+    };
+    podman_ok(&conf, &["create", "--name", &name, &image]);
+    let tar = dir.join("image.tar");
+    podman_ok(&conf, &["export", "--output", tar.to_str().unwrap(), &name]);
+    let listing = live_run("tar", &["-tf", tar.to_str().unwrap()]);
     let files: Vec<&str> = listing
         .lines()
         .filter_map(|l| l.trim_start_matches("./").strip_prefix("context/"))
@@ -463,6 +464,19 @@ fn the_ignore_file_keeps_target_and_git_out_of_the_build_context() {
 }
 
 struct RemoveOnDrop(PathBuf);
+
+struct RemoveImageOnDrop {
+    conf: PathBuf,
+    container: String,
+    image: String,
+}
+
+impl Drop for RemoveImageOnDrop {
+    fn drop(&mut self) {
+        let _ = podman(&self.conf, &["rm", "--force", &self.container]);
+        let _ = podman(&self.conf, &["rmi", "--force", &self.image]);
+    }
+}
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {

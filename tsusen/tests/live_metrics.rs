@@ -115,7 +115,10 @@ fn kernel_counters_move_at_scrape_time_between_flushes() {
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .filter(|w| w.starts_with("tsusen_"))
     {
-        assert!(served(name), "the alert rules use {name}, not served:\n{text}");
+        assert!(
+            served(name),
+            "the alert rules use {name}, not served:\n{text}"
+        );
     }
     // Counters carry `_total`, and the old names are gone.
     for old in [
