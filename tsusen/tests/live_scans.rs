@@ -141,11 +141,11 @@ fn masscan_sweep_of_102400_probes_is_recorded_once_each() {
         ("tsusen_candidates_total{proto=\"tcp\"}", 102_400),
         ("tsusen_new_tuples_total", 102_400),
         ("tsusen_rows_written_total", 102_400),
-        ("tsusen_evicted_total", 0),
-        ("tsusen_insert_failed_total", 0),
+        ("tsusen_evicted_tuples_total", 0),
+        ("tsusen_insert_failures_total", 0),
         ("tsusen_write_errors_total", 0),
         ("tsusen_pending_rows", 0),
-        ("tsusen_pending_dropped_total", 0),
+        ("tsusen_capped_rows_total", 0),
     ] {
         assert_eq!(value(name), want, "{name}");
     }
@@ -231,10 +231,13 @@ fn the_hosts_own_connections_and_their_replies_make_no_rows() {
     .into();
     live::assert_tuples(&rows, &expected, "only the control SYN");
     // The SYN-ACK, ACKs and FIN from the server were seen and skipped.
-    let not_syn = live::metric(&text, "tsusen_skipped_total{reason=\"tcp_not_syn\"}");
+    let not_syn = live::metric(
+        &text,
+        "tsusen_skipped_packets_total{reason=\"tcp_not_syn\"}",
+    );
     assert!(
         not_syn.is_some_and(|n| n >= 2.0),
-        "tsusen_skipped_total{{reason=\"tcp_not_syn\"}} = {not_syn:?}; metrics:\n{text}"
+        "tsusen_skipped_packets_total{{reason=\"tcp_not_syn\"}} = {not_syn:?}; metrics:\n{text}"
     );
 }
 

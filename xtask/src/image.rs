@@ -3,8 +3,11 @@
 //! - default: `packaging/Containerfile`, a multi-stage build that installs
 //!   the toolchain from Debian and rustup (needs the internet), from a clean
 //!   copy of the sources (no `target/` in the context).
-//! - `--local`: no registry at all: the static binary built here, in a
-//!   `FROM scratch` image (for machines that cannot reach one, and tests).
+//! - `--local`: no registry at all: the static binary built here, in the
+//!   Containerfile's run stage (`FROM scratch`, the same labels, stop signal
+//!   and entry point), for machines that cannot reach a registry.
+//!
+//! Both pass the version and git commit for the OCI labels.
 
 use std::{
     fs,
@@ -73,7 +76,39 @@ pub fn build_static(toolchain: &str) -> Result<PathBuf> {
     Ok(target_dir().join(TARGET).join("release").join("tsusen"))
 }
 
-/// A `FROM scratch` image holding `binary` as `/tsusen`.
+/// The run stage of packaging/Containerfile (from its last `FROM`), taking
+/// the binary from the build context instead of the build stage.
+pub fn run_stage(containerfile: &str) -> Result<String> {
+    let start = containerfile
+        .rfind("\nFROM ")
+        .context("packaging/Containerfile has no run stage")?;
+    let copy = "COPY --from=build /tsusen /tsusen";
+    let stage = &containerfile[start + 1..];
+    if !stage.contains(copy) {
+        bail!("packaging/Containerfile's run stage has no `{copy}`");
+    }
+    Ok(stage.replace(copy, "COPY tsusen /tsusen"))
+}
+
+/// `--build-arg`s for the OCI labels: the version and the git commit.
+fn label_args() -> Vec<String> {
+    let revision = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(workspace_root())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".to_owned());
+    vec![
+        "--build-arg".to_owned(),
+        format!("VERSION={}", env!("CARGO_PKG_VERSION")),
+        "--build-arg".to_owned(),
+        format!("REVISION={revision}"),
+    ]
+}
+
+/// The run stage holding `binary` as `/tsusen`.
 pub fn build_local(engine: &str, binary: &Path, tag: &str) -> Result<()> {
     let context = std::env::temp_dir().join(format!("tsusen-image-{}", std::process::id()));
     let _ = fs::remove_dir_all(&context);
@@ -81,13 +116,13 @@ pub fn build_local(engine: &str, binary: &Path, tag: &str) -> Result<()> {
     let result = (|| {
         fs::copy(binary, context.join("tsusen"))
             .with_context(|| format!("copying {}", binary.display()))?;
-        fs::write(
-            context.join("Containerfile"),
-            "FROM scratch\nCOPY tsusen /tsusen\nENTRYPOINT [\"/tsusen\"]\nCMD [\"run\"]\n",
-        )?;
+        let containerfile = fs::read_to_string(workspace_root().join("packaging/Containerfile"))?;
+        fs::write(context.join("Containerfile"), run_stage(&containerfile)?)?;
         status(
             Command::new(engine)
-                .args(["build", "--tag", tag, "--file"])
+                .args(["build", "--tag", tag])
+                .args(label_args())
+                .arg("--file")
                 .arg(context.join("Containerfile"))
                 .arg(&context),
         )
@@ -96,7 +131,9 @@ pub fn build_local(engine: &str, binary: &Path, tag: &str) -> Result<()> {
     result
 }
 
-/// The full multi-stage build from a clean copy of the sources.
+/// The full multi-stage build from a clean copy of the sources. podman and
+/// buildah also apply packaging/Containerfile.containerignore (read beside
+/// the Containerfile), which keeps any nested `target/` or `.git` out.
 pub fn build_full(engine: &str, tag: &str) -> Result<()> {
     let root = workspace_root();
     let context = std::env::temp_dir().join(format!("tsusen-src-{}", std::process::id()));
@@ -111,7 +148,9 @@ pub fn build_full(engine: &str, tag: &str) -> Result<()> {
         }
         status(
             Command::new(engine)
-                .args(["build", "--tag", tag, "--file"])
+                .args(["build", "--tag", tag])
+                .args(label_args())
+                .arg("--file")
                 .arg(root.join("packaging/Containerfile"))
                 .arg(&context),
         )

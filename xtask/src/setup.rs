@@ -40,6 +40,8 @@ const TEST_TOOL_PACKAGES: &[(&str, &str)] = &[
     ("dnsutils", "dig"),
     ("netcat-openbsd", "nc"),
     ("chromium", "chromium"),
+    ("prometheus", "promtool"),
+    ("catatonit", "catatonit"),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -9,6 +9,7 @@ pub mod iface;
 pub mod pins;
 pub mod privileges;
 pub mod sensor;
+pub mod stats;
 
 use std::path::PathBuf;
 

@@ -352,6 +352,17 @@ impl Sensor {
         }
     }
 
+    /// Entries the first-seen map can hold: a pinned map keeps the size it
+    /// was made with, whatever `--map-size` says now.
+    pub fn first_seen_capacity(&self) -> Result<u32> {
+        match self.ebpf.map(maps::FIRST_SEEN).context("FIRST_SEEN")? {
+            aya::maps::Map::LruHashMap(data) | aya::maps::Map::HashMap(data) => {
+                Ok(data.info()?.max_entries())
+            }
+            _ => Err(anyhow!("FIRST_SEEN is not a hash map")),
+        }
+    }
+
     /// Add `n` to a counter only userspace moves (it lives with the kernel's
     /// counters so it survives restarts the same way).
     pub fn add_to_counter(&mut self, stat: Stat, n: u64) -> Result<()> {

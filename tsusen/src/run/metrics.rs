@@ -1,33 +1,45 @@
 //! `--metrics`: the sensor's counters in the Prometheus text format
 //! (prometheus-client), served at `/metrics`.
+//!
+//! Two kinds of values. What the kernel counts (packets, candidates, skips,
+//! new tuples, failed inserts) and the interfaces' receive counters are read
+//! when `/metrics` is scraped, by a collector with its own handle on the
+//! STATS map, so `rate()` works whatever `--flush-interval` is. What only a
+//! flush knows (rows written, pending, evictions, the map's fill) moves at
+//! each flush.
 
-use std::{net::TcpListener, sync::Arc};
+use std::{fmt, net::TcpListener, path::Path, sync::Arc, time::Duration};
 
 use anyhow::Result;
 use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
-    registry::Registry,
+    collector::Collector,
+    encoding::{DescriptorEncoder, NoLabelSet, text::encode},
+    metrics::{MetricType, counter::Counter, gauge::Gauge, histogram::Histogram, info::Info},
+    registry::{Registry, Unit},
 };
-use tsusen_common::Stat;
+use tsusen_common::{Stat, stats::packets};
 
 use super::settings::Settings;
-use crate::http::{auth::Auth, connections};
+use crate::{
+    capture::stats::KernelStats,
+    http::{auth::Auth, connections},
+};
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Proto {
-    proto: &'static str,
+/// What the daemon knows at start and the metrics need.
+pub struct Setup {
+    /// A handle of the metrics' own on the kernel's counters.
+    pub kernel: KernelStats,
+    /// The watched interfaces, for their receive counters.
+    pub ifaces: Vec<String>,
+    pub flush_interval: Duration,
+    /// Entries the first-seen map can hold.
+    pub map_capacity: u32,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Reason {
-    reason: &'static str,
-}
-
-/// What a flush knows, handed to the metrics.
+/// What a flush knows, handed to the metrics. A plain struct: a new value is
+/// a new field here and a line in [`Metrics::update`].
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
-    pub kernel: Vec<u64>,
     pub rows_written: u64,
     pub write_errors: u64,
     pub pending_dropped: u64,
@@ -45,39 +57,32 @@ pub struct Snapshot {
     pub blocked_days: u64,
     /// Entries the last drain left in the kernel's map (rows not on disk).
     pub kept_entries: u64,
+    /// Whether every row drained so far is on disk (fsynced) after this
+    /// flush: nothing failed and nothing waits for the out-dir.
+    pub all_written: bool,
 }
 
 pub struct Metrics {
     registry: Arc<Registry>,
-    packets: Counter,
-    candidates: Family<Proto, Counter>,
-    skipped: Family<Reason, Counter>,
-    new_tuples: Counter,
-    insert_failed: Counter,
-    udp_flows: Counter,
-    udp_flows_expired: Counter,
     rows_written: Counter,
     write_errors: Counter,
-    pending_dropped: Counter,
+    capped_rows: Counter,
     evicted: Counter,
     pending: Gauge,
     map_entries: Gauge,
     local_networks: Gauge,
     last_flush: Gauge,
+    last_successful_write: Gauge,
+    flush_duration: Histogram,
     bad_lines: Counter,
     blocked_days: Gauge,
     kept_entries: Gauge,
+    detached_interfaces: Gauge,
     last: Snapshot,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Metrics {
-    pub fn new() -> Self {
+    pub fn new(setup: Setup) -> Self {
         let mut registry = Registry::with_prefix("tsusen");
         macro_rules! reg {
             ($name:literal, $help:literal, $metric:expr) => {{
@@ -85,38 +90,30 @@ impl Metrics {
                 registry.register($name, $help, metric.clone());
                 metric
             }};
+            ($name:literal, $help:literal, $unit:expr, $metric:expr) => {{
+                let metric = $metric;
+                registry.register_with_unit($name, $help, $unit, metric.clone());
+                metric
+            }};
         }
-        let packets = reg!("packets", "Packets the XDP program saw", Counter::default());
-        let candidates = reg!(
-            "candidates",
-            "Connection attempts that passed every rule, by protocol",
-            Family::<Proto, Counter>::default()
+        registry.register(
+            "build",
+            "The running tsusen's version",
+            Info::new([("version", env!("CARGO_PKG_VERSION"))]),
         );
-        let skipped = reg!(
-            "skipped",
-            "Packets that are not rows, by the rule they broke",
-            Family::<Reason, Counter>::default()
+        let flush_interval = reg!(
+            "flush_interval",
+            "--flush-interval: how often the kernel's map is drained and rows written",
+            Unit::Seconds,
+            Gauge::<f64, std::sync::atomic::AtomicU64>::default()
         );
-        let new_tuples = reg!(
-            "new_tuples",
-            "Tuples the kernel recorded as first seen that day",
-            Counter::default()
+        flush_interval.set(setup.flush_interval.as_secs_f64());
+        let map_limit: Gauge = reg!(
+            "map_entries_limit",
+            "Entries the kernel's first-seen map can hold",
+            Gauge::default()
         );
-        let insert_failed = reg!(
-            "insert_failed",
-            "First-seen inserts the kernel refused",
-            Counter::default()
-        );
-        let udp_flows = reg!(
-            "udp_flows",
-            "Outbound UDP flows registered (their replies are not rows)",
-            Counter::default()
-        );
-        let udp_flows_expired = reg!(
-            "udp_flows_expired",
-            "Outbound UDP flows forgotten after the flow timeout (a later datagram was judged as an attempt)",
-            Counter::default()
-        );
+        map_limit.set(i64::from(setup.map_capacity));
         let rows_written = reg!(
             "rows_written",
             "Rows appended to day files",
@@ -127,25 +124,25 @@ impl Metrics {
             "Failed day-file writes (rows kept for the next flush)",
             Counter::default()
         );
-        let pending_dropped = reg!(
-            "pending_dropped",
-            "Rows not held in memory because --max-pending rows were waiting for a failing \
-             out-dir (their entries stay in the kernel's map)",
+        let capped_rows = reg!(
+            "capped_rows",
+            "Rows not held in memory because --max-pending rows were already waiting for a \
+             failing out-dir (their entries stay in the kernel's map until written, or evicted)",
             Counter::default()
         );
         let evicted = reg!(
-            "evicted",
-            "Tuples the LRU map evicted before a drain read them (lost)",
+            "evicted_tuples",
+            "Tuples the first-seen map evicted before a drain read them (lost); counted at each flush",
             Counter::default()
         );
         let pending = reg!(
             "pending_rows",
-            "Rows waiting to be written",
+            "Rows waiting in memory for the out-dir to take them, after the last flush",
             Gauge::default()
         );
         let map_entries = reg!(
             "map_entries",
-            "Entries in the first-seen map at the last drain, before removal",
+            "Entries in the first-seen map at the last drain, before removal (its fill over the last interval)",
             Gauge::default()
         );
         let local_networks = reg!(
@@ -154,8 +151,9 @@ impl Metrics {
             Gauge::default()
         );
         let last_flush = reg!(
-            "last_flush_timestamp_seconds",
-            "Unix time of the last flush",
+            "last_flush_timestamp",
+            "Unix time of the last flush, whether or not it could write",
+            Unit::Seconds,
             Gauge::default()
         );
         let bad_lines = reg!(
@@ -173,65 +171,57 @@ impl Metrics {
             "Entries the last drain left in the kernel's map because their rows are not on disk",
             Gauge::default()
         );
+        let detached_interfaces = reg!(
+            "detached_interfaces",
+            "Watched interfaces whose XDP program is no longer tsusen's (detached, replaced, or the interface is gone)",
+            Gauge::default()
+        );
+        let last_successful_write = reg!(
+            "last_successful_write_timestamp",
+            "Unix time of the last flush after which every drained row was on disk (fsynced)",
+            Unit::Seconds,
+            Gauge::default()
+        );
+        let flush_duration = reg!(
+            "flush_duration",
+            "How long a flush took: drain the map, write and fsync the day files, remove what was written",
+            Unit::Seconds,
+            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                0.001, 4.0, 10
+            ))
+        );
+        registry.register_collector(Box::new(AtScrape {
+            kernel: setup.kernel,
+            ifaces: setup.ifaces,
+        }));
         Metrics {
             registry: Arc::new(registry),
-            packets,
-            candidates,
-            skipped,
-            new_tuples,
-            insert_failed,
-            udp_flows,
-            udp_flows_expired,
             rows_written,
             write_errors,
-            pending_dropped,
+            capped_rows,
             evicted,
             pending,
             map_entries,
             local_networks,
             last_flush,
+            last_successful_write,
+            flush_duration,
             bad_lines,
             blocked_days,
             kept_entries,
-            last: Snapshot {
-                kernel: vec![0; Stat::COUNT as usize],
-                ..Snapshot::default()
-            },
+            detached_interfaces,
+            last: Snapshot::default(),
         }
     }
 
-    /// Move the counters to `now` (the kernel's counters are totals since the
-    /// programs were loaded; a counter here grows by the difference).
+    /// Move the flush's values to `now` (counters grow by the difference).
     pub fn update(&mut self, now: &Snapshot) {
         let delta = |new: u64, old: u64| new.saturating_sub(old);
-        let kernel = |stat: Stat| delta(now.kernel[stat as usize], self.last.kernel[stat as usize]);
-        let classified: u64 = Stat::ALL
-            .iter()
-            .filter(|s| s.is_classification())
-            .map(|s| kernel(*s))
-            .sum();
-        self.packets.inc_by(classified);
-        for stat in Stat::ALL {
-            let name = stat.name();
-            if let Some(proto) = name.strip_prefix("candidates_") {
-                self.candidates
-                    .get_or_create(&Proto { proto })
-                    .inc_by(kernel(stat));
-            } else if let Some(reason) = name.strip_prefix("skipped_") {
-                self.skipped
-                    .get_or_create(&Reason { reason })
-                    .inc_by(kernel(stat));
-            }
-        }
-        self.new_tuples.inc_by(kernel(Stat::NewTuples));
-        self.insert_failed.inc_by(kernel(Stat::InsertFailed));
-        self.udp_flows.inc_by(kernel(Stat::UdpFlowsSeen));
-        self.udp_flows_expired.inc_by(kernel(Stat::UdpFlowsExpired));
         self.rows_written
             .inc_by(delta(now.rows_written, self.last.rows_written));
         self.write_errors
             .inc_by(delta(now.write_errors, self.last.write_errors));
-        self.pending_dropped
+        self.capped_rows
             .inc_by(delta(now.pending_dropped, self.last.pending_dropped));
         self.evicted.inc_by(delta(now.evicted, self.last.evicted));
         self.pending.set(now.pending as i64);
@@ -242,7 +232,16 @@ impl Metrics {
             .inc_by(delta(now.bad_lines, self.last.bad_lines));
         self.blocked_days.set(now.blocked_days as i64);
         self.kept_entries.set(now.kept_entries as i64);
+        self.detached_interfaces.set(now.links_detached as i64);
+        if now.all_written {
+            self.last_successful_write.set(now.flush_unix);
+        }
         self.last = now.clone();
+    }
+
+    /// A flush took `took`, whatever its outcome.
+    pub fn observe_flush(&self, took: Duration) {
+        self.flush_duration.observe(took.as_secs_f64());
     }
 
     /// Serve `/metrics` on a listener bound before anything was attached,
@@ -323,4 +322,122 @@ pub fn bind(settings: &Settings) -> Result<Option<Listener>> {
         socket,
         auth: settings.metrics_auth.clone(),
     }))
+}
+
+/// The values read at scrape time: the kernel's counters and the watched
+/// interfaces' receive counters.
+#[derive(Debug)]
+struct AtScrape {
+    kernel: KernelStats,
+    ifaces: Vec<String>,
+}
+
+impl Collector for AtScrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let kernel = self.kernel.read().map_err(|err| {
+            log::warn!("metrics: {err:#}");
+            fmt::Error
+        })?;
+        let count = |stat: Stat| kernel[stat as usize];
+        counter(
+            &mut encoder,
+            "packets",
+            "Packets the XDP program saw, on every watched interface",
+            packets(&kernel),
+        )?;
+        family(
+            &mut encoder,
+            "candidates",
+            "Connection attempts that passed every rule, by protocol",
+            "proto",
+            Stat::ALL
+                .iter()
+                .filter_map(|s| Some((s.name().strip_prefix("candidates_")?, count(*s)))),
+        )?;
+        family(
+            &mut encoder,
+            "skipped_packets",
+            "Packets that are not rows, by the first rule they broke",
+            "reason",
+            Stat::ALL
+                .iter()
+                .filter_map(|s| Some((s.name().strip_prefix("skipped_")?, count(*s)))),
+        )?;
+        counter(
+            &mut encoder,
+            "new_tuples",
+            "Tuples the kernel recorded as first seen on their day",
+            count(Stat::NewTuples),
+        )?;
+        counter(
+            &mut encoder,
+            "insert_failures",
+            "First-seen inserts the kernel refused (the map full beyond what LRU could evict: lost)",
+            count(Stat::InsertFailed),
+        )?;
+        counter(
+            &mut encoder,
+            "udp_flows",
+            "Outbound UDP flows registered (their replies are not rows)",
+            count(Stat::UdpFlowsSeen),
+        )?;
+        counter(
+            &mut encoder,
+            "udp_flows_expired",
+            "Outbound UDP flows forgotten after the flow timeout (a later datagram was judged as an attempt)",
+            count(Stat::UdpFlowsExpired),
+        )?;
+        // The interface's own counter, not the XDP program's: it tells a
+        // quiet link from a sensor that stopped seeing a busy one.
+        let received = self
+            .ifaces
+            .iter()
+            .filter_map(|iface| Some((iface.as_str(), rx_packets(iface)?)));
+        family(
+            &mut encoder,
+            "interface_receive_packets",
+            "Packets the watched interface received, from its kernel counter (/sys/class/net/IF/statistics/rx_packets)",
+            "iface",
+            received,
+        )?;
+        Ok(())
+    }
+}
+
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), fmt::Error> {
+    encoder
+        .encode_descriptor(name, help, None, MetricType::Counter)?
+        .encode_counter::<NoLabelSet, _, u64>(&value, None)
+}
+
+/// A counter with one label, one series per `(label value, count)`.
+fn family<'a>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    label: &'static str,
+    series: impl Iterator<Item = (&'a str, u64)>,
+) -> Result<(), fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (value, count) in series {
+        let labels = [(label, value)];
+        metric
+            .encode_family(&labels)?
+            .encode_counter::<NoLabelSet, _, u64>(&count, None)?;
+    }
+    Ok(())
+}
+
+/// The interface's receive counter; `None` when it cannot be read (the
+/// interface is gone), which leaves its series out of this scrape.
+fn rx_packets(iface: &str) -> Option<u64> {
+    let path = Path::new("/sys/class/net")
+        .join(iface)
+        .join("statistics/rx_packets");
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }

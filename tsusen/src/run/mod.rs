@@ -24,7 +24,7 @@ use tokio::{
 use tsusen_common::{Config, NS_PER_DAY, Stat, stats::packets};
 
 use crate::{
-    capture::{self, pins::Pins, sensor::Sensor},
+    capture::{self, pins::Pins, sensor::Sensor, stats::KernelStats},
     cli::RunArgs,
     drain::{Drain, Drained},
     exit::{self, ResultExt as _},
@@ -188,7 +188,14 @@ impl Drop for Daemon {
 impl Daemon {
     async fn run(mut self, metrics_listener: Option<metrics::Listener>) -> Result<()> {
         if let Some(listener) = metrics_listener {
-            let metrics = metrics::Metrics::new();
+            let sensor = self.sensor();
+            let setup = metrics::Setup {
+                kernel: KernelStats::open(sensor.ebpf())?,
+                map_capacity: sensor.first_seen_capacity()?,
+                ifaces: self.settings.ifaces.clone(),
+                flush_interval: self.settings.flush_interval,
+            };
+            let metrics = metrics::Metrics::new(setup);
             metrics.serve(listener)?;
             self.metrics = Some(metrics);
         }
@@ -284,13 +291,18 @@ impl Daemon {
     /// One drain and flush, with its log line and metrics; `None` when it
     /// failed (logged).
     fn flush(&mut self) -> Option<Drained> {
-        match self.try_flush() {
+        let started = std::time::Instant::now();
+        let drained = match self.try_flush() {
             Ok(drained) => Some(drained),
             Err(err) => {
                 error!("flush failed: {err:#}");
                 None
             }
+        };
+        if let Some(metrics) = &self.metrics {
+            metrics.observe_flush(started.elapsed());
         }
+        drained
     }
 
     fn try_flush(&mut self) -> Result<Drained> {
@@ -353,7 +365,6 @@ impl Daemon {
         );
         if let Some(metrics) = &mut self.metrics {
             metrics.update(&metrics::Snapshot {
-                kernel: kernel.to_vec(),
                 rows_written: stats.rows_written,
                 write_errors: stats.write_errors,
                 pending_dropped: stats.pending_dropped,
@@ -366,6 +377,7 @@ impl Daemon {
                 bad_lines: stats.bad_lines,
                 blocked_days: self.store.blocked_days() as u64,
                 kept_entries: drained.kept as u64,
+                all_written: !drained.flush_failed && self.store.pending() == 0,
             });
         }
         Ok(drained)
