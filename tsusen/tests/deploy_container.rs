@@ -618,7 +618,19 @@ fn the_daemonset_pod_records_a_scan_and_drains_within_its_grace_period() {
     }
     let bpf = scratch.dir.join("bpf");
     let out_dir = scratch.out_dir();
+    // The metrics Secret, as a file on the "node".
+    let token = "test-token-for-the-daemonset";
+    let auth_dir = scratch.dir.join("metrics-auth");
+    fs::create_dir_all(&auth_dir).unwrap();
+    fs::write(auth_dir.join("credentials"), format!("{token}\n")).unwrap();
     for volume in spec["volumes"].as_array_mut().unwrap() {
+        if volume["secret"]["secretName"] == json!("tsusen-metrics") {
+            *volume = json!({
+                "name": volume["name"],
+                "hostPath": { "path": auth_dir, "type": "Directory" },
+            });
+            continue;
+        }
         let path = &mut volume["hostPath"]["path"];
         *path = match path.as_str().unwrap() {
             "/sys/fs/bpf" => json!(bpf),
@@ -678,7 +690,11 @@ fn the_daemonset_pod_records_a_scan_and_drains_within_its_grace_period() {
     assert!(rows >= ports.len(), "{rows} rows:\n{}", logs());
     // The metrics port the manifest opens, on the node's (here: the test
     // namespace's) network.
-    let text = live::fetch_metrics(&net.sensor, "127.0.0.1:9339").expect("metrics");
+    assert!(
+        live::fetch_metrics(&net.sensor, "127.0.0.1:9339").is_err(),
+        "metrics served without the Secret's token"
+    );
+    let text = live::fetch_metrics_as(&net.sensor, "127.0.0.1:9339", Some(token)).expect("metrics");
     assert!(text.contains("tsusen_build_info"), "{text}");
 
     // Stopping the pod sends SIGTERM and waits the grace period (given

@@ -737,13 +737,21 @@ pub fn syns_from(ns: &Netns, ip: &str, ports: &[u16]) {
 
 /// GET http://`addr`/metrics from inside `ns`; the body.
 pub fn fetch_metrics(ns: &Netns, addr: &str) -> io::Result<String> {
+    fetch_metrics_as(ns, addr, None)
+}
+
+/// [`fetch_metrics`] with a bearer token (`--metrics-auth-file`).
+pub fn fetch_metrics_as(ns: &Netns, addr: &str, token: Option<&str>) -> io::Result<String> {
     let addr: SocketAddr = addr.parse().unwrap();
+    let auth = token
+        .map(|token| format!("Authorization: Bearer {token}\r\n"))
+        .unwrap_or_default();
     in_netns(ns, || {
         let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
         stream.set_read_timeout(Some(Duration::from_secs(5)))?;
         write!(
             stream,
-            "GET /metrics HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+            "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
         )?;
         let mut response = String::new();
         stream.read_to_string(&mut response)?;
