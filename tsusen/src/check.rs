@@ -392,7 +392,6 @@ fn link_xdp(index: u32) -> std::io::Result<Option<(u8, u32)>> {
     const IFLA_XDP: u16 = 43;
     const IFLA_XDP_ATTACHED: u16 = 2;
     const IFLA_XDP_PROG_ID: u16 = 4;
-    const NLA_TYPE_MASK: u16 = 0x3fff;
     // SAFETY: plain socket(2); the fd is owned below.
     let fd = unsafe {
         libc::socket(
@@ -430,41 +429,40 @@ fn link_xdp(index: u32) -> std::io::Result<Option<(u8, u32)>> {
         return Err(std::io::Error::other("unexpected rtnetlink reply"));
     }
     let len = (u32::from_ne_bytes(reply[0..4].try_into().unwrap()) as usize).min(reply.len());
-    // Attributes after nlmsghdr and ifinfomsg, each 4-aligned.
-    let attrs = |mut rest: &[u8], mut each: Box<dyn FnMut(u16, &[u8]) + '_>| {
-        while rest.len() >= 4 {
-            let alen = usize::from(u16_at(rest, 0));
-            if alen < 4 || alen > rest.len() {
-                break;
-            }
-            each(u16_at(rest, 2) & NLA_TYPE_MASK, &rest[4..alen]);
-            rest = &rest[alen.next_multiple_of(4).min(rest.len())..];
-        }
-    };
+    // Attributes after nlmsghdr and ifinfomsg.
     let mut found = None;
-    attrs(
-        &reply[32..len],
-        Box::new(|kind, value| {
-            if kind != IFLA_XDP {
-                return;
+    each_attr(&reply[32..len], &mut |kind, value| {
+        if kind != IFLA_XDP {
+            return;
+        }
+        let (mut mode, mut prog) = (0u8, 0u32);
+        each_attr(value, &mut |kind, value| match kind {
+            IFLA_XDP_ATTACHED if !value.is_empty() => mode = value[0],
+            IFLA_XDP_PROG_ID if value.len() >= 4 => {
+                prog = u32::from_ne_bytes(value[..4].try_into().unwrap());
             }
-            let (mut mode, mut prog) = (0u8, 0u32);
-            attrs(
-                value,
-                Box::new(|kind, value| match kind {
-                    IFLA_XDP_ATTACHED if !value.is_empty() => mode = value[0],
-                    IFLA_XDP_PROG_ID if value.len() >= 4 => {
-                        prog = u32::from_ne_bytes(value[..4].try_into().unwrap());
-                    }
-                    _ => {}
-                }),
-            );
-            if mode != 0 {
-                found = Some((mode, prog));
-            }
-        }),
-    );
+            _ => {}
+        });
+        if mode != 0 {
+            found = Some((mode, prog));
+        }
+    });
     Ok(found)
+}
+
+/// Each rtnetlink attribute (type without its flag bits, value) in `rest`;
+/// attributes are 4-aligned.
+fn each_attr(mut rest: &[u8], each: &mut dyn FnMut(u16, &[u8])) {
+    const NLA_TYPE_MASK: u16 = 0x3fff;
+    let u16_at = |b: &[u8], at: usize| u16::from_ne_bytes([b[at], b[at + 1]]);
+    while rest.len() >= 4 {
+        let len = usize::from(u16_at(rest, 0));
+        if len < 4 || len > rest.len() {
+            break;
+        }
+        each(u16_at(rest, 2) & NLA_TYPE_MASK, &rest[4..len]);
+        rest = &rest[len.next_multiple_of(4).min(rest.len())..];
+    }
 }
 
 /// A BPF program's name by id (BPF_PROG_GET_FD_BY_ID needs CAP_SYS_ADMIN).
