@@ -337,6 +337,10 @@ fn simple_packet_blocks_take_the_time_of_the_packet_before_them() {
 }
 
 /// Run `tsusen replay` and return its peak resident memory in KiB.
+#[expect(
+    clippy::zombie_processes,
+    reason = "wait4 reaps the child, to read its own rusage"
+)]
 fn replay_peak_kib(args: &[&str]) -> i64 {
     let child = Command::new(env!("CARGO_BIN_EXE_tsusen"))
         .arg("replay")
