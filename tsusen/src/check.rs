@@ -540,12 +540,50 @@ fn writable(path: &Path) -> bool {
     unsafe { libc::access(c_path.as_ptr(), libc::W_OK) == 0 }
 }
 
+/// access(2) X_OK on a directory: whether this user may enter it.
+fn searchable(path: &Path) -> bool {
+    let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: a valid NUL-terminated path.
+    unsafe { libc::access(c_path.as_ptr(), libc::X_OK) == 0 }
+}
+
+/// The first existing directory on the way to `path` (itself included) that
+/// this user cannot enter: systemd mounts /sys/fs/bpf with mode 0700, so for
+/// any user but root nothing below it can be created or even reached.
+fn closed_on_the_way(path: &Path) -> Option<PathBuf> {
+    let mut ancestors: Vec<&Path> = path.ancestors().collect();
+    ancestors.reverse();
+    for dir in ancestors {
+        if dir.as_os_str().is_empty() || !dir.is_dir() {
+            return None;
+        }
+        if !searchable(dir) {
+            return Some(dir.to_path_buf());
+        }
+    }
+    None
+}
+
+/// What makes `dir` a pin directory this user owns: a bpffs of its own there
+/// (what the package's run-tsusen-bpf.mount and the unit's chown do).
+fn own_bpffs_fix(dir: &Path) -> String {
+    // SAFETY: no arguments, cannot fail.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    format!(
+        "give this user a bpffs of its own: mkdir -p {dir} && mount -t bpf -o mode=0700 bpf {dir} \
+         && chown {uid}:{gid} {dir}, and run with --pin-dir {dir} (the package's tsusen.service \
+         does this with run-tsusen-bpf.mount at /run/tsusen/bpf)",
+        dir = dir.display()
+    )
+}
+
 /// The pin directory: on a bpffs (or under /sys/fs/bpf, which `run` mounts
-/// when it can), and writable.
+/// when it can), reachable and writable.
 fn bpffs(pin_dir: &Path) -> Check {
     let what = format!("pin-dir {}", pin_dir.display());
     let fs_root = Path::new("/sys/fs/bpf");
-    let existing = nearest_existing(pin_dir);
     if pin_dir.starts_with(fs_root) && !is_bpffs(fs_root) {
         return if crate::capture::privileges::can_mount() {
             Check::new(
@@ -560,21 +598,41 @@ fn bpffs(pin_dir: &Path) -> Check {
                 what,
                 "no bpffs at /sys/fs/bpf, and this process cannot mount one (CAP_SYS_ADMIN)",
             )
-            .fix("mount -t bpf bpf /sys/fs/bpf (or bpf /sys/fs/bpf bpf defaults 0 0 in /etc/fstab)")
+            .fix(own_bpffs_fix(Path::new("/run/tsusen/bpf")))
         };
     }
+    if let Some(closed) = closed_on_the_way(pin_dir).filter(|c| c != pin_dir) {
+        // A chown of the pin directory cannot help: the way to it is closed.
+        let mode = fs::metadata(&closed)
+            .map(|m| {
+                format!(
+                    "mode {:o}",
+                    std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777
+                )
+            })
+            .unwrap_or_default();
+        return Check::new(
+            Status::Missing,
+            what,
+            format!(
+                "this user cannot enter {} ({mode}; systemd mounts /sys/fs/bpf so)",
+                closed.display()
+            ),
+        )
+        .fix(own_bpffs_fix(Path::new("/run/tsusen/bpf")));
+    }
+    let existing = nearest_existing(pin_dir);
     if !is_bpffs(&existing) {
         return Check::new(
             Status::Missing,
             what,
             format!("{} is not on a bpf filesystem", existing.display()),
         )
-        .fix(format!(
-            "mkdir -p {dir} && mount -t bpf bpf {dir}, or use a --pin-dir under /sys/fs/bpf",
-            dir = pin_dir.display()
-        ));
+        .fix(own_bpffs_fix(pin_dir));
     }
     if !writable(&existing) {
+        // SAFETY: no arguments, cannot fail.
+        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
         return Check::new(
             Status::Missing,
             what,
@@ -583,10 +641,14 @@ fn bpffs(pin_dir: &Path) -> Check {
                 existing.display()
             ),
         )
-        .fix(format!(
-            "create {} owned by the user tsusen runs as (mkdir -p, chown)",
-            pin_dir.display()
-        ));
+        .fix(if existing == pin_dir {
+            format!("chown {uid}:{gid} {}", pin_dir.display())
+        } else {
+            format!(
+                "mkdir -p {dir} && chown {uid}:{gid} {dir}",
+                dir = pin_dir.display()
+            )
+        });
     }
     let detail = if existing == pin_dir {
         "on bpffs, writable".to_owned()

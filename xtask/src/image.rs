@@ -49,7 +49,7 @@ pub fn engine() -> Result<&'static str> {
     bail!("neither podman nor docker is installed (apt-get install podman runc)")
 }
 
-fn target_dir() -> PathBuf {
+pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"))

@@ -2,9 +2,10 @@
 //!
 //! - `setup`: install what building the eBPF program needs, for the route this
 //!   machine can take (idempotent; seconds when everything is there).
-//! - `build`, `test`, `run`, `bench`, `image`, `vm-test`: call `setup`
+//! - `build`, `test`, `run`, `bench`, `image`, `deb`, `vm-test`: call `setup`
 //!   where they build, then do the thing.
 
+mod deb;
 mod image;
 mod setup;
 mod vm;
@@ -59,6 +60,10 @@ enum Cmd {
         #[arg(long, default_value = "tsusen")]
         tag: String,
     },
+    /// Build the Debian package (cargo-deb; installs it when missing): the
+    /// static binary in /usr/bin, the systemd unit and bpffs mount, sysusers.d
+    /// and tmpfiles.d entries, /etc/tsusen/tsusen.toml, man pages, completions.
+    Deb,
     /// Build in release mode and run the sensor (with sudo when not root).
     Run {
         /// Arguments for `tsusen`, e.g. `-- run --iface eth0`.
@@ -140,6 +145,11 @@ fn real_main() -> Result<()> {
             )?;
         }
         Cmd::Image { local, tag } => image::run(local, &tag)?,
+        Cmd::Deb => {
+            let toolchain = setup::run(false)?;
+            let deb = deb::build(&toolchain)?;
+            println!("package: {}", deb.display());
+        }
         Cmd::Run { args } => {
             let toolchain = setup::run(false)?;
             let binary = build(&toolchain, true)?;
@@ -227,6 +237,13 @@ fn test(args: &[String]) -> Result<()> {
     ]))?;
     let mut cmd = cargo(&toolchain);
     cmd.args(["test", "--workspace"]);
+    // tests/deploy_systemd_real.rs installs the package into a container
+    // booted under systemd: build it first (root only, as that test is).
+    let filter_wants_deb = args.is_empty() || args.iter().any(|a| a.contains("systemd"));
+    if root && filter_wants_deb {
+        let deb = deb::build(&toolchain)?;
+        cmd.env("TSUSEN_DEB", deb);
+    }
     // In CI (root) a kernel test that skips is a failure: it must run.
     if std::env::var_os("CI").is_some() {
         cmd.env("TSUSEN_REQUIRE_ROOT_TESTS", "1");

@@ -42,6 +42,9 @@ const TEST_TOOL_PACKAGES: &[(&str, &str)] = &[
     ("chromium", "chromium"),
     ("prometheus", "promtool"),
     ("catatonit", "catatonit"),
+    // tests/deploy_systemd_real.rs: a Debian 12 rootfs booted under systemd.
+    ("mmdebstrap", "mmdebstrap"),
+    ("systemd-container", "systemd-nspawn"),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
