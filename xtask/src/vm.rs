@@ -40,7 +40,7 @@ const VM_UDP: &str = include_str!("vm_udp.rs");
 
 /// Kernel modules the test needs where Debian builds them as modules: the
 /// veth pair, the clsact qdisc and the BPF classifier (TC egress on kernels
-/// without TCX). What they depend on comes from the kernel's `modules.dep`.
+/// without TCX). What they depend on comes from each module's `depends=`.
 const MODULES: &[&str] = &["veth", "sch_ingress", "cls_bpf"];
 
 /// The steps `/init` must report (`VM-TEST ok: STEP`), in order.
@@ -451,20 +451,11 @@ fn kernel(vm_dir: &Path, line: KernelLine, package: Option<&str>, apt: &Apt) -> 
     let partial = dir.with_extension("partial");
     let _ = fs::remove_dir_all(&partial);
     fs::create_dir_all(&partial)?;
-    let patterns = ["./boot/vmlinuz-*", "*/modules.dep", "*/modules.builtin"];
+    let patterns = ["./boot/vmlinuz-*", "*/modules.builtin"];
     extract(&deb, &partial, &patterns.map(str::to_owned))?;
     let release = release_of(&partial)?;
-    let module_dir = format!("./lib/modules/{release}");
-    let dep = fs::read_to_string(partial.join(&module_dir).join("modules.dep"))
-        .with_context(|| format!("{package} has no modules.dep"))?;
-    let builtin =
-        fs::read_to_string(partial.join(&module_dir).join("modules.builtin")).unwrap_or_default();
-    let needed = modules_needed(MODULES, &dep, &builtin)
+    extract_modules(&deb, &partial, &release)
         .with_context(|| format!("the modules of {package}"))?;
-    if !needed.is_empty() {
-        let patterns: Vec<String> = needed.iter().map(|m| format!("{module_dir}/{m}")).collect();
-        extract(&deb, &partial, &patterns)?;
-    }
     let _ = fs::remove_file(&deb);
     let _ = fs::remove_dir_all(&dir);
     fs::rename(&partial, &dir)?;
@@ -492,12 +483,15 @@ fn extracted(dir: &Path) -> Result<Option<Kernel>> {
         return Ok(None);
     };
     let module_dir = dir.join("lib/modules").join(&release);
-    let Ok(dep) = fs::read_to_string(module_dir.join("modules.dep")) else {
+    let Ok(dep) = fs::read_to_string(module_dir.join(VM_MODULES_DEP)) else {
         return Ok(None);
     };
     let builtin = fs::read_to_string(module_dir.join("modules.builtin")).unwrap_or_default();
+    let Ok(needed) = modules_needed(MODULES, &dep, &builtin) else {
+        return Ok(None);
+    };
     let mut modules = Vec::new();
-    for module in modules_needed(MODULES, &dep, &builtin)? {
+    for module in needed {
         let path = module_dir.join(&module);
         if !path.exists() {
             return Ok(None);
@@ -511,14 +505,106 @@ fn extracted(dir: &Path) -> Result<Option<Kernel>> {
     }))
 }
 
+/// What [`extract_modules`] found, in `modules.dep`'s format.
+const VM_MODULES_DEP: &str = "vm-modules.dep";
+
+/// Extract the modules [`MODULES`] needs from `deb` into `dir`, following
+/// each module's `depends=` (a .deb ships no `modules.dep`: depmod makes it
+/// at install), and write what they need as [`VM_MODULES_DEP`].
+fn extract_modules(deb: &Path, dir: &Path, release: &str) -> Result<()> {
+    let prefix = format!("./lib/modules/{release}/");
+    let module_dir = dir.join(&prefix);
+    fs::create_dir_all(&module_dir)?;
+    let listing = Command::new("sh")
+        .args(["-c", "dpkg-deb --fsys-tarfile \"$0\" | tar -t"])
+        .arg(deb)
+        .output()
+        .with_context(|| format!("listing {}", deb.display()))?;
+    // Module paths relative to the module directory, e.g. kernel/drivers/net/veth.ko.
+    let paths: Vec<String> = String::from_utf8_lossy(&listing.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter(|p| p.contains(".ko"))
+        .map(str::to_owned)
+        .collect();
+    let builtin = fs::read_to_string(module_dir.join("modules.builtin")).unwrap_or_default();
+    let normal = |name: &str| name.replace('-', "_");
+    let find = |module: &str| -> Option<String> {
+        paths
+            .iter()
+            .find(|p| normal(module_name(p)) == normal(module))
+            .cloned()
+    };
+    let is_builtin = |module: &str| {
+        builtin
+            .lines()
+            .any(|l| normal(module_name(l)) == normal(module))
+    };
+    let mut lines = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
+    let mut todo: Vec<String> = MODULES
+        .iter()
+        .filter(|m| !is_builtin(m))
+        .map(|m| m.to_string())
+        .collect();
+    while !todo.is_empty() {
+        let mut batch = Vec::new();
+        for module in todo.drain(..) {
+            if seen.contains(&normal(&module)) {
+                continue;
+            }
+            seen.push(normal(&module));
+            batch.push(find(&module).with_context(|| {
+                format!("{module} is neither built in nor a module in the package")
+            })?);
+        }
+        if batch.is_empty() {
+            break;
+        }
+        let patterns: Vec<String> = batch.iter().map(|p| format!("{prefix}{p}")).collect();
+        extract(deb, dir, &patterns)?;
+        for path in batch {
+            let depends = module_depends(&uncompressed_module(&module_dir.join(&path))?)?;
+            let mut deps = Vec::new();
+            for dep in depends.iter().filter(|d| !is_builtin(d)) {
+                deps.push(
+                    find(dep).with_context(|| format!("{path} needs {dep}, not in the package"))?,
+                );
+                todo.push(dep.clone());
+            }
+            lines.push(format!("{path}: {}\n", deps.join(" ")));
+        }
+    }
+    fs::write(module_dir.join(VM_MODULES_DEP), lines.concat())?;
+    Ok(())
+}
+
+/// The module name of a path: `kernel/net/sched/cls_bpf.ko.xz` -> `cls_bpf`.
+fn module_name(path: &str) -> &str {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    file.split(".ko").next().unwrap_or(file)
+}
+
+/// The depends= field of a kernel module's `.modinfo`.
+fn module_depends(module: &Path) -> Result<Vec<String>> {
+    let data = fs::read(module).with_context(|| format!("reading {}", module.display()))?;
+    let key = b"\0depends=";
+    let Some(start) = data.windows(key.len()).position(|w| w == key) else {
+        return Ok(Vec::new());
+    };
+    let value = &data[start + key.len()..];
+    let value = &value[..value.iter().position(|&b| b == 0).unwrap_or(value.len())];
+    Ok(String::from_utf8_lossy(value)
+        .split(',')
+        .filter(|m| !m.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
 /// The paths (as in `modules.dep`) of the modules `wanted` needs that are
 /// not built in, each after the modules it depends on.
 fn modules_needed(wanted: &[&str], modules_dep: &str, builtin: &str) -> Result<Vec<String>> {
-    // The module name of a path: `kernel/net/sched/cls_bpf.ko.xz` -> `cls_bpf`.
-    fn name(path: &str) -> &str {
-        let file = path.rsplit('/').next().unwrap_or(path);
-        file.split(".ko").next().unwrap_or(file)
-    }
+    let name = module_name;
     let deps: Vec<(&str, Vec<&str>)> = modules_dep
         .lines()
         .filter_map(|line| {
