@@ -1064,7 +1064,11 @@ fn boot_once(vmlinuz: &Path, initramfs: &Path, accel: Accel, options: &Options) 
         .arg(vmlinuz)
         .arg("-initrd")
         .arg(initramfs)
-        .args(["-append", "console=ttyS0 panic=-1 quiet"])
+        // no_timer_check: on a loaded host TCG is so slow that the kernel's
+        // IO-APIC timer check fails ("MP-BIOS bug: 8254 timer not connected")
+        // and the serial port's interrupts then never come: init's output
+        // was lost while the kernel's own (polled) messages still showed.
+        .args(["-append", "console=ttyS0 panic=-1 quiet no_timer_check"])
         .args(["-nographic", "-no-reboot", "-nic", "none"])
         .args(["-m", "1024", "-smp", "2"])
         .stdin(Stdio::null())
