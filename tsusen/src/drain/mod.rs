@@ -121,11 +121,7 @@ fn read_all(sensor: &mut Sensor, per_key: bool) -> Result<Vec<(TupleKey, FirstSe
     Ok(map.iter().filter_map(Result::ok).collect())
 }
 
-fn remove(
-    sensor: &mut Sensor,
-    entries: &[(TupleKey, FirstSeen)],
-    per_key: bool,
-) -> Result<usize> {
+fn remove(sensor: &mut Sensor, entries: &[(TupleKey, FirstSeen)], per_key: bool) -> Result<usize> {
     let keys: Vec<TupleKey> = entries.iter().map(|(key, _)| *key).collect();
     if !per_key {
         match batch::delete_all(sensor.first_seen_fd()?, &keys) {
