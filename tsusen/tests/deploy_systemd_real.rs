@@ -281,7 +281,7 @@ impl Container {
     }
 
     /// A command in the scanner's namespace inside the container.
-    fn from_peer(&self, command: &str) -> String {
+    fn on_peer(&self, command: &str) -> String {
         self.text(&format!("nsenter --net=/run/netns/scan -- {command}"))
     }
 }
@@ -463,8 +463,8 @@ fn the_package_under_systemd_records_survives_kill_9_and_drains_on_stop() {
     assert!(score <= 2.0, "exposure {score}:\n{security}");
 
     // Batch 1: a ping and SYNs to two closed ports.
-    c.from_peer(&format!("ping -c 2 -i 0.2 -W 1 {SENSOR_IP}"));
-    c.from_peer(&format!("nc -z -w 1 {SENSOR_IP} 22 80"));
+    c.on_peer(&format!("ping -c 2 -i 0.2 -W 1 {SENSOR_IP}"));
+    c.on_peer(&format!("nc -z -w 1 {SENSOR_IP} 22 80"));
 
     // kill -9: systemd restarts it; the new daemon adopts the program that
     // kept recording, and the rows of batch 1 still in the kernel's map.
@@ -483,7 +483,7 @@ fn the_package_under_systemd_records_survives_kill_9_and_drains_on_stop() {
     );
 
     // Batch 2 while the adopted sensor runs.
-    c.from_peer(&format!("nc -z -w 1 {SENSOR_IP} 443 8080"));
+    c.on_peer(&format!("nc -z -w 1 {SENSOR_IP} 443 8080"));
 
     // SIGHUP (ExecReload) is not a death, once the binary handles it.
     if exit_2 {

@@ -42,6 +42,25 @@ pub struct Drain {
     /// programs were loaded). Every insert is drained, still present, or
     /// evicted; the counts come from the kernel, so this survives restarts.
     pub evicted: u64,
+    /// Read and delete one key at a time, as on kernels before 5.6, even
+    /// where batch operations work: so tests run that path on any kernel.
+    pub per_key: bool,
+}
+
+/// Test-only switch (`=1`): every drain takes the per-key path of kernels
+/// before 5.6. Only `cargo xtask vm-test` sets it, so that path also runs
+/// on a real kernel with real traffic; the README's Tests section names it.
+pub const PER_KEY_ENV: &str = "TSUSEN_TEST_DRAIN_PER_KEY";
+
+fn per_key_forced() -> bool {
+    static FORCED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FORCED.get_or_init(|| {
+        let forced = std::env::var_os(PER_KEY_ENV).is_some_and(|v| v == "1");
+        if forced {
+            log::warn!("{PER_KEY_ENV}=1: draining one key at a time, as on kernels before 5.6");
+        }
+        forced
+    })
 }
 
 impl Drain {
@@ -50,10 +69,11 @@ impl Drain {
         // then make this drain undercount evictions (the next one catches up),
         // never overcount them.
         let before = sensor.stats()?;
-        let entries = read_all(sensor)?;
+        let per_key = self.per_key || per_key_forced();
+        let entries = read_all(sensor, per_key)?;
         let (mut drained, written) = write(store, &entries)?;
         if !written.is_empty() {
-            drained.removed = remove(sensor, &written)?;
+            drained.removed = remove(sensor, &written, per_key)?;
             // All of them were drained, even those evicted after the read.
             sensor.add_to_counter(Stat::Drained, written.len() as u64)?;
         }
@@ -101,11 +121,13 @@ fn write(
 /// Entries per batch read: 48 bytes each, so about 3 MiB of buffer.
 const BATCH: usize = 65_536;
 
-fn read_all(sensor: &mut Sensor) -> Result<Vec<(TupleKey, FirstSeen)>> {
-    match batch::lookup_all(sensor.first_seen_fd()?, BATCH) {
-        Ok(entries) => return Ok(entries),
-        Err(err) if batch::unsupported(&err) => {}
-        Err(err) => return Err(err).context("reading the first-seen map"),
+fn read_all(sensor: &mut Sensor, per_key: bool) -> Result<Vec<(TupleKey, FirstSeen)>> {
+    if !per_key {
+        match batch::lookup_all(sensor.first_seen_fd()?, BATCH) {
+            Ok(entries) => return Ok(entries),
+            Err(err) if batch::unsupported(&err) => {}
+            Err(err) => return Err(err).context("reading the first-seen map"),
+        }
     }
     // Kernels before 5.6: one key at a time. An entry evicted while we walk
     // can end the walk early; the next drain gets the rest.
@@ -113,11 +135,13 @@ fn read_all(sensor: &mut Sensor) -> Result<Vec<(TupleKey, FirstSeen)>> {
     Ok(map.iter().filter_map(Result::ok).collect())
 }
 
-fn remove(sensor: &mut Sensor, keys: &[TupleKey]) -> Result<usize> {
-    match batch::delete_all(sensor.first_seen_fd()?, keys) {
-        Ok(removed) => return Ok(removed),
-        Err(err) if batch::unsupported(&err) => {}
-        Err(err) => return Err(err).context("removing drained entries"),
+fn remove(sensor: &mut Sensor, keys: &[TupleKey], per_key: bool) -> Result<usize> {
+    if !per_key {
+        match batch::delete_all(sensor.first_seen_fd()?, keys) {
+            Ok(removed) => return Ok(removed),
+            Err(err) if batch::unsupported(&err) => {}
+            Err(err) => return Err(err).context("removing drained entries"),
+        }
     }
     let mut map = sensor.first_seen()?;
     // Gone already (evicted) is fine: it was written.
