@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray},
+    maps::{Array, MapData},
     programs::{ProgramError, Xdp, XdpMode as AyaXdpMode, xdp::XdpLinkId},
 };
 use log::{info, warn};
@@ -90,18 +90,12 @@ pub fn set_config(ebpf: &mut Ebpf, config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// Sum the per-CPU counters.
+/// Sum the per-CPU counters (see [`stats::sum_counters`]).
 pub fn read_stats(ebpf: &Ebpf) -> Result<[u64; Stat::COUNT as usize]> {
-    let array: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(
+    stats::sum_counters(
         ebpf.map(maps::STATS)
             .context("the eBPF object has no STATS map")?,
-    )?;
-    let mut totals = [0u64; Stat::COUNT as usize];
-    for (index, total) in totals.iter_mut().enumerate() {
-        let per_cpu = array.get(&(index as u32), 0).context("reading STATS")?;
-        *total = per_cpu.iter().sum();
-    }
-    Ok(totals)
+    )
 }
 
 /// Attach the loaded XDP program to `iface`. `Auto` tries native mode first and

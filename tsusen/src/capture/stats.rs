@@ -16,7 +16,7 @@ use aya::{
 use tsusen_common::{Stat, maps};
 
 pub struct KernelStats {
-    array: PerCpuArray<MapData, u64>,
+    map: Map,
 }
 
 impl std::fmt::Debug for KernelStats {
@@ -37,20 +37,35 @@ impl KernelStats {
             .try_clone_to_owned()
             .context("duplicating the STATS map's descriptor")?;
         let data = MapData::from_fd(fd).context("opening the STATS map")?;
-        let array = PerCpuArray::try_from(Map::PerCpuArray(data))?;
-        Ok(KernelStats { array })
+        Ok(KernelStats {
+            map: Map::PerCpuArray(data),
+        })
     }
 
     /// Every counter, summed over the CPUs.
     pub fn read(&self) -> Result<[u64; Stat::COUNT as usize]> {
-        let mut totals = [0u64; Stat::COUNT as usize];
-        for (index, total) in totals.iter_mut().enumerate() {
-            let per_cpu = self
-                .array
-                .get(&(index as u32), 0)
-                .context("reading STATS")?;
-            *total = per_cpu.iter().sum();
-        }
-        Ok(totals)
+        sum_counters(&self.map)
     }
+}
+
+/// Every counter of a STATS map, summed over the CPUs. A map pinned by an
+/// older build (adopted after an upgrade without a clean stop) holds fewer
+/// counters than this build knows, and keeps its size until a clean stop:
+/// the counters it lacks read 0 rather than failing every read, which would
+/// stop the drain.
+pub fn sum_counters(map: &Map) -> Result<[u64; Stat::COUNT as usize]> {
+    let Map::PerCpuArray(data) = map else {
+        return Err(anyhow!("STATS is not a per-CPU array"));
+    };
+    let present = data
+        .info()
+        .context("reading the STATS map's size")?
+        .max_entries();
+    let array: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map)?;
+    let mut totals = [0u64; Stat::COUNT as usize];
+    for (index, total) in totals.iter_mut().enumerate().take(present as usize) {
+        let per_cpu = array.get(&(index as u32), 0).context("reading STATS")?;
+        *total = per_cpu.iter().sum();
+    }
+    Ok(totals)
 }
