@@ -114,7 +114,7 @@ fn the_unit_grants_only_the_sensors_capabilities_and_is_hardened() {
     assert_eq!(value("RestartPreventExitStatus"), "2");
     assert!(value("StartLimitBurst").parse::<u32>().unwrap() > 0);
     assert!(value("LimitNOFILE").parse::<u32>().unwrap() >= 65536);
-    assert_eq!(value("ExecReload"), "/bin/kill -HUP $MAINPID");
+    assert_eq!(value("ExecReload"), "/bin/sh -c 'kill -HUP $MAINPID'");
     assert_eq!(value("LogsDirectory"), "tsusen");
     // The pin directory is a bpffs of the unit's own, not /sys/fs/bpf
     // (mode 0700 under systemd): mounted by run-tsusen-bpf.mount, handed to

@@ -35,6 +35,15 @@ pub fn build(toolchain: &str) -> Result<PathBuf> {
             ])
             .arg(release_dir.join("gen-docs")),
     )?;
+    // Debian installs man pages compressed (policy 12.1); -n keeps the
+    // archive reproducible (no name or time stamp in it).
+    let man = release_dir.join("gen-docs").join("man");
+    for page in std::fs::read_dir(&man).with_context(|| format!("reading {}", man.display()))? {
+        let page = page?.path();
+        if page.extension().is_some_and(|e| e == "1") {
+            status(Command::new("gzip").args(["-9nf"]).arg(&page))?;
+        }
+    }
     let out_dir = image::target_dir().join("debian");
     let out = cargo(toolchain)
         .args([
