@@ -29,6 +29,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
 /// Debian packages the live tests drive (real scanners, a second decoder).
 const TEST_TOOL_PACKAGES: &[(&str, &str)] = &[
     ("iproute2", "ip"),
+    ("iputils-ping", "ping"),
     ("podman", "podman"),
     ("runc", "runc"),
     ("masscan", "masscan"),
