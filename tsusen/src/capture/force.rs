@@ -23,7 +23,9 @@ use log::warn;
 
 use super::iface;
 
-fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<i64> {
+/// The bpf() syscall with a whole `bpf_attr` (for the commands aya does not
+/// offer; the test helpers use it too).
+pub fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<i64> {
     // SAFETY: attr is a valid, zero-initialised bpf_attr of the size passed.
     let rc = unsafe {
         libc::syscall(

@@ -205,17 +205,9 @@ pub fn pin_foreign_map(path: &Path) {
 
     use aya_obj::generated::{bpf_attr, bpf_cmd, bpf_map_type};
     let bpf = |cmd: bpf_cmd, attr: &mut bpf_attr| {
-        // SAFETY: a zero-initialised bpf_attr of the size passed.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                cmd as libc::c_long,
-                attr as *mut bpf_attr,
-                size_of::<bpf_attr>(),
-            )
-        };
-        assert!(rc >= 0, "{cmd:?}: {}", io::Error::last_os_error());
-        rc as i32
+        let fd =
+            crate::capture::force::bpf(cmd, attr).unwrap_or_else(|err| panic!("{cmd:?}: {err}"));
+        fd as i32
     };
     // SAFETY: plain integers: all-zero is valid.
     let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
