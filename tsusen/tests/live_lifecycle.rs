@@ -11,6 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use aya::maps::{HashMap, Map, MapData};
 use tsusen::{
     skip_unless,
     testing::{
@@ -18,6 +19,8 @@ use tsusen::{
         live::{self, Live},
     },
 };
+
+use tsusen_common::{FirstSeen, Stat, TupleKey, maps};
 
 const TSUSEN: &str = env!("CARGO_BIN_EXE_tsusen");
 
@@ -132,6 +135,71 @@ fn sigterm_writes_everything_recorded_before_the_flush_interval() {
         !live.pin_dir().exists() || fs::read_dir(live.pin_dir()).unwrap().next().is_none(),
         "pins left after a clean shutdown"
     );
+}
+
+/// SIGTERM in the middle of a sweep: the last drain happens after the XDP
+/// program is detached, so nothing the kernel recorded is left in the map
+/// when the daemon unpins it. The test holds its own descriptors of the
+/// pinned FIRST_SEEN and STATS maps to look inside them after the daemon is
+/// gone: every tuple the kernel counted as new is a row, and none is left.
+#[test]
+fn sigterm_mid_sweep_leaves_nothing_recorded_unwritten() {
+    let why = live::why_not(&["masscan"]);
+    skip_unless!(why.is_empty(), &why);
+    let _serial = live::serial();
+    let live = Live::new(TSUSEN);
+    let mut daemon = live.start(
+        "sensor",
+        &["--local", "198.18.1.0/24", "--flush-interval", "1h"],
+    );
+    let pinned = |name: &str| {
+        MapData::from_pin(live.pin_dir().join(name))
+            .unwrap_or_else(|e| panic!("opening the pinned {name}: {e}"))
+    };
+    let first_seen = Map::LruHashMap(pinned(maps::FIRST_SEEN));
+    let stats = Map::PerCpuArray(pinned(maps::STATS));
+    // 256 x 1,000 new tuples at 20,000 pps: about 13 s of sweep, so the
+    // sweep is still running when SIGTERM comes and while the daemon stops.
+    let scan = live::masscan(
+        &live.net,
+        "198.18.1.0/24",
+        "1-1000",
+        256_000,
+        20_000,
+        SCAN_SOURCE,
+        &live.scratch.dir,
+    );
+    thread::sleep(Duration::from_secs(2));
+    daemon.terminate_cleanly();
+    // The sweep goes on: a program still attached would keep recording.
+    thread::sleep(Duration::from_millis(300));
+    let sending = live::if_counters(&live.net.peer, &live.net.peer_if).tx_packets;
+    thread::sleep(Duration::from_millis(100));
+    assert!(
+        live::if_counters(&live.net.peer, &live.net.peer_if).tx_packets > sending,
+        "the sweep was over before the daemon stopped; the test proves nothing"
+    );
+    drop(scan);
+
+    let left: HashMap<&MapData, TupleKey, FirstSeen> = HashMap::try_from(&first_seen).unwrap();
+    let left = left.keys().count();
+    let new_tuples =
+        tsusen::capture::stats::sum_counters(&stats).unwrap()[Stat::NewTuples as usize];
+    let rows = live::all_rows(&live.out_dir());
+    let distinct: HashSet<_> = rows.iter().map(live::DayRow::tuple).collect();
+    assert_eq!(distinct.len(), rows.len(), "a tuple written twice");
+    assert!(!rows.is_empty(), "nothing recorded before SIGTERM");
+    assert_eq!(
+        left, 0,
+        "entries recorded but never written: lost at shutdown"
+    );
+    assert_eq!(
+        rows.len() as u64,
+        new_tuples,
+        "the kernel recorded {new_tuples} new tuples, the day files hold {}",
+        rows.len()
+    );
+    assert!(!live.xdp_attached(), "XDP left attached after SIGTERM");
 }
 
 #[test]

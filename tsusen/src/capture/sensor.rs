@@ -302,6 +302,10 @@ impl Sensor {
     /// or replaced it (`--force`, `ip link set ... xdp off`), or the
     /// interface is gone. Nothing is recorded from those.
     pub fn detached(&self) -> Result<Vec<String>> {
+        if !self.attached.iter().any(|(_, p, _)| *p == XDP_PROGRAM) {
+            // Stopped recording (shutdown): nothing is expected to run.
+            return Ok(Vec::new());
+        }
         let xdp: &Xdp = self
             .ebpf
             .program(XDP_PROGRAM)
@@ -373,6 +377,32 @@ impl Sensor {
         values.resize(cpus, 0);
         values[0] += n;
         array.set(stat as u32, PerCpuValues::try_from(values)?, 0)?;
+        Ok(())
+    }
+
+    /// Detach the XDP program from every interface, keeping the maps (and
+    /// their pins): from here on nothing new is recorded, so a drain after
+    /// this one is the last and misses nothing. The TC egress program stays
+    /// until [`Sensor::shutdown`]; it records no rows.
+    pub fn stop_recording(&mut self) -> Result<()> {
+        let (xdp, others): (Vec<_>, Vec<_>) = std::mem::take(&mut self.attached)
+            .into_iter()
+            .partition(|(_, program, _)| *program == XDP_PROGRAM);
+        self.attached = others;
+        for (iface, program, attached) in xdp {
+            if let Attached::Pinned(link) = attached {
+                // Our fd is the last reference once the pin is gone: the
+                // link detaches when it drops.
+                let link = link
+                    .unpin()
+                    .with_context(|| format!("unpinning {program} on {iface}"))?;
+                drop(link);
+            }
+        }
+        // Attachments without a pin belong to the program: unloading it
+        // detaches them (a netlink attachment too).
+        let xdp: &mut Xdp = program(&mut self.ebpf, XDP_PROGRAM)?.try_into()?;
+        xdp.unload().context("detaching the XDP program")?;
         Ok(())
     }
 

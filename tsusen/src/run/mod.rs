@@ -4,8 +4,8 @@
 //! (or adopts a pinned sensor left by an earlier run), then loops: drain and
 //! flush every `--flush-interval` and just after each UTC midnight, follow
 //! the host's addresses, on SIGHUP reopen the day files and re-read the
-//! config ([`reload`]), and on SIGINT/SIGTERM drain a last time, detach,
-//! unpin and exit.
+//! config ([`reload`]), and on SIGINT/SIGTERM drain, detach the XDP
+//! program, drain what arrived meanwhile, unpin and exit.
 
 pub mod local;
 pub mod metrics;
@@ -242,10 +242,49 @@ impl Daemon {
             }
         }
         info!("stopping: draining what is left");
+        // Drain while still recording: if the rows cannot be written, the
+        // sensor stays attached and the next start writes them.
+        let last = self.flush();
+        if let Some(why) = self.unwritten(last.as_ref()) {
+            self.sensor
+                .take()
+                .expect("the sensor runs until shutdown")
+                .leave_running();
+            bail!(
+                "{why}; the sensor stays attached and pinned with its map, so the next start \
+                 writes them"
+            );
+        }
+        // Stop recording, then drain once more: what arrived between the
+        // drain above and the detach is in the map, and unpinning the map
+        // would lose it.
+        if let Err(err) = self.sensor().stop_recording() {
+            self.sensor
+                .take()
+                .expect("the sensor runs until shutdown")
+                .leave_running();
+            return Err(err.context(
+                "stopping the XDP program; the sensor stays pinned with its map, so the next \
+                 start drains it",
+            ));
+        }
         let last = self.flush();
         let sensor = self.sensor.take().expect("the sensor runs until shutdown");
-        // Unpinning drops the map: only when every entry in it is on disk.
-        let unwritten = match &last {
+        if let Some(why) = self.unwritten(last.as_ref()) {
+            sensor.leave_running();
+            bail!(
+                "{why}; the map stays pinned (the sensor no longer records), so the next start \
+                 writes them"
+            );
+        }
+        sensor.shutdown()?;
+        info!("detached and unpinned; bye");
+        Ok(())
+    }
+
+    /// Why the map cannot be dropped yet, if some entries are not on disk.
+    fn unwritten(&self, last: Option<&Drained>) -> Option<String> {
+        match last {
             Some(drained) if drained.kept == 0 && self.store.pending() == 0 => None,
             Some(drained) => Some(format!(
                 "could not write {} rows to {} ({})",
@@ -254,17 +293,7 @@ impl Daemon {
                 self.store.problems().join("; ")
             )),
             None => Some("the last drain failed".to_owned()),
-        };
-        if let Some(why) = unwritten {
-            sensor.leave_running();
-            bail!(
-                "{why}; the sensor stays attached and pinned with its map, so the next start \
-                 writes them"
-            );
         }
-        sensor.shutdown()?;
-        info!("detached and unpinned; bye");
-        Ok(())
     }
 
     fn sensor(&mut self) -> &mut Sensor {
