@@ -16,29 +16,11 @@ use std::{
 };
 
 use anyhow::{Result, bail};
-use clap::Args;
 
 use crate::{
     capture::{self, LoadOptions, privileges},
-    cli::RunArgs,
-    run::settings::{self, Settings},
+    config::{self, RunFlags, Settings},
 };
-
-#[derive(Args, Debug, Clone, Default)]
-pub struct CheckArgs {
-    /// Interface to check (repeatable) [default: the interface of the default route].
-    #[arg(long = "iface", short = 'i', value_name = "IF")]
-    pub ifaces: Vec<String>,
-    /// Where the day files would go [default: /var/log/tsusen].
-    #[arg(long, value_name = "DIR")]
-    pub out_dir: Option<PathBuf>,
-    /// bpffs directory for the pins [default: /sys/fs/bpf/tsusen].
-    #[arg(long, value_name = "DIR")]
-    pub pin_dir: Option<PathBuf>,
-    /// The `tsusen run` config file to take the settings from; flags win.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-}
 
 /// What a check found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,8 +78,9 @@ impl fmt::Display for Check {
     }
 }
 
-pub fn run(args: CheckArgs) -> Result<()> {
-    let checks = checks(args);
+/// `tsusen check`: the checks for the run these flags describe.
+pub fn run(flags: RunFlags) -> Result<()> {
+    let checks = checks(flags);
     let mut out = std::io::stdout().lock();
     for check in &checks {
         writeln!(out, "{check}")?;
@@ -117,23 +100,16 @@ pub fn run(args: CheckArgs) -> Result<()> {
 }
 
 /// Every check, in the order a person would fix them.
-pub fn checks(args: CheckArgs) -> Vec<Check> {
+pub fn checks(flags: RunFlags) -> Vec<Check> {
     let mut checks = vec![kernel(&kernel_release())];
-    let run_args = RunArgs {
-        ifaces: args.ifaces.clone(),
-        out_dir: args.out_dir.clone(),
-        pin_dir: args.pin_dir.clone(),
-        config: args.config.clone(),
-        ..RunArgs::default()
-    };
-    let no_default_route = args.ifaces.is_empty() && settings::default_route_iface().is_err();
-    let resolved = Settings::resolve(run_args.clone()).or_else(|err| {
+    let no_default_route = flags.ifaces.is_empty() && config::default_route_iface().is_err();
+    let resolved = Settings::resolve(flags.clone()).or_else(|err| {
         if no_default_route {
             // Neither flags nor the file name an interface, and there is no
             // default route: check the rest, report the interface below.
-            Settings::resolve(RunArgs {
+            Settings::resolve(RunFlags {
                 ifaces: vec![String::new()],
-                ..run_args
+                ..flags
             })
         } else {
             Err(err)

@@ -19,9 +19,9 @@ use prometheus_client::{
 };
 use tsusen_common::{Stat, stats::packets};
 
-use super::settings::Settings;
 use crate::{
     capture::stats::KernelStats,
+    config::Settings,
     http::{auth::Auth, connections},
 };
 

@@ -10,7 +10,6 @@
 pub mod local;
 pub mod metrics;
 pub mod reload;
-pub mod settings;
 
 use std::time::Duration;
 
@@ -25,13 +24,12 @@ use tsusen_common::{Config, NS_PER_DAY, Stat, stats::packets};
 
 use crate::{
     capture::{self, pins::Pins, sensor::Sensor, stats::KernelStats},
-    cli::RunArgs,
+    config::{RunFlags, Settings},
     drain::{Drain, Drained},
     exit::{self, ResultExt as _},
     store::DayStore,
     tables::Tables,
 };
-use settings::Settings;
 
 /// The wall clock the sensor runs on: the real one, or one started at
 /// `--clock-start` (for tests of day rollover).
@@ -62,7 +60,7 @@ impl Clock {
     }
 }
 
-pub fn run(args: RunArgs) -> Result<()> {
+pub fn run(args: RunFlags) -> Result<()> {
     // What the user told us, and a host set up to match it: a mistake here
     // is permanent (exit 2: systemd does not restart in vain).
     let settings = Settings::resolve(args.clone()).config_error()?;
@@ -156,7 +154,7 @@ fn show(nets: &[IpNet]) -> String {
 
 struct Daemon {
     /// The flags, to resolve the settings again on SIGHUP.
-    args: RunArgs,
+    args: RunFlags,
     settings: Settings,
     clock: Clock,
     /// Taken at shutdown.
