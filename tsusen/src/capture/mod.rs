@@ -11,16 +11,18 @@ pub mod privileges;
 pub mod sensor;
 pub mod stats;
 
-use std::path::PathBuf;
+use std::{collections::HashSet, path::PathBuf};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapData},
+    maps::{Array, LpmTrie, MapData, lpm_trie::Key},
     programs::{ProgramError, Xdp, XdpMode as AyaXdpMode, xdp::XdpLinkId},
 };
 use log::{info, warn};
-use tsusen_common::{Config, Stat, maps};
+use tsusen_common::{Config, NET_ENTRIES, Stat, maps};
+
+use crate::tables::Tables;
 
 /// The eBPF object built by build.rs from tsusen-ebpf.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tsusen"));
@@ -88,6 +90,54 @@ pub fn set_config(ebpf: &mut Ebpf, config: &Config) -> Result<()> {
     )?;
     array.set(0, config, 0).context("writing the CONFIG map")?;
     Ok(())
+}
+
+/// Write `tables` into the kernel's maps and set CONFIG (flags and the
+/// wall-clock offset). Prefixes no longer wanted are removed, so this also
+/// updates a running program.
+pub fn write_tables(ebpf: &mut Ebpf, tables: &Tables, wall_offset_ns: u64) -> Result<()> {
+    for (name, nets) in [
+        (maps::LOCAL_NETS, &tables.local),
+        (maps::IGNORED_NETS, &tables.ignored_nets),
+    ] {
+        if nets.len() > NET_ENTRIES as usize {
+            bail!(
+                "{} networks for {name}, more than the {NET_ENTRIES} the kernel map holds",
+                nets.len()
+            );
+        }
+        let map = ebpf.map_mut(name).context("missing prefix map")?;
+        let mut trie: LpmTrie<&mut MapData, [u8; 16], u8> = LpmTrie::try_from(map)?;
+        let wanted: HashSet<([u8; 16], u8)> = nets.prefixes().collect();
+        let stale: Vec<Key<[u8; 16]>> = trie
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !wanted.contains(&(k.data(), k.prefix_len() as u8)))
+            .collect();
+        for key in stale {
+            trie.remove(&key)
+                .with_context(|| format!("updating {name}"))?;
+        }
+        for (addr, len) in &wanted {
+            trie.insert(&Key::new(u32::from(*len), *addr), 1, 0)
+                .with_context(|| format!("updating {name}"))?;
+        }
+    }
+    let map = ebpf
+        .map_mut(maps::IGNORED_PORTS)
+        .context("missing IGNORED_PORTS")?;
+    let mut ports: Array<&mut MapData, u64> = Array::try_from(map)?;
+    for (index, word) in tables.ignored_ports.iter().enumerate() {
+        ports.set(index as u32, word, 0)?;
+    }
+    set_config(
+        ebpf,
+        &Config {
+            wall_offset_ns,
+            flags: tables.config_flags(),
+            _pad: 0,
+        },
+    )
 }
 
 /// Sum the per-CPU counters (see [`stats::sum_counters`]).

@@ -101,7 +101,7 @@ pub fn run(args: RunFlags) -> Result<()> {
         settings.map_size,
         Some(pins),
         settings.force,
-        |ebpf| tables.write_to_kernel(ebpf, offset),
+        |ebpf| capture::write_tables(ebpf, &tables, offset),
     )?;
     // From here on, the daemon undoes this start if anything fails before
     // its main loop (see `Drop for Daemon`).
@@ -280,7 +280,7 @@ impl Daemon {
         self.tables.local = local;
         let offset = self.clock.kernel_offset();
         let tables = self.tables.clone();
-        tables.write_to_kernel(self.sensor().ebpf(), offset)?;
+        capture::write_tables(self.sensor().ebpf(), &tables, offset)?;
         info!("local networks now: {}", show(&list));
         self.local_list = list;
         Ok(())

@@ -192,7 +192,7 @@ impl Daemon {
         let (local, local_list) = local::local_networks(&new.local)?;
         tables.local = local;
         let offset = self.clock.kernel_offset();
-        tables.write_to_kernel(self.sensor().ebpf(), offset)?;
+        crate::capture::write_tables(self.sensor().ebpf(), &tables, offset)?;
         self.tables = tables;
         self.local_list = local_list;
         self.extra_local.clone_from(&new.local);
