@@ -19,6 +19,7 @@ pub mod replay;
 pub mod report;
 pub mod run;
 pub mod store;
+pub mod sys;
 pub mod tables;
 #[doc(hidden)]
 pub mod testing;

@@ -20,9 +20,10 @@ use aya::{
     programs::{ProgramError, Xdp, XdpMode as AyaXdpMode, xdp::XdpLinkId},
 };
 use log::{info, warn};
+use nix::errno::Errno;
 use tsusen_common::{Config, NET_ENTRIES, Stat, maps};
 
-use crate::tables::Tables;
+use crate::{sys, tables::Tables};
 
 /// The eBPF object built by build.rs from tsusen-ebpf.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tsusen"));
@@ -180,19 +181,8 @@ pub fn attach_xdp(ebpf: &mut Ebpf, iface: &str, mode: XdpMode) -> Result<(XdpLin
     Ok((link, mode))
 }
 
-pub(crate) fn os_error(err: &ProgramError) -> Option<i32> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            return io.raw_os_error();
-        }
-        source = e.source();
-    }
-    None
-}
-
 fn already_attached(err: &ProgramError) -> bool {
-    matches!(os_error(err), Some(libc::EBUSY | libc::EEXIST))
+    matches!(sys::errno(err), Some(Errno::EBUSY | Errno::EEXIST))
 }
 
 fn attach_error(err: ProgramError, iface: &str) -> anyhow::Error {
@@ -202,8 +192,8 @@ fn attach_error(err: ProgramError, iface: &str) -> anyhow::Error {
              stop it, or pass --force to replace it"
         );
     }
-    match os_error(&err) {
-        Some(libc::EOPNOTSUPP) => {
+    match sys::errno(&err) {
+        Some(Errno::EOPNOTSUPP) => {
             anyhow!("{iface} does not support this XDP mode; try --xdp-mode generic")
         }
         _ => privileges::explain(anyhow!(err), &format!("attaching XDP to {iface}")),
@@ -213,15 +203,11 @@ fn attach_error(err: ProgramError, iface: &str) -> anyhow::Error {
 /// Warn when the memlock limit may be too low for old kernels (< 5.11), which
 /// charge BPF maps to RLIMIT_MEMLOCK rather than the cgroup.
 pub fn raise_memlock_limit() {
-    let rlim = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: a plain syscall on a valid struct.
-    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
+    use nix::sys::resource::{RLIM_INFINITY, Resource, setrlimit};
+    if let Err(err) = setrlimit(Resource::RLIMIT_MEMLOCK, RLIM_INFINITY, RLIM_INFINITY) {
         warn!(
             "could not raise RLIMIT_MEMLOCK ({}); fine on kernels >= 5.11",
-            std::io::Error::last_os_error()
+            std::io::Error::from(err)
         );
     }
 }
