@@ -29,6 +29,7 @@ use sensor::{HostSensor, Verdict};
 use tsusen_common::{
     NS_PER_DAY, Stat,
     classify::{self, ETH_P_IPV4, ETH_P_IPV6, Skip},
+    stats::StatKind,
 };
 
 use crate::{config::Rules, store::DayStore, tables::Tables};
@@ -404,8 +405,8 @@ pub fn run(pcaps: &[PathBuf], out_dir: &Path, rules: &Rules) -> Result<()> {
     let stats = replay.sensor.stats();
     let skipped: Vec<String> = Stat::ALL
         .iter()
-        .filter(|s| s.name().starts_with("skipped_") && stats[**s as usize] > 0)
-        .map(|s| format!("{}={}", &s.name()["skipped_".len()..], stats[*s as usize]))
+        .filter(|s| s.kind() == StatKind::Skipped && stats[**s as usize] > 0)
+        .map(|s| format!("{}={}", s.label(), stats[*s as usize]))
         .collect();
     info!(
         "replayed {} packets from {} files in {:.2?}: {} new rows in {}; skipped: {}",

@@ -20,7 +20,10 @@ use tokio::{
     signal::unix::{SignalKind, signal},
     time::Instant,
 };
-use tsusen_common::{Config, NS_PER_DAY, Stat, stats::packets};
+use tsusen_common::{
+    Config, NS_PER_DAY, Stat,
+    stats::{StatKind, packets},
+};
 
 use crate::{
     capture::{self, pins::Pins, sensor::Sensor, stats::KernelStats},
@@ -342,7 +345,7 @@ impl Daemon {
         let stats = self.store.stats;
         let candidates: u64 = Stat::ALL
             .iter()
-            .filter(|s| s.name().starts_with("candidates_"))
+            .filter(|s| s.kind() == StatKind::Candidate)
             .map(|s| kernel[*s as usize])
             .sum();
         info!(
