@@ -22,7 +22,7 @@ use hyper_util::{
     rt::{TokioIo, TokioTimer},
     service::TowerToHyperService,
 };
-use nix::sys::resource::Resource;
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use tokio::{
     net::{TcpListener, TcpStream},
     sync::{OwnedSemaphorePermit, Semaphore, watch},
@@ -66,7 +66,7 @@ impl Limits {
 
 /// The soft and hard RLIMIT_NOFILE.
 fn nofile_limits() -> Option<(u64, u64)> {
-    nix::sys::resource::getrlimit(Resource::RLIMIT_NOFILE).ok()
+    getrlimit(Resource::RLIMIT_NOFILE).ok()
 }
 
 /// Raise the soft open-files limit to the hard one (systemd's default soft
@@ -74,11 +74,9 @@ fn nofile_limits() -> Option<(u64, u64)> {
 /// which is what the low soft default protects. Returns the new soft limit.
 pub fn raise_nofile_limit() -> Option<u64> {
     let (soft, hard) = nofile_limits()?;
-    if soft < hard {
-        if nix::sys::resource::setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_err() {
-            log::debug!("cannot raise the open-files limit from {soft} to {hard}");
-            return Some(soft);
-        }
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_err() {
+        log::debug!("cannot raise the open-files limit from {soft} to {hard}");
+        return Some(soft);
     }
     Some(hard.max(soft))
 }
