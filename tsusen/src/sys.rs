@@ -1,9 +1,12 @@
 //! The bpf() commands aya 0.14 does not offer, behind one door: the only
-//! place tsusen calls bpf() itself, and the `unsafe` that takes.
+//! place tsusen calls bpf() itself, and the `unsafe` that takes. Also
+//! [`errno`], how the rest of the crate tells a failed call's cause.
 //!
 //! Everything here fills aya's generated `bpf_attr` (aya_obj::generated,
-//! the kernel's own layout) rather than hand-computed offsets. Other system
-//! calls go through nix; aya does the rest (loading, maps, attaching).
+//! the kernel's own layout) rather than hand-computed offsets, and every
+//! public function is safe: the pointers it hands the kernel come from the
+//! references it takes. Other system calls go through nix; aya does the rest
+//! (loading, maps, attaching).
 //!
 //! Minimum kernels: BPF_OBJ_GET 4.4, BPF_PROG_GET_FD_BY_ID and
 //! BPF_OBJ_GET_INFO_BY_FD 4.13, the batch commands 5.6, BPF_LINK_GET_NEXT_ID,

@@ -91,6 +91,9 @@ pub fn xdp_prog_ids(ifindex: u32) -> io::Result<Vec<u32>> {
 /// Size of `struct nlmsghdr` and of `struct ifinfomsg`.
 const NLMSG_HDRLEN: usize = 16;
 const IFINFOMSG_LEN: usize = 16;
+const _: () = assert!(
+    NLMSG_HDRLEN == size_of::<libc::nlmsghdr>() && IFINFOMSG_LEN == size_of::<libc::ifinfomsg>()
+);
 
 /// RTM_GETLINK for one interface: nlmsghdr then ifinfomsg, in the host's
 /// byte order.
