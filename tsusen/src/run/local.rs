@@ -67,9 +67,11 @@ impl AddressWatch {
             SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
             SockProtocol::NetlinkRoute,
         )
+        .map_err(io::Error::from)
         .context("opening a netlink socket")?;
         let groups = (libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV6_IFADDR) as u32;
         bind(socket.as_raw_fd(), &NetlinkAddr::new(0, groups))
+            .map_err(io::Error::from)
             .context("subscribing to address changes")?;
         // SAFETY: the socket is owned by the AsyncFd for as long as it is
         // registered, and nothing else closes or reuses its fd.
