@@ -2,6 +2,7 @@
 
 #[repr(C)]
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct Config {
     /// Added to the kernel's monotonic clock to get wall-clock nanoseconds.
     /// Userspace refreshes it at every flush, so clock adjustments follow.
@@ -32,7 +33,6 @@ impl Config {
 }
 
 #[cfg(feature = "user")]
-// SAFETY: #[repr(C)], no implicit padding, any bit pattern is valid.
-unsafe impl aya::Pod for Config {}
+crate::aya_pod!(Config);
 
 const _: () = assert!(core::mem::size_of::<Config>() == 16);

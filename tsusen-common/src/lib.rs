@@ -6,6 +6,26 @@
 //! (`tsusen replay`), and proven to agree by a differential test.
 #![cfg_attr(not(test), no_std)]
 
+/// `aya::Pod` for types that derive `bytemuck::Pod`: aya's trait has no
+/// derive, so it rests on bytemuck's, which refuses padding and fields that
+/// are not plain data at compile time.
+#[cfg(feature = "user")]
+macro_rules! aya_pod {
+    ($($ty:ty),+ $(,)?) => {
+        $(
+            const _: fn() = {
+                fn derived_bytemuck_pod<T: bytemuck::Pod>() {}
+                derived_bytemuck_pod::<$ty>
+            };
+            // SAFETY: the type derives bytemuck::Pod (checked just above),
+            // which is what aya::Pod asks: any bytes are a valid value.
+            unsafe impl aya::Pod for $ty {}
+        )+
+    };
+}
+#[cfg(feature = "user")]
+pub(crate) use aya_pod;
+
 pub mod classify;
 pub mod config;
 pub mod proto;

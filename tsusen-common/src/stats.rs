@@ -73,16 +73,50 @@ impl Stat {
     /// Number of counters (entries of `STATS`).
     pub const COUNT: u32 = Stat::UdpFlowsExpired as u32 + 1;
 
+    /// What the counter counts.
+    pub const fn kind(self) -> StatKind {
+        match self {
+            Stat::CandidateTcp
+            | Stat::CandidateUdp
+            | Stat::CandidateIcmp
+            | Stat::CandidateIcmpv6
+            | Stat::CandidateOther => StatKind::Candidate,
+            Stat::SkipNotIp
+            | Stat::SkipMalformed
+            | Stat::SkipFragment
+            | Stat::SkipHeaderChain
+            | Stat::SkipMulticast
+            | Stat::SkipTcpNotSyn
+            | Stat::SkipIcmpNotRequest
+            | Stat::SkipOutbound
+            | Stat::SkipNotLocal
+            | Stat::SkipIgnoredPort
+            | Stat::SkipIgnoredNet
+            | Stat::SkipUdpReply => StatKind::Skipped,
+            Stat::NewTuples
+            | Stat::InsertFailed
+            | Stat::UdpFlowsSeen
+            | Stat::Drained
+            | Stat::UdpFlowsExpired => StatKind::Event,
+        }
+    }
+
     /// Whether each packet moves this counter or another of its kind.
     pub const fn is_classification(self) -> bool {
-        !matches!(
-            self,
-            Stat::NewTuples
-                | Stat::InsertFailed
-                | Stat::UdpFlowsSeen
-                | Stat::Drained
-                | Stat::UdpFlowsExpired
-        )
+        !matches!(self.kind(), StatKind::Event)
+    }
+
+    /// The name within its kind: the protocol of a candidate (`tcp`), the
+    /// reason of a skip (`not_ip`), an event's whole name (`new_tuples`).
+    /// The label value in metrics and logs.
+    pub fn label(self) -> &'static str {
+        let prefix = match self.kind() {
+            StatKind::Candidate => "candidates_",
+            StatKind::Skipped => "skipped_",
+            StatKind::Event => "",
+        };
+        let name = self.name();
+        name.strip_prefix(prefix).unwrap_or(name)
     }
 
     /// A short snake_case name, used in logs and metrics.
@@ -114,6 +148,17 @@ impl Stat {
     }
 }
 
+/// What a [`Stat`] counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StatKind {
+    /// A packet that passed every rule: a row candidate, by protocol.
+    Candidate,
+    /// A packet that is not a row, by the first rule it broke.
+    Skipped,
+    /// Not a packet's classification: what the maps and flows did.
+    Event,
+}
+
 /// Packets seen: the sum of the classification counters.
 pub fn packets(stats: &[u64; Stat::COUNT as usize]) -> u64 {
     Stat::ALL
@@ -140,6 +185,23 @@ mod tests {
         stats[Stat::Drained as usize] = 100;
         stats[Stat::UdpFlowsExpired as usize] = 100;
         assert_eq!(packets(&stats), 7);
+    }
+
+    #[test]
+    fn kinds_and_labels_follow_the_names() {
+        for stat in Stat::ALL {
+            let name = stat.name();
+            match stat.kind() {
+                StatKind::Candidate => assert_eq!(format!("candidates_{}", stat.label()), name),
+                StatKind::Skipped => assert_eq!(format!("skipped_{}", stat.label()), name),
+                StatKind::Event => {
+                    assert_eq!(stat.label(), name);
+                    assert!(!name.starts_with("candidates_") && !name.starts_with("skipped_"));
+                }
+            }
+        }
+        assert_eq!(Stat::CandidateIcmpv6.label(), "icmpv6");
+        assert_eq!(Stat::SkipNotIp.label(), "not_ip");
     }
 
     #[test]

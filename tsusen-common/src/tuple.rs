@@ -8,6 +8,7 @@
 /// be drained and removed after midnight without racing the new day's.
 #[repr(C)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default, PartialOrd, Ord)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct TupleKey {
     pub src_ip: [u8; 16],
     pub dst_ip: [u8; 16],
@@ -23,6 +24,7 @@ pub struct TupleKey {
 /// When a tuple was first seen on its day.
 #[repr(C)]
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct FirstSeen {
     /// Wall-clock time, nanoseconds since the Unix epoch (kernel monotonic time
     /// plus the offset userspace keeps current in [`crate::Config`]).
@@ -32,6 +34,7 @@ pub struct FirstSeen {
 /// An outbound UDP flow, seen from this host: replies to it are not attempts.
 #[repr(C)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct FlowKey {
     pub remote_ip: [u8; 16],
     pub local_ip: [u8; 16],
@@ -58,20 +61,7 @@ pub fn as_ipv4(ip: &[u8; 16]) -> Option<[u8; 4]> {
 }
 
 #[cfg(feature = "user")]
-mod user {
-    use super::{FirstSeen, FlowKey, TupleKey};
-    // SAFETY: plain #[repr(C)] data with no implicit padding (checked by the
-    // size assertions below) and no invalid bit patterns.
-    unsafe impl aya::Pod for TupleKey {}
-    unsafe impl aya::Pod for FirstSeen {}
-    unsafe impl aya::Pod for FlowKey {}
-    unsafe impl bytemuck::Zeroable for TupleKey {}
-    unsafe impl bytemuck::Pod for TupleKey {}
-    unsafe impl bytemuck::Zeroable for FirstSeen {}
-    unsafe impl bytemuck::Pod for FirstSeen {}
-    unsafe impl bytemuck::Zeroable for FlowKey {}
-    unsafe impl bytemuck::Pod for FlowKey {}
-}
+crate::aya_pod!(TupleKey, FirstSeen, FlowKey);
 
 // The kernel hashes keys byte for byte: implicit padding would make equal
 // tuples different keys. These sizes are the sums of the fields.

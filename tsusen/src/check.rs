@@ -8,37 +8,20 @@
 //! pin directory is not created.
 
 use std::{
-    ffi::CString,
     fmt, fs,
     io::Write as _,
-    os::unix::ffi::OsStrExt as _,
+    os::fd::AsFd as _,
     path::{Path, PathBuf},
 };
 
 use anyhow::{Result, bail};
-use clap::Args;
+use nix::unistd::{AccessFlags, access, getegid, geteuid};
 
 use crate::{
     capture::{self, LoadOptions, privileges},
-    cli::RunArgs,
-    run::settings::{self, Settings},
+    config::{self, RunFlags, Settings},
+    sys,
 };
-
-#[derive(Args, Debug, Clone, Default)]
-pub struct CheckArgs {
-    /// Interface to check (repeatable) [default: the interface of the default route].
-    #[arg(long = "iface", short = 'i', value_name = "IF")]
-    pub ifaces: Vec<String>,
-    /// Where the day files would go [default: /var/log/tsusen].
-    #[arg(long, value_name = "DIR")]
-    pub out_dir: Option<PathBuf>,
-    /// bpffs directory for the pins [default: /sys/fs/bpf/tsusen].
-    #[arg(long, value_name = "DIR")]
-    pub pin_dir: Option<PathBuf>,
-    /// The `tsusen run` config file to take the settings from; flags win.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-}
 
 /// What a check found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,8 +79,9 @@ impl fmt::Display for Check {
     }
 }
 
-pub fn run(args: CheckArgs) -> Result<()> {
-    let checks = checks(args);
+/// `tsusen check`: the checks for the run these flags describe.
+pub fn run(flags: RunFlags) -> Result<()> {
+    let checks = checks(flags);
     let mut out = std::io::stdout().lock();
     for check in &checks {
         writeln!(out, "{check}")?;
@@ -117,23 +101,16 @@ pub fn run(args: CheckArgs) -> Result<()> {
 }
 
 /// Every check, in the order a person would fix them.
-pub fn checks(args: CheckArgs) -> Vec<Check> {
+pub fn checks(flags: RunFlags) -> Vec<Check> {
     let mut checks = vec![kernel(&kernel_release())];
-    let run_args = RunArgs {
-        ifaces: args.ifaces.clone(),
-        out_dir: args.out_dir.clone(),
-        pin_dir: args.pin_dir.clone(),
-        config: args.config.clone(),
-        ..RunArgs::default()
-    };
-    let no_default_route = args.ifaces.is_empty() && settings::default_route_iface().is_err();
-    let resolved = Settings::resolve(run_args.clone()).or_else(|err| {
+    let no_default_route = flags.ifaces.is_empty() && config::default_route_iface().is_err();
+    let resolved = Settings::resolve(flags.clone()).or_else(|err| {
         if no_default_route {
             // Neither flags nor the file name an interface, and there is no
             // default route: check the rest, report the interface below.
-            Settings::resolve(RunArgs {
+            Settings::resolve(RunFlags {
                 ifaces: vec![String::new()],
-                ..run_args
+                ..flags
             })
         } else {
             Err(err)
@@ -163,15 +140,9 @@ pub fn checks(args: CheckArgs) -> Vec<Check> {
 
 /// The running kernel's release (`uname -r`).
 fn kernel_release() -> String {
-    // SAFETY: uname fills a zeroed struct of the right type.
-    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
-    if unsafe { libc::uname(&mut uts) } != 0 {
-        return String::new();
-    }
-    // SAFETY: the kernel NUL-terminates release.
-    unsafe { std::ffi::CStr::from_ptr(uts.release.as_ptr()) }
-        .to_string_lossy()
-        .into_owned()
+    nix::sys::utsname::uname()
+        .map(|uts| uts.release().to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// `major.minor` of a release like `6.1.0-13-amd64`.
@@ -274,7 +245,8 @@ fn bpf_load(privileged: bool) -> Check {
             format!("cannot load the XDP program without privileges ({err:#})"),
         )
         .fix("see privileges above"),
-        Err(err) if format!("{err:#}").contains("Operation not permitted") => Check::new(
+        // EPERM only: the verifier rejects with EACCES too.
+        Err(err) if sys::errno(err.as_ref()) == Some(nix::errno::Errno::EPERM) => Check::new(
             Status::Missing,
             "bpf",
             format!("the capabilities are there but bpf() is refused: {err:#}"),
@@ -369,13 +341,18 @@ fn attached_check(iface: &str, xdp: &AttachedXdp) -> Check {
 }
 
 /// The XDP program attached to `iface` in this network namespace, asked of
-/// the kernel over rtnetlink (RTM_GETLINK, IFLA_XDP; no privileges needed).
+/// the kernel over rtnetlink ([`capture::iface::xdp_query`]; no privileges
+/// needed).
 pub fn attached_xdp(iface: &str) -> Option<AttachedXdp> {
     let index = capture::iface::index(iface)?;
-    let (mode, prog_id) = link_xdp(index).ok()??;
+    let query = capture::iface::xdp_query(index).ok()?;
+    if query.mode == 0 {
+        return None;
+    }
+    let prog_id = query.prog_id.unwrap_or(0);
     Some(AttachedXdp {
         prog_id,
-        mode: match mode {
+        mode: match query.mode {
             1 => "driver",
             2 => "generic",
             3 => "offloaded",
@@ -385,127 +362,10 @@ pub fn attached_xdp(iface: &str) -> Option<AttachedXdp> {
     })
 }
 
-/// IFLA_XDP_ATTACHED and IFLA_XDP_PROG_ID of interface `index`; `None`
-/// when nothing is attached.
-fn link_xdp(index: u32) -> std::io::Result<Option<(u8, u32)>> {
-    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
-    const IFLA_XDP: u16 = 43;
-    const IFLA_XDP_ATTACHED: u16 = 2;
-    const IFLA_XDP_PROG_ID: u16 = 4;
-    // SAFETY: plain socket(2); the fd is owned below.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a new fd nothing else owns.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    // nlmsghdr (16 bytes) + ifinfomsg (16 bytes).
-    let mut request = [0u8; 32];
-    request[0..4].copy_from_slice(&32u32.to_ne_bytes());
-    request[4..6].copy_from_slice(&libc::RTM_GETLINK.to_ne_bytes());
-    request[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
-    request[8..12].copy_from_slice(&1u32.to_ne_bytes());
-    request[20..24].copy_from_slice(&index.to_ne_bytes());
-    // SAFETY: sending a buffer of the length given.
-    let sent = unsafe { libc::send(sock.as_raw_fd(), request.as_ptr().cast(), request.len(), 0) };
-    if sent < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let mut reply = vec![0u8; 64 * 1024];
-    // SAFETY: receiving into a buffer of the length given.
-    let got = unsafe { libc::recv(sock.as_raw_fd(), reply.as_mut_ptr().cast(), reply.len(), 0) };
-    if got < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let reply = &reply[..got as usize];
-    let u16_at = |b: &[u8], at: usize| u16::from_ne_bytes([b[at], b[at + 1]]);
-    if reply.len() < 32 || u16_at(reply, 4) != libc::RTM_NEWLINK {
-        return Err(std::io::Error::other("unexpected rtnetlink reply"));
-    }
-    let len = (u32::from_ne_bytes(reply[0..4].try_into().unwrap()) as usize).min(reply.len());
-    // Attributes after nlmsghdr and ifinfomsg.
-    let mut found = None;
-    each_attr(&reply[32..len], &mut |kind, value| {
-        if kind != IFLA_XDP {
-            return;
-        }
-        let (mut mode, mut prog) = (0u8, 0u32);
-        each_attr(value, &mut |kind, value| match kind {
-            IFLA_XDP_ATTACHED if !value.is_empty() => mode = value[0],
-            IFLA_XDP_PROG_ID if value.len() >= 4 => {
-                prog = u32::from_ne_bytes(value[..4].try_into().unwrap());
-            }
-            _ => {}
-        });
-        if mode != 0 {
-            found = Some((mode, prog));
-        }
-    });
-    Ok(found)
-}
-
-/// Each rtnetlink attribute (type without its flag bits, value) in `rest`;
-/// attributes are 4-aligned.
-fn each_attr(mut rest: &[u8], each: &mut dyn FnMut(u16, &[u8])) {
-    const NLA_TYPE_MASK: u16 = 0x3fff;
-    let u16_at = |b: &[u8], at: usize| u16::from_ne_bytes([b[at], b[at + 1]]);
-    while rest.len() >= 4 {
-        let len = usize::from(u16_at(rest, 0));
-        if len < 4 || len > rest.len() {
-            break;
-        }
-        each(u16_at(rest, 2) & NLA_TYPE_MASK, &rest[4..len]);
-        rest = &rest[len.next_multiple_of(4).min(rest.len())..];
-    }
-}
-
 /// A BPF program's name by id (BPF_PROG_GET_FD_BY_ID needs CAP_SYS_ADMIN).
 fn prog_name(id: u32) -> Option<String> {
-    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
-    const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
-    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
-    let mut attr = [0u64; 16];
-    attr[0] = u64::from(id);
-    // SAFETY: a zero-padded bpf_attr of the size passed.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_GET_FD_BY_ID,
-            attr.as_mut_ptr(),
-            size_of_val(&attr),
-        )
-    };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: the kernel just gave us this fd.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    // struct bpf_prog_info up to its name (offset 64, 16 bytes).
-    let mut info = [0u8; 80];
-    let mut attr = [0u64; 16];
-    attr[0] = fd.as_raw_fd() as u64 | (info.len() as u64) << 32; // bpf_fd, info_len
-    attr[1] = info.as_mut_ptr() as u64; // info
-    // SAFETY: attr points at a buffer of info_len bytes.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_OBJ_GET_INFO_BY_FD,
-            attr.as_mut_ptr(),
-            size_of_val(&attr),
-        )
-    };
-    if rc < 0 {
-        return None;
-    }
-    let name = &info[64..80];
-    let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
-    Some(String::from_utf8_lossy(&name[..end]).into_owned())
+    let prog = sys::prog_fd_by_id(id).ok()?;
+    sys::prog_name(prog.as_fd()).ok()
 }
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
@@ -533,20 +393,12 @@ fn nearest_existing(path: &Path) -> PathBuf {
 /// access(2) W_OK: honours read-only mounts, and for root always passes
 /// elsewhere (as creating the file would).
 fn writable(path: &Path) -> bool {
-    let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: a valid NUL-terminated path.
-    unsafe { libc::access(c_path.as_ptr(), libc::W_OK) == 0 }
+    access(path, AccessFlags::W_OK).is_ok()
 }
 
 /// access(2) X_OK on a directory: whether this user may enter it.
 fn searchable(path: &Path) -> bool {
-    let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: a valid NUL-terminated path.
-    unsafe { libc::access(c_path.as_ptr(), libc::X_OK) == 0 }
+    access(path, AccessFlags::X_OK).is_ok()
 }
 
 /// The first existing directory on the way to `path` (itself included) that
@@ -569,8 +421,7 @@ fn closed_on_the_way(path: &Path) -> Option<PathBuf> {
 /// What makes `dir` a pin directory this user owns: a bpffs of its own there
 /// (what the package's run-tsusen-bpf.mount and the unit's chown do).
 fn own_bpffs_fix(dir: &Path) -> String {
-    // SAFETY: no arguments, cannot fail.
-    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let (uid, gid) = (geteuid(), getegid());
     format!(
         "give this user a bpffs of its own: mkdir -p {dir} && mount -t bpf -o mode=0700 bpf {dir} \
          && chown {uid}:{gid} {dir}, and run with --pin-dir {dir} (the package's tsusen.service \
@@ -631,8 +482,7 @@ fn bpffs(pin_dir: &Path) -> Check {
         .fix(own_bpffs_fix(pin_dir));
     }
     if !writable(&existing) {
-        // SAFETY: no arguments, cannot fail.
-        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        let (uid, gid) = (geteuid(), getegid());
         return Check::new(
             Status::Missing,
             what,

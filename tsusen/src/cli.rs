@@ -1,31 +1,21 @@
-//! The command line.
+//! The command line: clap's description of each subcommand and its flags,
+//! and nothing else. The defaults and bounds shown in `--help` come from
+//! [`crate::config`], which `run` and `check` resolve the flags with; `main`
+//! turns these structs into the plain values the commands take.
 
-use std::{
-    io::Read as _,
-    os::unix::fs::OpenOptionsExt as _,
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{path::PathBuf, time::Duration};
 
-use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
-use crate::{capture::XdpMode, http::listen::ListenAddr, tables};
-
-/// The longest `--flush-interval`: a day (the sensor also flushes just after
-/// each UTC midnight, so a longer one would change nothing but the risk).
-pub const MAX_FLUSH_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
-/// The smallest `--map-size`.
-pub const MIN_MAP_SIZE: u32 = 1024;
-/// The largest `--map-size`: 2^25 entries, about 3.5 GiB of kernel memory
-/// (2^25 buckets of 16 bytes plus 2^25 elements of about 96). Kernels before
-/// 5.11 refuse a map whose memory reaches 4 GiB (E2BIG, "Argument list too
-/// long"), every kernel one of more than 2^27 entries (its buckets' u32 size).
-pub const MAX_MAP_SIZE: u32 = 1 << 25;
-/// The largest `--max-pending`: 100 million rows, a few GB of memory.
-pub const MAX_MAX_PENDING: usize = 100_000_000;
-/// The largest file read for `--config` or credentials.
-pub const MAX_NAMED_FILE: u64 = 1 << 20;
+use crate::{
+    capture::XdpMode,
+    config::{
+        self, DEFAULT_FLUSH_INTERVAL, DEFAULT_MAP_SIZE, DEFAULT_MAX_PENDING, DEFAULT_OUT_DIR,
+        DEFAULT_PIN_DIR, MAX_FLUSH_INTERVAL, MAX_MAP_SIZE, MAX_MAX_PENDING, MIN_FLUSH_INTERVAL,
+        MIN_MAP_SIZE, short_duration,
+    },
+    http::listen::ListenAddr,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -49,7 +39,7 @@ pub enum Command {
     /// Serve the report live (updating as today's file grows) with JSON endpoints.
     Serve(crate::report::ServeArgs),
     /// Check that this host can run the sensor: kernel, BPF, privileges, interfaces, bpffs, out-dir.
-    Check(crate::check::CheckArgs),
+    Check(CheckArgs),
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -60,19 +50,33 @@ pub struct RunArgs {
     /// How to attach XDP: native in the driver where supported, else generic (auto), or force one [default: auto].
     #[arg(long, value_enum)]
     pub xdp_mode: Option<XdpMode>,
-    /// Where the day files go [default: /var/log/tsusen].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", help = format!(
+        "Where the day files go [default: {DEFAULT_OUT_DIR}]"
+    ))]
     pub out_dir: Option<PathBuf>,
-    /// How often rows are drained from the kernel and written (1s to 24h) [default: 15m].
-    #[arg(long, value_name = "DURATION", value_parser = parse_flush_interval)]
+    #[arg(long, value_name = "DURATION", value_parser = config::parse_flush_interval, help = format!(
+        "How often rows are drained from the kernel and written ({} to {}) [default: {}]",
+        short_duration(MIN_FLUSH_INTERVAL),
+        short_duration(MAX_FLUSH_INTERVAL),
+        short_duration(DEFAULT_FLUSH_INTERVAL),
+    ))]
     pub flush_interval: Option<Duration>,
     #[command(flatten)]
     pub rules: RuleArgs,
-    /// Entries of the kernel's first-seen map: distinct tuples it holds between two flushes (1024 to 33554432) [default: 1048576].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(i64::from(MIN_MAP_SIZE)..=i64::from(MAX_MAP_SIZE)))]
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(i64::from(MIN_MAP_SIZE)..=i64::from(MAX_MAP_SIZE)),
+        help = format!(
+            "Entries of the kernel's first-seen map: distinct tuples it holds between two flushes \
+             ({MIN_MAP_SIZE} to {MAX_MAP_SIZE}) [default: {DEFAULT_MAP_SIZE}]"
+        ),
+    )]
     pub map_size: Option<u32>,
-    /// bpffs directory where maps and links are pinned, so the kernel keeps recording across restarts [default: /sys/fs/bpf/tsusen].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", help = format!(
+        "bpffs directory where maps and links are pinned, so the kernel keeps recording across \
+         restarts [default: {DEFAULT_PIN_DIR}]"
+    ))]
     pub pin_dir: Option<PathBuf>,
     /// Serve Prometheus metrics at http://ADDR/metrics: IP:PORT, localhost:PORT, or :PORT for every address (off by default).
     #[arg(long, value_name = "ADDR", value_parser = clap::value_parser!(ListenAddr))]
@@ -80,8 +84,10 @@ pub struct RunArgs {
     /// File whose first line is a token (Bearer) or user:password (Basic) that /metrics requires; needed to listen beyond loopback.
     #[arg(long, value_name = "FILE")]
     pub metrics_auth_file: Option<PathBuf>,
-    /// Rows kept in memory while the out-dir cannot be written (at most 100000000) [default: 1000000].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", help = format!(
+        "Rows kept in memory while the out-dir cannot be written (at most {MAX_MAX_PENDING}) \
+         [default: {DEFAULT_MAX_PENDING}]"
+    ))]
     pub max_pending: Option<usize>,
     /// Replace an XDP program already attached to an interface.
     #[arg(long)]
@@ -94,44 +100,24 @@ pub struct RunArgs {
     pub clock_start: Option<String>,
 }
 
-/// `--flush-interval`: a humantime duration, from one second to a day.
-pub fn parse_flush_interval(text: &str) -> Result<Duration, String> {
-    let interval = humantime::parse_duration(text)
-        .map_err(|e| format!("invalid duration {text:?} ({e}); e.g. 30s, 15m, 1h"))?;
-    if interval < Duration::from_secs(1) {
-        return Err(format!("{text:?} is shorter than the 1s minimum"));
+impl From<RunArgs> for config::RunFlags {
+    fn from(args: RunArgs) -> Self {
+        config::RunFlags {
+            ifaces: args.ifaces,
+            xdp_mode: args.xdp_mode,
+            out_dir: args.out_dir,
+            flush_interval: args.flush_interval,
+            rules: args.rules.into(),
+            map_size: args.map_size,
+            pin_dir: args.pin_dir,
+            metrics: args.metrics,
+            metrics_auth_file: args.metrics_auth_file,
+            max_pending: args.max_pending,
+            force: args.force,
+            config: args.config,
+            clock_start: args.clock_start,
+        }
     }
-    if interval > MAX_FLUSH_INTERVAL {
-        return Err(format!("{text:?} is longer than the 24h maximum"));
-    }
-    Ok(interval)
-}
-
-/// Read a small text file the user named (`--config`, credentials): a
-/// regular file of at most [`MAX_NAMED_FILE`] bytes, so `/dev/zero` or a FIFO
-/// is one clear error instead of a read that never ends. `what` names it in
-/// errors, e.g. `config file /etc/tsusen/tsusen.toml`.
-pub fn read_named_file(path: &Path, what: &str) -> Result<String> {
-    // O_NONBLOCK: opening a FIFO must not wait for a writer.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .with_context(|| format!("cannot read {what}"))?;
-    let meta = file
-        .metadata()
-        .with_context(|| format!("cannot read {what}"))?;
-    if !meta.is_file() {
-        bail!("cannot read {what}: not a regular file");
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_NAMED_FILE + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("cannot read {what}"))?;
-    if bytes.len() as u64 > MAX_NAMED_FILE {
-        bail!("cannot read {what}: larger than 1 MiB");
-    }
-    String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("cannot read {what}: not UTF-8 text"))
 }
 
 /// The rules' settings, shared by `run` and `replay`.
@@ -152,23 +138,14 @@ pub struct RuleArgs {
     pub include_multicast: bool,
 }
 
-impl RuleArgs {
-    /// The tables these settings describe; one clear error for a bad value.
-    pub fn tables(&self) -> Result<tables::Tables> {
-        let mut tables = tables::Tables::default();
-        for net in &self.local {
-            tables.local.insert(tables::parse_net(net)?);
+impl From<RuleArgs> for config::Rules {
+    fn from(args: RuleArgs) -> Self {
+        config::Rules {
+            local: args.local,
+            ignore_ports: args.ignore_ports,
+            ignore_nets: args.ignore_nets,
+            include_multicast: args.include_multicast,
         }
-        for net in &self.ignore_nets {
-            tables.ignored_nets.insert(tables::parse_net(net)?);
-        }
-        for ports in &self.ignore_ports {
-            for port in tables::parse_ports(ports)? {
-                tables.ignore_port(port);
-            }
-        }
-        tables.include_multicast = self.include_multicast;
-        Ok(tables)
     }
 }
 
@@ -182,4 +159,123 @@ pub struct ReplayArgs {
     pub out_dir: PathBuf,
     #[command(flatten)]
     pub rules: RuleArgs,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct CheckArgs {
+    /// Interface to check (repeatable) [default: the interface of the default route].
+    #[arg(long = "iface", short = 'i', value_name = "IF")]
+    pub ifaces: Vec<String>,
+    #[arg(long, value_name = "DIR", help = format!(
+        "Where the day files would go [default: {DEFAULT_OUT_DIR}]"
+    ))]
+    pub out_dir: Option<PathBuf>,
+    #[arg(long, value_name = "DIR", help = format!(
+        "bpffs directory for the pins [default: {DEFAULT_PIN_DIR}]"
+    ))]
+    pub pin_dir: Option<PathBuf>,
+    /// The `tsusen run` config file to take the settings from; flags win.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// `tsusen check` asks about the run these flags describe.
+impl From<CheckArgs> for config::RunFlags {
+    fn from(args: CheckArgs) -> Self {
+        config::RunFlags {
+            ifaces: args.ifaces,
+            out_dir: args.out_dir,
+            pin_dir: args.pin_dir,
+            config: args.config,
+            ..config::RunFlags::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    /// The long flags of `tsusen run` a config file takes (all but
+    /// `--config` itself and hidden test flags).
+    fn run_flags() -> Vec<String> {
+        let cli = Cli::command();
+        let run = cli.find_subcommand("run").expect("a run subcommand");
+        run.get_arguments()
+            .filter(|a| !a.is_hide_set())
+            .filter_map(|a| a.get_long())
+            .filter(|long| *long != "config" && *long != "help")
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// `# key = value` lines uncommented; prose comments dropped.
+    fn every_key_enabled(example: &str) -> String {
+        example
+            .lines()
+            .map(|l| {
+                l.strip_prefix("# ")
+                    .filter(|l| l.contains(" = "))
+                    .unwrap_or(l)
+            })
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn the_config_examples_show_every_flag_and_parse() {
+        let shipped = include_str!("../../packaging/tsusen.toml");
+        let readme = include_str!("../../README.md");
+        let (_, after) = readme
+            .split_once("A config file uses the flags' names")
+            .and_then(|(_, rest)| rest.split_once("```toml\n"))
+            .expect("the README's config example");
+        let (in_readme, _) = after.split_once("```").unwrap();
+        for (name, example) in [("packaging/tsusen.toml", shipped), ("README.md", in_readme)] {
+            let enabled = every_key_enabled(example);
+            for flag in run_flags() {
+                assert!(
+                    enabled
+                        .lines()
+                        .any(|l| l.starts_with(&format!("{flag} = "))),
+                    "{name}: no `{flag} = ...` in\n{enabled}"
+                );
+            }
+            crate::config::parse_config_text(&enabled)
+                .unwrap_or_else(|e| panic!("{name}: {e}\n{enabled}"));
+        }
+    }
+
+    /// The defaults `tsusen run --help` and the README's flag table show are
+    /// the ones [`config`] applies.
+    #[test]
+    fn help_and_readme_show_the_defaults_config_applies() {
+        let readme = include_str!("../../README.md");
+        let cli = Cli::command();
+        let run = cli.find_subcommand("run").expect("a run subcommand");
+        for (flag, default) in [
+            ("out-dir", DEFAULT_OUT_DIR.to_owned()),
+            ("pin-dir", DEFAULT_PIN_DIR.to_owned()),
+            ("flush-interval", short_duration(DEFAULT_FLUSH_INTERVAL)),
+            ("map-size", DEFAULT_MAP_SIZE.to_string()),
+            ("max-pending", DEFAULT_MAX_PENDING.to_string()),
+        ] {
+            let arg = run
+                .get_arguments()
+                .find(|a| a.get_long() == Some(flag))
+                .unwrap_or_else(|| panic!("no --{flag}"));
+            let help = arg.get_help().expect("help").to_string();
+            assert!(help.ends_with(&format!("[default: {default}]")), "{help}");
+            let row = readme
+                .lines()
+                .find(|l| l.starts_with(&format!("| `--{flag} ")))
+                .unwrap_or_else(|| panic!("no README row for --{flag}"));
+            assert!(row.ends_with(&format!("| `{default}` |")), "{row}");
+        }
+        assert_eq!(short_duration(MIN_FLUSH_INTERVAL), "1s");
+        assert_eq!(short_duration(MAX_FLUSH_INTERVAL), "24h");
+    }
 }

@@ -8,15 +8,18 @@
 pub mod capture;
 pub mod check;
 pub mod cli;
+pub mod config;
 pub mod drain;
 pub mod exit;
 pub mod http;
 pub mod lock;
 pub mod logging;
+pub mod named_file;
 pub mod replay;
 pub mod report;
 pub mod run;
 pub mod store;
+pub mod sys;
 pub mod tables;
 #[doc(hidden)]
 pub mod testing;

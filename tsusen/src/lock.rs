@@ -83,8 +83,8 @@ fn holder(meta: &fs::Metadata) -> Option<u32> {
     let dev = meta.dev();
     let id = format!(
         "{:02x}:{:02x}:{}",
-        libc::major(dev),
-        libc::minor(dev),
+        nix::sys::stat::major(dev),
+        nix::sys::stat::minor(dev),
         meta.ino()
     );
     let locks = fs::read_to_string("/proc/locks").ok()?;

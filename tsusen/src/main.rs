@@ -13,11 +13,13 @@ fn main() -> ExitCode {
     };
     logging::init();
     let result = match cli.command {
-        Command::Run(args) => tsusen::run::run(args),
-        Command::Replay(args) => tsusen::replay::run(args),
+        Command::Run(args) => tsusen::run::run(args.into()),
+        Command::Replay(args) => {
+            tsusen::replay::run(&args.pcaps, &args.out_dir, &args.rules.into())
+        }
         Command::Report(args) => tsusen::report::report(args),
         Command::Serve(args) => tsusen::report::serve::serve(args),
-        Command::Check(args) => tsusen::check::run(args),
+        Command::Check(args) => tsusen::check::run(args.into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

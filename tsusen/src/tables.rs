@@ -2,8 +2,8 @@
 //! UDP flows.
 //!
 //! On the host (`tsusen replay`, tests) they answer `classify::Tables` from
-//! memory; for the live sensor the same tables are written into the kernel's
-//! maps ([`Tables::write_to_kernel`]), so both sides decide alike.
+//! memory; for the live sensor `capture` writes the same tables into the
+//! kernel's maps (`capture::write_tables`), so both sides decide alike. Plain data: nothing here talks to the kernel.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -12,15 +12,8 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use aya::{
-    Ebpf,
-    maps::{Array, LpmTrie, MapData, lpm_trie::Key},
-};
 use ipnet::IpNet;
-use tsusen_common::{
-    Config, FlowKey, IGNORED_PORT_WORDS, NET_ENTRIES, classify, config::flags, maps,
-    tuple::ipv4_mapped,
-};
+use tsusen_common::{FlowKey, IGNORED_PORT_WORDS, classify, config::flags, tuple::ipv4_mapped};
 
 /// A set of prefixes, matched by longest prefix on IPv4-mapped addresses.
 #[derive(Clone, Debug, Default)]
@@ -166,54 +159,6 @@ impl Tables {
             bits |= flags::INCLUDE_MULTICAST;
         }
         bits
-    }
-
-    /// Write the tables into the kernel's maps and set CONFIG (flags and the
-    /// wall-clock offset). Prefixes no longer wanted are removed, so this also
-    /// updates a running program.
-    pub fn write_to_kernel(&self, ebpf: &mut Ebpf, wall_offset_ns: u64) -> Result<()> {
-        for (name, nets) in [
-            (maps::LOCAL_NETS, &self.local),
-            (maps::IGNORED_NETS, &self.ignored_nets),
-        ] {
-            if nets.len() > NET_ENTRIES as usize {
-                bail!(
-                    "{} networks for {name}, more than the {NET_ENTRIES} the kernel map holds",
-                    nets.len()
-                );
-            }
-            let map = ebpf.map_mut(name).context("missing prefix map")?;
-            let mut trie: LpmTrie<&mut MapData, [u8; 16], u8> = LpmTrie::try_from(map)?;
-            let wanted: HashSet<([u8; 16], u8)> = nets.prefixes().collect();
-            let stale: Vec<Key<[u8; 16]>> = trie
-                .keys()
-                .filter_map(Result::ok)
-                .filter(|k| !wanted.contains(&(k.data(), k.prefix_len() as u8)))
-                .collect();
-            for key in stale {
-                trie.remove(&key)
-                    .with_context(|| format!("updating {name}"))?;
-            }
-            for (addr, len) in &wanted {
-                trie.insert(&Key::new(u32::from(*len), *addr), 1, 0)
-                    .with_context(|| format!("updating {name}"))?;
-            }
-        }
-        let map = ebpf
-            .map_mut(maps::IGNORED_PORTS)
-            .context("missing IGNORED_PORTS")?;
-        let mut ports: Array<&mut MapData, u64> = Array::try_from(map)?;
-        for (index, word) in self.ignored_ports.iter().enumerate() {
-            ports.set(index as u32, word, 0)?;
-        }
-        crate::capture::set_config(
-            ebpf,
-            &Config {
-                wall_offset_ns,
-                flags: self.config_flags(),
-                _pad: 0,
-            },
-        )
     }
 }
 

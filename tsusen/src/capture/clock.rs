@@ -4,27 +4,25 @@
 //! `CLOCK_REALTIME - CLOCK_MONOTONIC`, which userspace refreshes at every flush,
 //! so recorded times (and the UTC day they fall on) follow clock adjustments.
 
-fn now_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid clock id and a valid out-pointer.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+use nix::time::{ClockId, clock_gettime};
+
+fn now_ns(clock: ClockId) -> u64 {
+    // Both clocks exist on every Linux; a failure would be a broken kernel.
+    let ts = clock_gettime(clock).expect("clock_gettime");
+    ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
 }
 
 /// The kernel's monotonic clock (what bpf_ktime_get_ns() returns).
 pub fn monotonic_ns() -> u64 {
-    now_ns(libc::CLOCK_MONOTONIC)
+    now_ns(ClockId::CLOCK_MONOTONIC)
 }
 
 /// Nanoseconds to add to the kernel's monotonic clock to get wall-clock time.
 pub fn wall_offset_ns() -> u64 {
     // Read monotonic on both sides of realtime and use the midpoint.
-    let before = now_ns(libc::CLOCK_MONOTONIC);
-    let wall = now_ns(libc::CLOCK_REALTIME);
-    let after = now_ns(libc::CLOCK_MONOTONIC);
+    let before = now_ns(ClockId::CLOCK_MONOTONIC);
+    let wall = now_ns(ClockId::CLOCK_REALTIME);
+    let after = now_ns(ClockId::CLOCK_MONOTONIC);
     wall.wrapping_sub(before + (after - before) / 2)
 }
 
@@ -34,8 +32,8 @@ mod tests {
 
     #[test]
     fn offset_turns_monotonic_into_wall_time() {
-        let wall = now_ns(libc::CLOCK_REALTIME);
-        let converted = now_ns(libc::CLOCK_MONOTONIC).wrapping_add(wall_offset_ns());
+        let wall = now_ns(ClockId::CLOCK_REALTIME);
+        let converted = now_ns(ClockId::CLOCK_MONOTONIC).wrapping_add(wall_offset_ns());
         assert!(
             converted.abs_diff(wall) < 50_000_000,
             "{converted} vs {wall}"

@@ -1,14 +1,14 @@
 //! Network interfaces: does the one named exist, and which do.
 
-use std::{
-    ffi::CString,
-    fs, io,
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
-};
+use std::{fs, io, os::fd::AsRawFd as _};
 
 use anyhow::{Result, bail};
 use aya_obj::generated::{
-    IFLA_XDP_DRV_PROG_ID, IFLA_XDP_HW_PROG_ID, IFLA_XDP_PROG_ID, IFLA_XDP_SKB_PROG_ID,
+    IFLA_XDP_ATTACHED, IFLA_XDP_DRV_PROG_ID, IFLA_XDP_HW_PROG_ID, IFLA_XDP_PROG_ID,
+    IFLA_XDP_SKB_PROG_ID,
+};
+use nix::sys::socket::{
+    AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, recv, send, socket,
 };
 
 /// The interfaces of this network namespace, sorted.
@@ -26,10 +26,7 @@ pub fn list() -> Vec<String> {
 
 /// The kernel's index of `name`, if it exists.
 pub fn index(name: &str) -> Option<u32> {
-    let c_name = CString::new(name).ok()?;
-    // SAFETY: a valid NUL-terminated string.
-    let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
-    (index != 0).then_some(index)
+    nix::net::if_::if_nametoindex(name).ok()
 }
 
 /// Fail with the list of real interfaces when `name` does not exist.
@@ -50,67 +47,79 @@ const IFLA_XDP: u16 = 43;
 /// NLA_F_NET_BYTEORDER).
 const NLA_TYPE_MASK: u16 = 0x3fff;
 
-/// The ids of the XDP programs attached to interface `ifindex` of *this*
-/// network namespace, in any mode: what `ip link show` and libbpf's
-/// `bpf_xdp_query` read (RTM_GETLINK, IFLA_XDP; the per-mode ids since
-/// kernel 4.18). A bpf_link only knows an ifindex, which another namespace
-/// may use for another interface; this answer is about ours.
-pub fn xdp_prog_ids(ifindex: u32) -> io::Result<Vec<u32>> {
-    // SAFETY: plain socket(2); the fd is owned from here on.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just gave us this fd.
-    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-
-    #[repr(C)]
-    struct Request {
-        header: libc::nlmsghdr,
-        info: libc::ifinfomsg,
-    }
-    // SAFETY: both are plain C structs; all-zero is a valid value.
-    let mut request: Request = unsafe { std::mem::zeroed() };
-    request.header.nlmsg_len = size_of::<Request>() as u32;
-    request.header.nlmsg_type = libc::RTM_GETLINK;
-    request.header.nlmsg_flags = libc::NLM_F_REQUEST as u16;
-    request.header.nlmsg_seq = 1;
-    request.info.ifi_family = libc::AF_UNSPEC as u8;
-    request.info.ifi_index = ifindex as i32;
-    // SAFETY: sends the bytes of a valid request of the size given.
-    let sent = unsafe {
-        libc::send(
-            socket.as_raw_fd(),
-            (&raw const request).cast(),
-            size_of::<Request>(),
-            0,
-        )
-    };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // One answer: the link's message (a few kB) or an error.
-    let mut buf = vec![0u8; 64 * 1024];
-    // SAFETY: receives into a buffer of the length given.
-    let got = unsafe { libc::recv(socket.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-    if got < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    parse_xdp_prog_ids(&buf[..got as usize])
+/// The XDP programs attached to an interface, as rtnetlink reports them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct XdpQuery {
+    /// IFLA_XDP_ATTACHED: 0 none, 1 driver, 2 generic, 3 offloaded, 4 several.
+    pub mode: u8,
+    /// IFLA_XDP_PROG_ID: the program, when one mode is attached.
+    pub prog_id: Option<u32>,
+    /// Every program id, in any mode (IFLA_XDP_PROG_ID and the per-mode ids).
+    pub prog_ids: Vec<u32>,
 }
 
-/// The XDP program ids in a netlink answer to RTM_GETLINK.
-fn parse_xdp_prog_ids(answer: &[u8]) -> io::Result<Vec<u32>> {
+/// The XDP programs attached to interface `ifindex` of *this* network
+/// namespace, in any mode: what `ip link show` and libbpf's
+/// `bpf_xdp_query` read (RTM_GETLINK, IFLA_XDP; the per-mode ids since
+/// kernel 4.18; no privileges needed). A bpf_link only knows an ifindex,
+/// which another namespace may use for another interface; this answer is
+/// about ours.
+pub fn xdp_query(ifindex: u32) -> io::Result<XdpQuery> {
+    let socket = socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkRoute,
+    )?;
+    send(
+        socket.as_raw_fd(),
+        &getlink_request(ifindex),
+        MsgFlags::empty(),
+    )?;
+    // One answer: the link's message (a few kB) or an error.
+    let mut buf = vec![0u8; 64 * 1024];
+    let got = recv(socket.as_raw_fd(), &mut buf, MsgFlags::empty())?;
+    parse_xdp_query(&buf[..got])
+}
+
+/// The ids of the XDP programs attached to interface `ifindex` of this
+/// network namespace, in any mode (see [`xdp_query`]).
+pub fn xdp_prog_ids(ifindex: u32) -> io::Result<Vec<u32>> {
+    xdp_query(ifindex).map(|query| query.prog_ids)
+}
+
+/// Size of `struct nlmsghdr` and of `struct ifinfomsg`.
+const NLMSG_HDRLEN: usize = 16;
+const IFINFOMSG_LEN: usize = 16;
+const _: () = assert!(
+    NLMSG_HDRLEN == size_of::<libc::nlmsghdr>() && IFINFOMSG_LEN == size_of::<libc::ifinfomsg>()
+);
+
+/// RTM_GETLINK for one interface: nlmsghdr then ifinfomsg, in the host's
+/// byte order.
+fn getlink_request(ifindex: u32) -> Vec<u8> {
+    let mut request = Vec::with_capacity(NLMSG_HDRLEN + IFINFOMSG_LEN);
+    // nlmsghdr: len, type, flags, seq, pid (the kernel's: 0).
+    request.extend(((NLMSG_HDRLEN + IFINFOMSG_LEN) as u32).to_ne_bytes());
+    request.extend(libc::RTM_GETLINK.to_ne_bytes());
+    request.extend((libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    request.extend(1u32.to_ne_bytes());
+    request.extend(0u32.to_ne_bytes());
+    // ifinfomsg: family (AF_UNSPEC), pad, type, index, flags, change.
+    request.extend([libc::AF_UNSPEC as u8, 0]);
+    request.extend(0u16.to_ne_bytes());
+    request.extend(ifindex.to_ne_bytes());
+    request.extend(0u32.to_ne_bytes());
+    request.extend(0u32.to_ne_bytes());
+    request
+}
+
+/// The XDP programs in a netlink answer to RTM_GETLINK.
+fn parse_xdp_query(answer: &[u8]) -> io::Result<XdpQuery> {
     let u16_at = |b: &[u8], at: usize| u16::from_ne_bytes([b[at], b[at + 1]]);
     let u32_at = |b: &[u8], at: usize| u32::from_ne_bytes(b[at..at + 4].try_into().unwrap());
     let malformed = || io::Error::other("malformed netlink answer");
-    let header = size_of::<libc::nlmsghdr>();
+    let header = NLMSG_HDRLEN;
     if answer.len() < header {
         return Err(malformed());
     }
@@ -142,28 +151,35 @@ fn parse_xdp_prog_ids(answer: &[u8]) -> io::Result<Vec<u32>> {
             Some(item)
         })
     };
-    let mut ids = Vec::new();
-    let first = header + size_of::<libc::ifinfomsg>();
+    let mut query = XdpQuery::default();
+    let first = header + IFINFOMSG_LEN;
     for (kind, from, to) in attrs(first, len) {
         if kind != IFLA_XDP {
             continue;
         }
         for (kind, from, to) in attrs(from, to) {
+            let kind = u32::from(kind);
+            if kind == IFLA_XDP_ATTACHED && to > from {
+                query.mode = answer[from];
+            }
+            if kind == IFLA_XDP_PROG_ID && to - from >= 4 {
+                query.prog_id = Some(u32_at(answer, from));
+            }
             let per_mode = [
                 IFLA_XDP_PROG_ID,
                 IFLA_XDP_DRV_PROG_ID,
                 IFLA_XDP_SKB_PROG_ID,
                 IFLA_XDP_HW_PROG_ID,
             ];
-            if per_mode.contains(&u32::from(kind)) && to - from >= 4 {
+            if per_mode.contains(&kind) && to - from >= 4 {
                 let id = u32_at(answer, from);
-                if id != 0 && !ids.contains(&id) {
-                    ids.push(id);
+                if id != 0 && !query.prog_ids.contains(&id) {
+                    query.prog_ids.push(id);
                 }
             }
         }
     }
-    Ok(ids)
+    Ok(query)
 }
 
 #[cfg(test)]
@@ -188,6 +204,10 @@ mod tests {
             Vec::<u32>::new()
         );
         let err = xdp_prog_ids(999_999).unwrap_err();
-        assert_eq!(err.raw_os_error(), Some(libc::ENODEV), "{err}");
+        assert_eq!(
+            err.raw_os_error(),
+            Some(nix::errno::Errno::ENODEV as i32),
+            "{err}"
+        );
     }
 }

@@ -11,16 +11,19 @@ pub mod privileges;
 pub mod sensor;
 pub mod stats;
 
-use std::path::PathBuf;
+use std::{collections::HashSet, path::PathBuf};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapData},
+    maps::{Array, LpmTrie, MapData, lpm_trie::Key},
     programs::{ProgramError, Xdp, XdpMode as AyaXdpMode, xdp::XdpLinkId},
 };
 use log::{info, warn};
-use tsusen_common::{Config, Stat, maps};
+use nix::errno::Errno;
+use tsusen_common::{Config, NET_ENTRIES, Stat, maps};
+
+use crate::{sys, tables::Tables};
 
 /// The eBPF object built by build.rs from tsusen-ebpf.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tsusen"));
@@ -90,6 +93,54 @@ pub fn set_config(ebpf: &mut Ebpf, config: &Config) -> Result<()> {
     Ok(())
 }
 
+/// Write `tables` into the kernel's maps and set CONFIG (flags and the
+/// wall-clock offset). Prefixes no longer wanted are removed, so this also
+/// updates a running program.
+pub fn write_tables(ebpf: &mut Ebpf, tables: &Tables, wall_offset_ns: u64) -> Result<()> {
+    for (name, nets) in [
+        (maps::LOCAL_NETS, &tables.local),
+        (maps::IGNORED_NETS, &tables.ignored_nets),
+    ] {
+        if nets.len() > NET_ENTRIES as usize {
+            bail!(
+                "{} networks for {name}, more than the {NET_ENTRIES} the kernel map holds",
+                nets.len()
+            );
+        }
+        let map = ebpf.map_mut(name).context("missing prefix map")?;
+        let mut trie: LpmTrie<&mut MapData, [u8; 16], u8> = LpmTrie::try_from(map)?;
+        let wanted: HashSet<([u8; 16], u8)> = nets.prefixes().collect();
+        let stale: Vec<Key<[u8; 16]>> = trie
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !wanted.contains(&(k.data(), k.prefix_len() as u8)))
+            .collect();
+        for key in stale {
+            trie.remove(&key)
+                .with_context(|| format!("updating {name}"))?;
+        }
+        for (addr, len) in &wanted {
+            trie.insert(&Key::new(u32::from(*len), *addr), 1, 0)
+                .with_context(|| format!("updating {name}"))?;
+        }
+    }
+    let map = ebpf
+        .map_mut(maps::IGNORED_PORTS)
+        .context("missing IGNORED_PORTS")?;
+    let mut ports: Array<&mut MapData, u64> = Array::try_from(map)?;
+    for (index, word) in tables.ignored_ports.iter().enumerate() {
+        ports.set(index as u32, word, 0)?;
+    }
+    set_config(
+        ebpf,
+        &Config {
+            wall_offset_ns,
+            flags: tables.config_flags(),
+            _pad: 0,
+        },
+    )
+}
+
 /// Sum the per-CPU counters (see [`stats::sum_counters`]).
 pub fn read_stats(ebpf: &Ebpf) -> Result<[u64; Stat::COUNT as usize]> {
     stats::sum_counters(
@@ -130,19 +181,8 @@ pub fn attach_xdp(ebpf: &mut Ebpf, iface: &str, mode: XdpMode) -> Result<(XdpLin
     Ok((link, mode))
 }
 
-pub(crate) fn os_error(err: &ProgramError) -> Option<i32> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            return io.raw_os_error();
-        }
-        source = e.source();
-    }
-    None
-}
-
 fn already_attached(err: &ProgramError) -> bool {
-    matches!(os_error(err), Some(libc::EBUSY | libc::EEXIST))
+    matches!(sys::errno(err), Some(Errno::EBUSY | Errno::EEXIST))
 }
 
 fn attach_error(err: ProgramError, iface: &str) -> anyhow::Error {
@@ -152,8 +192,8 @@ fn attach_error(err: ProgramError, iface: &str) -> anyhow::Error {
              stop it, or pass --force to replace it"
         );
     }
-    match os_error(&err) {
-        Some(libc::EOPNOTSUPP) => {
+    match sys::errno(&err) {
+        Some(Errno::EOPNOTSUPP) => {
             anyhow!("{iface} does not support this XDP mode; try --xdp-mode generic")
         }
         _ => privileges::explain(anyhow!(err), &format!("attaching XDP to {iface}")),
@@ -163,15 +203,11 @@ fn attach_error(err: ProgramError, iface: &str) -> anyhow::Error {
 /// Warn when the memlock limit may be too low for old kernels (< 5.11), which
 /// charge BPF maps to RLIMIT_MEMLOCK rather than the cgroup.
 pub fn raise_memlock_limit() {
-    let rlim = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: a plain syscall on a valid struct.
-    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
+    use nix::sys::resource::{RLIM_INFINITY, Resource, setrlimit};
+    if let Err(err) = setrlimit(Resource::RLIMIT_MEMLOCK, RLIM_INFINITY, RLIM_INFINITY) {
         warn!(
             "could not raise RLIMIT_MEMLOCK ({}); fine on kernels >= 5.11",
-            std::io::Error::last_os_error()
+            std::io::Error::from(err)
         );
     }
 }

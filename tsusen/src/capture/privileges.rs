@@ -2,6 +2,8 @@
 
 use std::fs;
 
+use nix::errno::Errno;
+
 // Capability numbers from linux/capability.h.
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_SYS_ADMIN: u32 = 21;
@@ -49,11 +51,7 @@ pub fn missing() -> Vec<&'static str> {
 
 /// Turn a permission error into the line a person needs; pass others through.
 pub fn explain(err: anyhow::Error, doing: &str) -> anyhow::Error {
-    let denied = err.chain().any(|e| {
-        e.downcast_ref::<std::io::Error>()
-            .and_then(std::io::Error::raw_os_error)
-            .is_some_and(|code| code == libc::EPERM || code == libc::EACCES)
-    }) || err.to_string().contains("Operation not permitted");
+    let denied = is_denied(&err);
     let missing = missing();
     if denied && !missing.is_empty() {
         anyhow::anyhow!(
@@ -62,5 +60,37 @@ pub fn explain(err: anyhow::Error, doing: &str) -> anyhow::Error {
         )
     } else {
         err.context(doing.to_owned())
+    }
+}
+
+/// Whether the kernel refused a call for lack of permission (EPERM, EACCES).
+pub fn is_denied(err: &anyhow::Error) -> bool {
+    matches!(
+        crate::sys::errno(err.as_ref()),
+        Some(Errno::EPERM | Errno::EACCES)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use aya::{EbpfError, maps::MapError};
+
+    use super::*;
+
+    /// aya's errors carry the syscall's errno as their source, through
+    /// anyhow's context too: no need to read the message.
+    #[test]
+    fn a_refused_bpf_call_is_told_by_its_errno() {
+        let refused = |code: Errno| {
+            anyhow::anyhow!(EbpfError::MapError(MapError::CreateError {
+                name: "FIRST_SEEN".into(),
+                io_error: std::io::Error::from_raw_os_error(code as i32),
+            }))
+            .context("loading the eBPF maps")
+        };
+        assert!(is_denied(&refused(Errno::EPERM)));
+        assert!(is_denied(&refused(Errno::EACCES)));
+        assert!(!is_denied(&refused(Errno::E2BIG)));
+        assert!(!is_denied(&anyhow::anyhow!("Operation not permitted")));
     }
 }

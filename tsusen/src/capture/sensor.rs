@@ -164,7 +164,7 @@ impl Sensor {
         let pin = self.link_pin(XDP_PROGRAM, iface);
         if let Some(path) = pin.as_deref().filter(|p| p.exists()) {
             let ifindex = super::iface::require(iface)?;
-            let target = super::force::pinned_xdp_target(path)
+            let target = super::force::pinned_xdp_link(path)
                 .with_context(|| format!("opening the pinned link {}", path.display()))?;
             match target {
                 // The interface it was attached to is gone (deleted, or
@@ -445,14 +445,7 @@ fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::
 
 /// Whether an error is the kernel's ENOLINK: a link whose interface is gone.
 fn severed(err: &anyhow::Error) -> bool {
-    err.chain().any(|e| {
-        e.downcast_ref::<aya::programs::ProgramError>()
-            .and_then(super::os_error)
-            == Some(libc::ENOLINK)
-            || e.downcast_ref::<std::io::Error>()
-                .and_then(std::io::Error::raw_os_error)
-                == Some(libc::ENOLINK)
-    })
+    crate::sys::errno(err.as_ref()) == Some(nix::errno::Errno::ENOLINK)
 }
 
 fn pin_or_own(link: XdpLink, path: &Path, iface: &str) -> Result<Attached> {

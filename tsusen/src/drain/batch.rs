@@ -3,47 +3,12 @@
 //! maps. A drain of a million entries takes two thousand syscalls instead of
 //! three million. On older kernels the caller falls back to per-key calls.
 
-use std::{
-    io,
-    os::fd::{AsRawFd as _, BorrowedFd},
-};
+use std::{io, os::fd::BorrowedFd};
 
 use bytemuck::Pod;
+use nix::errno::Errno;
 
-const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
-const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
-
-/// The `batch` member of `union bpf_attr`.
-#[repr(C)]
-#[derive(Default)]
-struct BatchAttr {
-    in_batch: u64,
-    out_batch: u64,
-    keys: u64,
-    values: u64,
-    count: u32,
-    map_fd: u32,
-    elem_flags: u64,
-    flags: u64,
-}
-
-fn bpf(cmd: libc::c_long, attr: &mut BatchAttr) -> io::Result<()> {
-    // SAFETY: attr is a valid bpf_attr prefix of the size passed; the
-    // pointers in it point into live buffers of the sizes given in `count`.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr as *mut BatchAttr,
-            size_of::<BatchAttr>(),
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
+use crate::sys::MapBatches;
 
 /// The kernel's ENOTSUPP (not in libc): "this map has no batch operations".
 const ENOTSUPP: i32 = 524;
@@ -53,12 +18,13 @@ const ENOTSUPP: i32 = 524;
 pub fn unsupported(err: &io::Error) -> bool {
     matches!(
         err.raw_os_error(),
-        Some(libc::EINVAL | libc::EOPNOTSUPP | ENOTSUPP)
+        Some(code) if code == Errno::EINVAL as i32 || code == Errno::EOPNOTSUPP as i32 || code == ENOTSUPP
     )
 }
 
 /// Read every entry of a hash map, `chunk` at a time.
 pub fn lookup_all<K: Pod, V: Pod>(map: BorrowedFd<'_>, chunk: usize) -> io::Result<Vec<(K, V)>> {
+    let batches = MapBatches::<K>::new(map)?;
     let mut out = Vec::new();
     let mut chunk = chunk.max(1);
     // For hash maps the batch token is a bucket index (u32).
@@ -68,28 +34,19 @@ pub fn lookup_all<K: Pod, V: Pod>(map: BorrowedFd<'_>, chunk: usize) -> io::Resu
     loop {
         let mut keys = vec![K::zeroed(); chunk];
         let mut values = vec![V::zeroed(); chunk];
-        let mut attr = BatchAttr {
-            in_batch: if first {
-                0
-            } else {
-                (&raw const token_in) as u64
-            },
-            out_batch: (&raw mut token_out) as u64,
-            keys: keys.as_mut_ptr() as u64,
-            values: values.as_mut_ptr() as u64,
-            count: chunk as u32,
-            map_fd: map.as_raw_fd() as u32,
-            ..BatchAttr::default()
-        };
-        let result = bpf(BPF_MAP_LOOKUP_BATCH, &mut attr);
-        let n = attr.count as usize;
+        let (n, result) = batches.lookup(
+            (!first).then_some(&token_in),
+            &mut token_out,
+            &mut keys,
+            &mut values,
+        );
         out.extend(keys.into_iter().zip(values).take(n));
         match result {
             Ok(()) => {}
             // The end of the map (the last entries came with it).
-            Err(err) if err.raw_os_error() == Some(libc::ENOENT) => return Ok(out),
+            Err(err) if err.raw_os_error() == Some(Errno::ENOENT as i32) => return Ok(out),
             // A bucket holds more entries than fit: a bigger buffer, same place.
-            Err(err) if err.raw_os_error() == Some(libc::ENOSPC) && n == 0 => {
+            Err(err) if err.raw_os_error() == Some(Errno::ENOSPC as i32) && n == 0 => {
                 chunk *= 2;
                 continue;
             }
@@ -103,22 +60,18 @@ pub fn lookup_all<K: Pod, V: Pod>(map: BorrowedFd<'_>, chunk: usize) -> io::Resu
 /// Delete these keys; keys already gone (evicted) are skipped. Returns how
 /// many were deleted.
 pub fn delete_all<K: Pod>(map: BorrowedFd<'_>, keys: &[K]) -> io::Result<usize> {
+    let batches = MapBatches::<K>::new(map)?;
     let mut deleted = 0;
     let mut rest = keys;
     while !rest.is_empty() {
-        let mut attr = BatchAttr {
-            keys: rest.as_ptr() as u64,
-            count: rest.len().min(u32::MAX as usize) as u32,
-            map_fd: map.as_raw_fd() as u32,
-            ..BatchAttr::default()
-        };
-        let result = bpf(BPF_MAP_DELETE_BATCH, &mut attr);
-        let done = attr.count as usize;
+        let (done, result) = batches.delete(rest);
         deleted += done;
         match result {
             Ok(()) => rest = &rest[done..],
             // The key at `done` is gone already: skip it, go on.
-            Err(err) if err.raw_os_error() == Some(libc::ENOENT) => rest = &rest[done + 1..],
+            Err(err) if err.raw_os_error() == Some(Errno::ENOENT as i32) => {
+                rest = &rest[done + 1..]
+            }
             Err(err) => return Err(err),
         }
     }

@@ -43,7 +43,7 @@ impl Auth {
     pub fn load(file: Option<&Path>, flag: &str, env: &str) -> Result<Option<Auth>> {
         if let Some(file) = file {
             let what = format!("{flag} {}", file.display());
-            let text = crate::cli::read_named_file(file, &what)?;
+            let text = crate::named_file::read_named_file(file, &what)?;
             return Auth::parse(&text, &what).map(Some);
         }
         match std::env::var(env) {

@@ -22,6 +22,7 @@ use hyper_util::{
     rt::{TokioIo, TokioTimer},
     service::TowerToHyperService,
 };
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use tokio::{
     net::{TcpListener, TcpStream},
     sync::{OwnedSemaphorePermit, Semaphore, watch},
@@ -65,15 +66,7 @@ impl Limits {
 
 /// The soft and hard RLIMIT_NOFILE.
 fn nofile_limits() -> Option<(u64, u64)> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit fills the struct it is given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return None;
-    }
-    Some((limit.rlim_cur, limit.rlim_max))
+    getrlimit(Resource::RLIMIT_NOFILE).ok()
 }
 
 /// Raise the soft open-files limit to the hard one (systemd's default soft
@@ -81,16 +74,9 @@ fn nofile_limits() -> Option<(u64, u64)> {
 /// which is what the low soft default protects. Returns the new soft limit.
 pub fn raise_nofile_limit() -> Option<u64> {
     let (soft, hard) = nofile_limits()?;
-    if soft < hard {
-        let limit = libc::rlimit {
-            rlim_cur: hard,
-            rlim_max: hard,
-        };
-        // SAFETY: setrlimit reads the struct it is given.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
-            log::debug!("cannot raise the open-files limit from {soft} to {hard}");
-            return Some(soft);
-        }
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_err() {
+        log::debug!("cannot raise the open-files limit from {soft} to {hard}");
+        return Some(soft);
     }
     Some(hard.max(soft))
 }

@@ -14,7 +14,7 @@ pub mod sensor;
 use std::{
     fs::File,
     io::{BufReader, Read},
-    path::Path,
+    path::{Path, PathBuf},
     time::Instant,
 };
 
@@ -29,9 +29,10 @@ use sensor::{HostSensor, Verdict};
 use tsusen_common::{
     NS_PER_DAY, Stat,
     classify::{self, ETH_P_IPV4, ETH_P_IPV6, Skip},
+    stats::StatKind,
 };
 
-use crate::{cli::ReplayArgs, store::DayStore, tables::Tables};
+use crate::{config::Rules, store::DayStore, tables::Tables};
 
 /// Link layers tsusen reads, and where each puts the network header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -371,18 +372,18 @@ fn obsolete_ticks(timestamp: u64, endianness: pcap_file::Endianness) -> u64 {
     }
 }
 
-/// `tsusen replay`.
-pub fn run(args: ReplayArgs) -> Result<()> {
-    let tables = args.rules.tables()?;
-    for pcap in &args.pcaps {
+/// `tsusen replay`: `pcaps` in order through `rules` into day files in `out_dir`.
+pub fn run(pcaps: &[PathBuf], out_dir: &Path, rules: &Rules) -> Result<()> {
+    let tables = rules.tables()?;
+    for pcap in pcaps {
         if !pcap.exists() {
             bail!("cannot open {}: no such file", pcap.display());
         }
     }
-    let store = DayStore::open(&args.out_dir, usize::MAX)?;
+    let store = DayStore::open(out_dir, usize::MAX)?;
     let mut replay = Replay::new(tables, store);
     let started = Instant::now();
-    for pcap in &args.pcaps {
+    for pcap in pcaps {
         replay.file(pcap)?;
     }
     replay.finish()?;
@@ -404,8 +405,8 @@ pub fn run(args: ReplayArgs) -> Result<()> {
     let stats = replay.sensor.stats();
     let skipped: Vec<String> = Stat::ALL
         .iter()
-        .filter(|s| s.name().starts_with("skipped_") && stats[**s as usize] > 0)
-        .map(|s| format!("{}={}", &s.name()["skipped_".len()..], stats[*s as usize]))
+        .filter(|s| s.kind() == StatKind::Skipped && stats[**s as usize] > 0)
+        .map(|s| format!("{}={}", s.label(), stats[*s as usize]))
         .collect();
     info!(
         "replayed {} packets from {} files in {:.2?}: {} new rows in {}; skipped: {}",

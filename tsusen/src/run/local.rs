@@ -7,11 +7,17 @@
 use std::{
     io,
     net::IpAddr,
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    os::fd::{AsRawFd as _, OwnedFd},
 };
 
 use anyhow::{Context as _, Result};
 use ipnet::IpNet;
+use nix::{
+    errno::Errno,
+    sys::socket::{
+        AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, recv, socket,
+    },
+};
 use tokio::io::unix::AsyncFd;
 
 use crate::tables::Networks;
@@ -55,30 +61,18 @@ pub struct AddressWatch {
 
 impl AddressWatch {
     pub fn new() -> Result<Self> {
-        // SAFETY: plain socket(2)/bind(2) calls on a zeroed sockaddr_nl.
-        let socket = unsafe {
-            let fd = libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            );
-            if fd < 0 {
-                return Err(io::Error::last_os_error()).context("opening a netlink socket");
-            }
-            let fd = OwnedFd::from_raw_fd(fd);
-            let mut addr: libc::sockaddr_nl = std::mem::zeroed();
-            addr.nl_family = libc::AF_NETLINK as u16;
-            addr.nl_groups = (libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV6_IFADDR) as u32;
-            let rc = libc::bind(
-                fd.as_raw_fd(),
-                (&raw const addr).cast(),
-                size_of::<libc::sockaddr_nl>() as u32,
-            );
-            if rc < 0 {
-                return Err(io::Error::last_os_error()).context("subscribing to address changes");
-            }
-            fd
-        };
+        let socket = socket(
+            AddressFamily::Netlink,
+            SockType::Raw,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            SockProtocol::NetlinkRoute,
+        )
+        .map_err(io::Error::from)
+        .context("opening a netlink socket")?;
+        let groups = (libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV6_IFADDR) as u32;
+        bind(socket.as_raw_fd(), &NetlinkAddr::new(0, groups))
+            .map_err(io::Error::from)
+            .context("subscribing to address changes")?;
         // SAFETY: the socket is owned by the AsyncFd for as long as it is
         // registered, and nothing else closes or reuses its fd.
         let socket = unsafe { AsyncFd::register(socket) }
@@ -93,30 +87,26 @@ impl AddressWatch {
             let mut guard = self.socket.readable().await?;
             let mut got = false;
             loop {
-                // SAFETY: reading into a local buffer of the given size.
-                let n = unsafe {
-                    libc::recv(
-                        self.socket.get_ref().as_raw_fd(),
-                        buf.as_mut_ptr().cast(),
-                        buf.len(),
-                        libc::MSG_DONTWAIT,
-                    )
-                };
-                if n > 0 {
-                    got = true;
-                    continue;
-                }
-                let err = io::Error::last_os_error();
-                if n < 0 && err.kind() == io::ErrorKind::WouldBlock {
-                    guard.clear_ready();
-                    break;
-                }
-                if n < 0 && err.raw_os_error() == Some(libc::ENOBUFS) {
+                match recv(
+                    self.socket.get_ref().as_raw_fd(),
+                    &mut buf,
+                    MsgFlags::MSG_DONTWAIT,
+                ) {
+                    Ok(n) if n > 0 => got = true,
+                    Err(Errno::EAGAIN) => {
+                        guard.clear_ready();
+                        break;
+                    }
                     // Overflowed: changes were missed, so look again.
-                    got = true;
-                    continue;
+                    Err(Errno::ENOBUFS) => got = true,
+                    Ok(_) => {
+                        return Err(io::Error::from(io::ErrorKind::UnexpectedEof))
+                            .context("reading address changes");
+                    }
+                    Err(err) => {
+                        return Err(io::Error::from(err)).context("reading address changes");
+                    }
                 }
-                return Err(err).context("reading address changes");
             }
             if got {
                 return Ok(());

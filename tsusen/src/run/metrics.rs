@@ -17,11 +17,14 @@ use prometheus_client::{
     metrics::{MetricType, counter::Counter, gauge::Gauge, histogram::Histogram, info::Info},
     registry::{Registry, Unit},
 };
-use tsusen_common::{Stat, stats::packets};
+use tsusen_common::{
+    Stat,
+    stats::{StatKind, packets},
+};
 
-use super::settings::Settings;
 use crate::{
     capture::stats::KernelStats,
+    config::Settings,
     http::{auth::Auth, connections},
 };
 
@@ -352,7 +355,8 @@ impl Collector for AtScrape {
             "proto",
             Stat::ALL
                 .iter()
-                .filter_map(|s| Some((s.name().strip_prefix("candidates_")?, count(*s)))),
+                .filter(|s| s.kind() == StatKind::Candidate)
+                .map(|s| (s.label(), count(*s))),
         )?;
         family(
             &mut encoder,
@@ -361,7 +365,8 @@ impl Collector for AtScrape {
             "reason",
             Stat::ALL
                 .iter()
-                .filter_map(|s| Some((s.name().strip_prefix("skipped_")?, count(*s)))),
+                .filter(|s| s.kind() == StatKind::Skipped)
+                .map(|s| (s.label(), count(*s))),
         )?;
         counter(
             &mut encoder,

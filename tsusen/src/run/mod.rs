@@ -10,7 +10,6 @@
 pub mod local;
 pub mod metrics;
 pub mod reload;
-pub mod settings;
 
 use std::time::Duration;
 
@@ -21,17 +20,19 @@ use tokio::{
     signal::unix::{SignalKind, signal},
     time::Instant,
 };
-use tsusen_common::{Config, NS_PER_DAY, Stat, stats::packets};
+use tsusen_common::{
+    Config, NS_PER_DAY, Stat,
+    stats::{StatKind, packets},
+};
 
 use crate::{
     capture::{self, pins::Pins, sensor::Sensor, stats::KernelStats},
-    cli::RunArgs,
+    config::{RunFlags, Settings},
     drain::{Drain, Drained},
     exit::{self, ResultExt as _},
     store::DayStore,
     tables::Tables,
 };
-use settings::Settings;
 
 /// The wall clock the sensor runs on: the real one, or one started at
 /// `--clock-start` (for tests of day rollover).
@@ -62,7 +63,7 @@ impl Clock {
     }
 }
 
-pub fn run(args: RunArgs) -> Result<()> {
+pub fn run(args: RunFlags) -> Result<()> {
     // What the user told us, and a host set up to match it: a mistake here
     // is permanent (exit 2: systemd does not restart in vain).
     let settings = Settings::resolve(args.clone()).config_error()?;
@@ -103,7 +104,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         settings.map_size,
         Some(pins),
         settings.force,
-        |ebpf| tables.write_to_kernel(ebpf, offset),
+        |ebpf| capture::write_tables(ebpf, &tables, offset),
     )?;
     // From here on, the daemon undoes this start if anything fails before
     // its main loop (see `Drop for Daemon`).
@@ -156,7 +157,7 @@ fn show(nets: &[IpNet]) -> String {
 
 struct Daemon {
     /// The flags, to resolve the settings again on SIGHUP.
-    args: RunArgs,
+    args: RunFlags,
     settings: Settings,
     clock: Clock,
     /// Taken at shutdown.
@@ -311,7 +312,7 @@ impl Daemon {
         self.tables.local = local;
         let offset = self.clock.kernel_offset();
         let tables = self.tables.clone();
-        tables.write_to_kernel(self.sensor().ebpf(), offset)?;
+        capture::write_tables(self.sensor().ebpf(), &tables, offset)?;
         info!("local networks now: {}", show(&list));
         self.local_list = list;
         Ok(())
@@ -373,7 +374,7 @@ impl Daemon {
         let stats = self.store.stats;
         let candidates: u64 = Stat::ALL
             .iter()
-            .filter(|s| s.name().starts_with("candidates_"))
+            .filter(|s| s.kind() == StatKind::Candidate)
             .map(|s| kernel[*s as usize])
             .sum();
         info!(

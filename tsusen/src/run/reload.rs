@@ -17,8 +17,8 @@ use anyhow::Result;
 use ipnet::IpNet;
 use log::{error, info, warn};
 
-use super::{Daemon, local, settings::Settings, show};
-use crate::tables::Networks;
+use super::{Daemon, local, show};
+use crate::{config::Settings, tables::Networks};
 
 /// The keys a SIGHUP applies to the running sensor.
 pub const APPLIED: &[&str] = &[
@@ -192,7 +192,7 @@ impl Daemon {
         let (local, local_list) = local::local_networks(&new.local)?;
         tables.local = local;
         let offset = self.clock.kernel_offset();
-        tables.write_to_kernel(self.sensor().ebpf(), offset)?;
+        crate::capture::write_tables(self.sensor().ebpf(), &tables, offset)?;
         self.tables = tables;
         self.local_list = local_list;
         self.extra_local.clone_from(&new.local);
@@ -212,15 +212,15 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::cli::{RuleArgs, RunArgs};
+    use crate::config::{Rules, RunFlags};
 
-    fn settings(rules: RuleArgs, map_size: u32) -> Settings {
-        Settings::resolve(RunArgs {
+    fn settings(rules: Rules, map_size: u32) -> Settings {
+        Settings::resolve(RunFlags {
             ifaces: vec!["lo".into()],
             rules,
             map_size: Some(map_size),
             flush_interval: Some(Duration::from_secs(60)),
-            ..RunArgs::default()
+            ..RunFlags::default()
         })
         .unwrap()
     }
@@ -228,18 +228,18 @@ mod tests {
     #[test]
     fn changes_name_each_key_and_whether_it_is_applied() {
         let old = settings(
-            RuleArgs {
+            Rules {
                 ignore_ports: vec!["23".into()],
-                ..RuleArgs::default()
+                ..Rules::default()
             },
             4096,
         );
         let new = settings(
-            RuleArgs {
+            Rules {
                 ignore_ports: vec!["23".into(), "6000-6010".into(), "6011".into()],
                 ignore_nets: vec!["198.51.100.0/24".into(), "2001:db8::/32".into()],
                 include_multicast: true,
-                ..RuleArgs::default()
+                ..Rules::default()
             },
             8192,
         );

@@ -39,7 +39,7 @@ impl KernelSensor {
     /// Replace the tables (maps and flags) and forget every recorded tuple.
     pub fn set_tables(&mut self, tables: &Tables) -> Result<()> {
         let offset = TEST_WALL_NS.wrapping_sub(capture::clock::monotonic_ns());
-        tables.write_to_kernel(&mut self.ebpf, offset)?;
+        capture::write_tables(&mut self.ebpf, tables, offset)?;
         let mut flows: HashMap<&mut MapData, FlowKey, u64> =
             HashMap::try_from(self.ebpf.map_mut(maps::UDP_FLOWS).context("UDP_FLOWS")?)?;
         let old: Vec<FlowKey> = flows.keys().filter_map(Result::ok).collect();

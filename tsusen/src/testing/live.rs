@@ -201,29 +201,10 @@ pub fn xdp_attached(ns: &Netns, ifname: &str) -> bool {
 /// (BPF_MAP_CREATE, BPF_OBJ_PIN): something a sensor sharing the directory
 /// must leave alone.
 pub fn pin_foreign_map(path: &Path) {
-    use std::os::unix::ffi::OsStrExt as _;
-
-    use aya_obj::generated::{bpf_attr, bpf_cmd, bpf_map_type};
-    let bpf = |cmd: bpf_cmd, attr: &mut bpf_attr| {
-        let fd =
-            crate::capture::force::bpf(cmd, attr).unwrap_or_else(|err| panic!("{cmd:?}: {err}"));
-        fd as i32
-    };
-    // SAFETY: plain integers: all-zero is valid.
-    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
-    attr.__bindgen_anon_1.map_type = bpf_map_type::BPF_MAP_TYPE_ARRAY as u32;
-    attr.__bindgen_anon_1.key_size = 4;
-    attr.__bindgen_anon_1.value_size = 4;
-    attr.__bindgen_anon_1.max_entries = 1;
-    let fd = bpf(bpf_cmd::BPF_MAP_CREATE, &mut attr);
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
-    // SAFETY: as above.
-    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
-    attr.__bindgen_anon_4.pathname = c_path.as_ptr() as u64;
-    attr.__bindgen_anon_4.bpf_fd = fd as u32;
-    bpf(bpf_cmd::BPF_OBJ_PIN, &mut attr);
-    // SAFETY: our fd; the pin holds the map from now on.
-    unsafe { libc::close(fd) };
+    use std::os::fd::AsFd as _;
+    let map = crate::sys::array_map_create(4, 1).expect("BPF_MAP_CREATE");
+    crate::sys::obj_pin(map.as_fd(), path).expect("BPF_OBJ_PIN");
+    // Closing our fd leaves the map to the pin.
 }
 
 /// The names in a directory, sorted.

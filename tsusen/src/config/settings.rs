@@ -1,31 +1,23 @@
 //! What `tsusen run` is told: flags, then the `--config` TOML file, then
 //! defaults, in that order of precedence; every value checked up front.
 
-use std::{
-    fs,
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
 use clap::ValueEnum as _;
-use serde::{Deserialize, Deserializer, de::DeserializeOwned};
-use tsusen_common::DEFAULT_FIRST_SEEN_ENTRIES;
 
+use super::{
+    DEFAULT_FLUSH_INTERVAL, DEFAULT_MAP_SIZE, DEFAULT_MAX_PENDING, DEFAULT_OUT_DIR,
+    DEFAULT_PIN_DIR, MAX_MAP_SIZE, MAX_MAX_PENDING, MIN_MAP_SIZE, Rules, RunFlags,
+    default_route_iface, file, parse_flush_interval,
+};
 use crate::{
     capture::XdpMode,
-    cli::{
-        MAX_MAP_SIZE, MAX_MAX_PENDING, MIN_MAP_SIZE, RuleArgs, RunArgs, parse_flush_interval,
-        read_named_file,
-    },
     http::{auth::Auth, listen::ListenAddr},
+    named_file::read_named_file,
     tables::Tables,
 };
 
-pub const DEFAULT_OUT_DIR: &str = "/var/log/tsusen";
-pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/tsusen";
-pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(15 * 60);
-pub const DEFAULT_MAX_PENDING: usize = 1_000_000;
 const NS_PER_DAY_I64: i64 = 86_400 * 1_000_000_000;
 
 #[derive(Debug)]
@@ -50,81 +42,16 @@ pub struct Settings {
     pub clock_skew_ns: i64,
 }
 
-/// The `--config` file: the flags' names as keys.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
-struct FileConfig {
-    #[serde(deserialize_with = "one_or_many")]
-    iface: Vec<String>,
-    xdp_mode: Option<String>,
-    out_dir: Option<PathBuf>,
-    flush_interval: Option<String>,
-    #[serde(deserialize_with = "one_or_many")]
-    local: Vec<String>,
-    #[serde(deserialize_with = "one_or_many")]
-    ignore_port: Vec<toml::Value>,
-    #[serde(deserialize_with = "one_or_many")]
-    ignore_net: Vec<String>,
-    include_multicast: Option<bool>,
-    // Wider than the flag's u32, so a too-large value gets the bound's message.
-    map_size: Option<u64>,
-    pin_dir: Option<PathBuf>,
-    metrics: Option<String>,
-    metrics_auth_file: Option<PathBuf>,
-    max_pending: Option<usize>,
-    force: Option<bool>,
-}
-
-/// A list key also takes one value: `iface = "eth0"` as `iface = ["eth0"]`.
-fn one_or_many<'de, D: Deserializer<'de>, T: DeserializeOwned>(
-    deserializer: D,
-) -> Result<Vec<T>, D::Error> {
-    let items = match toml::Value::deserialize(deserializer)? {
-        toml::Value::Array(items) => items,
-        one => vec![one],
-    };
-    items
-        .into_iter()
-        .map(|item| T::deserialize(item).map_err(serde::de::Error::custom))
-        .collect()
-}
-
-fn read_config(path: &Path) -> Result<FileConfig> {
-    let text = read_named_file(path, &format!("config file {}", path.display()))?;
-    toml::from_str(&text).map_err(|err| {
-        // toml's messages span lines; keep the one line that says what is wrong.
-        let first = err
-            .message()
-            .lines()
-            .next()
-            .unwrap_or("invalid TOML")
-            .to_owned();
-        // The line it is on, since a message about a value does not name its key.
-        match err.span() {
-            Some(span) => {
-                let line = text[..span.start.min(text.len())].lines().count().max(1);
-                let line = if text[..span.start.min(text.len())].ends_with('\n') {
-                    line + 1
-                } else {
-                    line
-                };
-                anyhow::anyhow!("config file {}, line {line}: {first}", path.display())
-            }
-            None => anyhow::anyhow!("config file {}: {first}", path.display()),
-        }
-    })
-}
-
 /// Flags win; a list given as flags replaces the file's list.
 fn pick<T>(flag: Vec<T>, file: Vec<T>) -> Vec<T> {
     if flag.is_empty() { file } else { flag }
 }
 
 impl Settings {
-    pub fn resolve(args: RunArgs) -> Result<Self> {
+    pub fn resolve(args: RunFlags) -> Result<Self> {
         let file = match &args.config {
-            Some(path) => read_config(path)?,
-            None => FileConfig::default(),
+            Some(path) => file::read(path)?,
+            None => file::FileConfig::default(),
         };
         let ignore_ports: Vec<String> = file
             .ignore_port
@@ -138,7 +65,7 @@ impl Settings {
                 ),
             })
             .collect::<Result<_>>()?;
-        let rules = RuleArgs {
+        let rules = Rules {
             local: pick(args.rules.local, file.local),
             ignore_ports: pick(args.rules.ignore_ports, ignore_ports),
             ignore_nets: pick(args.rules.ignore_nets, file.ignore_net),
@@ -180,7 +107,7 @@ impl Settings {
             .map_size
             .map(u64::from)
             .or(file.map_size)
-            .unwrap_or(u64::from(DEFAULT_FIRST_SEEN_ENTRIES));
+            .unwrap_or(u64::from(DEFAULT_MAP_SIZE));
         let map_size = match u32::try_from(map_size) {
             Ok(n) if (MIN_MAP_SIZE..=MAX_MAP_SIZE).contains(&n) => n,
             _ => bail!(
@@ -237,10 +164,6 @@ impl Settings {
         } else {
             ifaces
         };
-        let max_pending = args
-            .max_pending
-            .or(file.max_pending)
-            .unwrap_or(DEFAULT_MAX_PENDING);
         if max_pending == 0 {
             bail!("--max-pending must be at least 1 (rows held while the out-dir refuses writes)");
         }
@@ -266,35 +189,13 @@ impl Settings {
     }
 }
 
-/// The interface of the IPv4 default route, else of the IPv6 one.
-pub fn default_route_iface() -> Result<String> {
-    if let Ok(routes) = fs::read_to_string("/proc/net/route") {
-        // Iface Destination Gateway Flags ... Mask: the default has both 0.
-        for line in routes.lines().skip(1) {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            if cols.len() > 7 && cols[1] == "00000000" && cols[7] == "00000000" {
-                return Ok(cols[0].to_owned());
-            }
-        }
-    }
-    if let Ok(routes) = fs::read_to_string("/proc/net/ipv6_route") {
-        // dest plen src plen next-hop metric refcnt use flags iface
-        for line in routes.lines() {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            if cols.len() == 10
-                && cols[0].chars().all(|c| c == '0')
-                && cols[1] == "00"
-                && cols[9] != "lo"
-            {
-                return Ok(cols[9].to_owned());
-            }
-        }
-    }
-    bail!("no default route to take the interface from; name one with --iface")
-}
-
 #[cfg(test)]
 mod tests {
+    use std::{
+        fs,
+        path::{Path, PathBuf},
+    };
+
     use super::*;
 
     fn write(text: &str) -> PathBuf {
@@ -308,10 +209,10 @@ mod tests {
         let path = write(
             "iface = [\"lo\"]\nout-dir = \"/srv/t\"\nflush-interval = \"30s\"\nignore-port = [23, \"6000-6001\"]\nmap-size = 4096\nxdp-mode = \"generic\"\n",
         );
-        let args = RunArgs {
+        let args = RunFlags {
             config: Some(path.clone()),
             flush_interval: Some(Duration::from_secs(5)),
-            ..RunArgs::default()
+            ..RunFlags::default()
         };
         let s = Settings::resolve(args).unwrap();
         assert_eq!(s.ifaces, ["lo"]);
@@ -328,9 +229,9 @@ mod tests {
 
     fn resolve_file(text: &str) -> Result<Settings> {
         let path = write(text);
-        let args = RunArgs {
+        let args = RunFlags {
             config: Some(path.clone()),
-            ..RunArgs::default()
+            ..RunFlags::default()
         };
         let result = Settings::resolve(args);
         fs::remove_file(path).unwrap();
@@ -393,78 +294,26 @@ mod tests {
         .unwrap();
         assert_eq!(s.map_size, 1 << 25);
         assert_eq!(s.metrics, Some(ListenAddr::Any(9339)));
-        let args = RunArgs {
+        let args = RunFlags {
             ifaces: vec!["lo".into()],
             out_dir: Some(PathBuf::new()),
-            ..RunArgs::default()
+            ..RunFlags::default()
         };
         assert!(Settings::resolve(args).is_err(), "--out-dir \"\"");
-        let args = RunArgs {
+        let args = RunFlags {
             ifaces: vec!["lo".into()],
             clock_start: Some("2150-01-01T00:00:00Z".into()),
-            ..RunArgs::default()
+            ..RunFlags::default()
         };
         let err = format!("{:#}", Settings::resolve(args).unwrap_err());
         assert!(err.contains("outside 1970-01-01 to 2149-06-06"), "{err}");
     }
 
-    /// The long flags of `tsusen run` a config file takes (all but
-    /// `--config` itself and hidden test flags).
-    fn run_flags() -> Vec<String> {
-        use clap::CommandFactory as _;
-        let cli = crate::cli::Cli::command();
-        let run = cli.find_subcommand("run").expect("a run subcommand");
-        run.get_arguments()
-            .filter(|a| !a.is_hide_set())
-            .filter_map(|a| a.get_long())
-            .filter(|long| *long != "config" && *long != "help")
-            .map(str::to_owned)
-            .collect()
-    }
-
-    /// `# key = value` lines uncommented; prose comments dropped.
-    fn every_key_enabled(example: &str) -> String {
-        example
-            .lines()
-            .map(|l| {
-                l.strip_prefix("# ")
-                    .filter(|l| l.contains(" = "))
-                    .unwrap_or(l)
-            })
-            .filter(|l| !l.starts_with('#'))
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
-    #[test]
-    fn the_config_examples_show_every_flag_and_parse() {
-        let shipped = include_str!("../../../packaging/tsusen.toml");
-        let readme = include_str!("../../../README.md");
-        let (_, after) = readme
-            .split_once("A config file uses the flags' names")
-            .and_then(|(_, rest)| rest.split_once("```toml\n"))
-            .expect("the README's config example");
-        let (in_readme, _) = after.split_once("```").unwrap();
-        for (name, example) in [("packaging/tsusen.toml", shipped), ("README.md", in_readme)] {
-            let enabled = every_key_enabled(example);
-            for flag in run_flags() {
-                assert!(
-                    enabled
-                        .lines()
-                        .any(|l| l.starts_with(&format!("{flag} = "))),
-                    "{name}: no `{flag} = ...` in\n{enabled}"
-                );
-            }
-            toml::from_str::<FileConfig>(&enabled)
-                .unwrap_or_else(|e| panic!("{name}: {e}\n{enabled}"));
-        }
-    }
-
     #[test]
     fn an_interface_named_twice_is_watched_once() {
-        let args = RunArgs {
+        let args = RunFlags {
             ifaces: vec!["lo".into(), "lo".into()],
-            ..RunArgs::default()
+            ..RunFlags::default()
         };
         assert_eq!(Settings::resolve(args).unwrap().ifaces, ["lo"]);
     }
@@ -472,10 +321,10 @@ mod tests {
     #[test]
     fn a_bad_config_file_is_one_clear_line() {
         let path = write("out-dir = \"/x\"\nflush-intervall = \"1s\"\n");
-        let args = RunArgs {
+        let args = RunFlags {
             config: Some(path.clone()),
             ifaces: vec!["lo".into()],
-            ..RunArgs::default()
+            ..RunFlags::default()
         };
         let err = format!("{:#}", Settings::resolve(args).unwrap_err());
         assert!(
@@ -483,9 +332,9 @@ mod tests {
             "{err}"
         );
         fs::remove_file(path).unwrap();
-        let args = RunArgs {
+        let args = RunFlags {
             config: Some("/nonexistent/tsusen.toml".into()),
-            ..RunArgs::default()
+            ..RunFlags::default()
         };
         let err = format!("{:#}", Settings::resolve(args).unwrap_err());
         assert!(
