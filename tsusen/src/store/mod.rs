@@ -683,6 +683,16 @@ mod tests {
             .collect()
     }
 
+    /// The rows the report reads in a day file, which it must read without
+    /// a warning.
+    fn rows_the_report_reads(path: &Path) -> usize {
+        let mut warnings = crate::dayfile::Warnings::default();
+        let mut rows = 0;
+        crate::dayfile::read_day_file(path, &mut warnings, |_| rows += 1).unwrap();
+        assert!(warnings.lines.is_empty(), "{:?}", warnings.lines);
+        rows
+    }
+
     fn record_all(store: &mut DayStore, rows: &[Row]) {
         for row in rows {
             store.record(*row).unwrap();
@@ -994,55 +1004,34 @@ mod tests {
             )
         );
         // The report reads every row of it.
-        let mut warnings = crate::dayfile::Warnings::default();
-        let mut read = Vec::new();
-        crate::dayfile::read_day_file(&path, &mut warnings, |r| read.push(*r)).unwrap();
-        assert!(warnings.lines.is_empty(), "{:?}", warnings.lines);
-        assert_eq!(read.len(), 3);
+        assert_eq!(rows_the_report_reads(&path), 3);
         fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
-    fn an_original_first_format_file_keeps_its_header_and_gets_our_rows() {
-        let dir = tmp();
-        fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("2025-11-24.csv");
-        // The original's first header ends in `sec`; its rows are ours.
-        let before = format!("{ORIGINAL_FIRST_HEADER}\nTCP 1 198.51.100.1 192.0.2.1 {T0}\n");
-        fs::write(&path, &before).unwrap();
-        let mut store = DayStore::open(&dir, 1000).unwrap();
-        record_all(&mut store, &rows(1..=2, T0 + 5));
-        assert_eq!(store.flush().unwrap(), 1, "port 1 was in the file already");
-        assert_eq!(store.stats.bad_lines, 0, "the header is no bad line");
-        assert_eq!(
-            fs::read_to_string(&path).unwrap(),
-            format!("{before}TCP 2 198.51.100.1 192.0.2.1 {}\n", T0 + 5)
-        );
-        // The report reads every row of it, without a warning.
-        let mut warnings = crate::dayfile::Warnings::default();
-        let mut read = Vec::new();
-        crate::dayfile::read_day_file(&path, &mut warnings, |r| read.push(*r)).unwrap();
-        assert!(warnings.lines.is_empty(), "{:?}", warnings.lines);
-        assert_eq!(read.len(), 2);
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn rows_after_a_foreign_first_line_are_known_and_not_written_twice() {
-        let dir = tmp();
-        fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("2025-11-24.csv");
-        let before = format!("something else\nTCP 1 198.51.100.1 192.0.2.1 {T0}\n");
-        fs::write(&path, &before).unwrap();
-        let mut store = DayStore::open(&dir, 1000).unwrap();
-        record_all(&mut store, &rows(1..=2, T0));
-        assert_eq!(store.flush().unwrap(), 1, "port 1 was in the file already");
-        assert_eq!(store.stats.bad_lines, 1);
-        assert_eq!(
-            fs::read_to_string(&path).unwrap(),
-            format!("{before}TCP 2 198.51.100.1 192.0.2.1 {T0}\n")
-        );
-        fs::remove_dir_all(&dir).unwrap();
+    fn a_file_is_continued_in_its_own_rows_after_a_first_line_not_ours() {
+        // The original's first header (ending in `sec`; its rows are ours),
+        // and a foreign line: the rows after either are known, not written
+        // twice, and new rows follow in the same columns.
+        for (first, bad_lines) in [(ORIGINAL_FIRST_HEADER, 0), ("something else", 1)] {
+            let dir = tmp();
+            fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("2025-11-24.csv");
+            let before = format!("{first}\nTCP 1 198.51.100.1 192.0.2.1 {T0}\n");
+            fs::write(&path, &before).unwrap();
+            let mut store = DayStore::open(&dir, 1000).unwrap();
+            record_all(&mut store, &rows(1..=2, T0 + 5));
+            assert_eq!(store.flush().unwrap(), 1, "{first}: port 1 was there");
+            assert_eq!(store.stats.bad_lines, bad_lines, "{first}");
+            assert_eq!(
+                fs::read_to_string(&path).unwrap(),
+                format!("{before}TCP 2 198.51.100.1 192.0.2.1 {}\n", T0 + 5)
+            );
+            if first == ORIGINAL_FIRST_HEADER {
+                assert_eq!(rows_the_report_reads(&path), 2);
+            }
+            fs::remove_dir_all(&dir).unwrap();
+        }
     }
 
     #[test]
