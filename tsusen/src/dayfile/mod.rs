@@ -19,9 +19,9 @@
 //! measured the crate slower where speed matters (two runs): writing
 //! 1,000,000 rows into a flush buffer (the daemon's per-row path) 1.5-1.7x
 //! the time of [`Row::write_line`] (it copies each field again and checks it
-//! for quotes), and reading 30 days of 1,000,000 rows (the report's load)
-//! 1.3-1.45x the time of [`read`], which finds spaces and newlines in one vectorised
-//! pass per 1 MiB and checks UTF-8 once per chunk.
+//! for quotes), and reading 30 days of 1,000,000 rows (the report's load,
+//! on one core) 1.3-1.45x the time of [`read`], which finds spaces and
+//! newlines in one vectorised pass per 1 MiB and checks UTF-8 once per chunk.
 
 pub mod read;
 pub mod row;
