@@ -50,6 +50,24 @@ pub const fn ipv4_mapped(v4: [u8; 4]) -> [u8; 16] {
     ]
 }
 
+/// An address in the 16-byte form keys use: IPv4 mapped, IPv6 as it is.
+#[inline(always)]
+pub const fn mapped(ip: core::net::IpAddr) -> [u8; 16] {
+    match ip {
+        core::net::IpAddr::V4(v4) => ipv4_mapped(v4.octets()),
+        core::net::IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// The address a key's 16 bytes stand for: the inverse of [`mapped`].
+#[inline(always)]
+pub fn unmapped(ip: &[u8; 16]) -> core::net::IpAddr {
+    match as_ipv4(ip) {
+        Some(v4) => core::net::IpAddr::from(v4),
+        None => core::net::IpAddr::from(*ip),
+    }
+}
+
 /// The IPv4 address inside an IPv4-mapped key address, if it is one.
 #[inline(always)]
 pub fn as_ipv4(ip: &[u8; 16]) -> Option<[u8; 4]> {

@@ -3,12 +3,14 @@
 //! The data path, one module per step:
 //! [`capture`] (the XDP program and its maps) -> [`drain`] (kernel map to rows)
 //! -> [`store`] (daily CSV files) -> [`report`] (trends and spikes).
+//! [`dayfile`] is the format of those files, read by the store and the report.
 //! [`replay`] feeds pcap files through the same rules on the host.
 
 pub mod capture;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod dayfile;
 pub mod drain;
 pub mod exit;
 pub mod http;

@@ -22,14 +22,6 @@ pub struct Networks {
     by_len: BTreeMap<u8, HashSet<u128, foldhash::fast::RandomState>>,
 }
 
-/// An address in the 16-byte mapped form keys use.
-pub fn mapped(ip: IpAddr) -> [u8; 16] {
-    match ip {
-        IpAddr::V4(v4) => ipv4_mapped(v4.octets()),
-        IpAddr::V6(v6) => v6.octets(),
-    }
-}
-
 /// A prefix in the mapped form: (address, prefix length out of 128).
 fn mapped_prefix(net: &IpNet) -> ([u8; 16], u8) {
     match net {
@@ -193,7 +185,7 @@ mod tests {
     use super::*;
 
     fn ip(s: &str) -> [u8; 16] {
-        mapped(s.parse().unwrap())
+        tsusen_common::tuple::mapped(s.parse().unwrap())
     }
 
     #[test]

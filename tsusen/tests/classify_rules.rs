@@ -6,11 +6,11 @@
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use tsusen::{
+    dayfile::Row,
     replay::{
         Link,
         sensor::{HostSensor, Verdict},
     },
-    store::row::Row,
     tables::{Tables, parse_net},
     testing::{
         is_root,
@@ -532,8 +532,8 @@ fn rule6_tcp_syn_without_ack_or_rst() {
 #[test]
 fn rule6_udp_unless_a_reply() {
     let flow = FlowKey {
-        remote_ip: tsusen::tables::mapped(SCANNER.parse().unwrap()),
-        local_ip: tsusen::tables::mapped(HOST.parse().unwrap()),
+        remote_ip: tsusen_common::tuple::mapped(SCANNER.parse().unwrap()),
+        local_ip: tsusen_common::tuple::mapped(HOST.parse().unwrap()),
         remote_port: 53,
         local_port: 40_001,
     };
@@ -569,8 +569,8 @@ fn rule6_udp_unless_a_reply() {
 /// port 40001: what the egress program registers for the answer.
 fn answered_probe() -> FlowKey {
     FlowKey {
-        remote_ip: tsusen::tables::mapped(SCANNER.parse().unwrap()),
-        local_ip: tsusen::tables::mapped(HOST.parse().unwrap()),
+        remote_ip: tsusen_common::tuple::mapped(SCANNER.parse().unwrap()),
+        local_ip: tsusen_common::tuple::mapped(HOST.parse().unwrap()),
         remote_port: 40_001,
         local_port: 53,
     }

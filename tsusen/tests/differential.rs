@@ -10,14 +10,14 @@ use proptest::{
 use tsusen::{
     replay::{Link, sensor::HostSensor},
     skip_unless,
-    tables::{Tables, mapped, parse_net},
+    tables::{Tables, parse_net},
     testing::{
         is_root,
         kernel::{KernelSensor, TEST_WALL_NS},
         packet::{Ext, L4, Pkt},
     },
 };
-use tsusen_common::{FlowKey, NS_PER_DAY};
+use tsusen_common::{FlowKey, NS_PER_DAY, tuple::mapped};
 
 /// Generated packets per table set; two sets, so 2 x 6,000 in all.
 const GENERATED_PER_TABLES: u32 = 6_000;

@@ -6,8 +6,8 @@ use std::{net::IpAddr, thread};
 use aya::maps::{HashMap, MapData};
 use tsusen::{
     capture::{self, XdpMode},
+    dayfile::Row,
     skip_unless,
-    store::row::Row,
     testing::{TestNet, have_program, is_root},
 };
 use tsusen_common::{Config, FirstSeen, Stat, TupleKey, maps};

@@ -123,7 +123,7 @@ fn bad_lines_in_todays_file_are_skipped_counted_and_named_a_few_times() {
     let named = daemon
         .lines()
         .iter()
-        .filter(|l| l.contains("skipping a bad line"))
+        .filter(|l| l.contains("skipped line"))
         .count();
     assert_eq!(named, 5, "bad lines named one by one");
     assert!(

@@ -8,12 +8,12 @@ use std::{
 };
 
 use tsusen::{
+    dayfile::{Row, day_from_name},
     report::{
         aggregate::{DetailFilter, Window, WindowOptions},
         load::Loader,
         testdata::write_day,
     },
-    store::row::{Row, day_from_name},
 };
 
 fn day(name: &str) -> u16 {
@@ -378,6 +378,30 @@ fn reads_the_original_seven_column_format() {
             .any(|w| w.contains("2015-10-27.csv: no header line") && w.contains("7 columns")),
         "{warnings:?}"
     );
+}
+
+#[test]
+fn reads_the_original_first_format_whose_header_ends_in_sec() {
+    let dir = tempdir("original-first");
+    let d = day("2015-10-28");
+    // The original's first hours (October 2015): our columns, the last one
+    // named `sec` in the header.
+    std::fs::write(
+        dir.join("2015-10-28.csv"),
+        format!(
+            "proto dst_port src_ip dst_ip sec\n\
+             TCP 80 198.51.100.5 192.0.2.63 {t}\n\
+             TCP 80 198.51.100.6 192.0.2.63 {t}\n\
+             ICMP - 198.51.100.5 192.0.2.63 {t}\n",
+            t = at(d, 100)
+        ),
+    )
+    .unwrap();
+    let (loader, w) = load(&dir, WindowOptions::default());
+    assert_eq!(&counts(&w, "TCP 80")[29..], &[2]);
+    assert_eq!(&counts(&w, "ICMP")[29..], &[1]);
+    let warnings = loader.warnings();
+    assert!(warnings.is_empty(), "{warnings:?}");
 }
 
 #[test]

@@ -12,13 +12,13 @@ use std::{
 
 use report_support::{Server, tempdir};
 use tsusen::{
+    dayfile::{day_from_name, day_name},
     report::{
         aggregate::{DetailFilter, ProtoPort, Window, WindowOptions},
         load::Loader,
         testdata::{Spec, generate},
     },
     skip_unless,
-    store::row::{day_from_name, day_name},
     testing::have_program,
 };
 

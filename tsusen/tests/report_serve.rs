@@ -14,8 +14,8 @@ use std::{
 use report_support::{Server, raw, raw_from, raw_patient, tempdir};
 use tsusen::testing::one_error_line;
 use tsusen::{
+    dayfile::{Row, day_from_name},
     report::testdata::write_day,
-    store::row::{Row, day_from_name},
 };
 use tsusen::{skip_unless, testing::have_program};
 

@@ -15,10 +15,7 @@ mod batch;
 use anyhow::{Context as _, Result};
 use tsusen_common::{FirstSeen, Stat, TupleKey};
 
-use crate::{
-    capture::sensor::Sensor,
-    store::{DayStore, row::Row},
-};
+use crate::{capture::sensor::Sensor, dayfile::Row, store::DayStore};
 
 /// What one drain did.
 #[derive(Debug, Default)]

@@ -11,7 +11,7 @@ use tsusen_common::{
     classify::{self, Skip, UDP_FLOW_REFRESH_NS, UDP_FLOW_TIMEOUT_NS},
 };
 
-use crate::{store::row::Row, tables::Tables};
+use crate::{dayfile::Row, tables::Tables};
 
 /// What became of a packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

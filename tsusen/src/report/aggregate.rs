@@ -11,7 +11,7 @@ use rustc_hash::FxHashMap;
 use tsusen_common::{classify::has_ports, proto};
 
 use super::spikes::{self, Baseline};
-use crate::store::row::{ProtoColumn, Row, SECS_PER_DAY, day_name};
+use crate::dayfile::{ProtoColumn, Row, SECS_PER_DAY, day_name};
 
 /// A protocol and destination port (0 for protocols without ports): one series.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -778,11 +778,6 @@ pub fn utc_time(secs: i64) -> String {
     chrono::DateTime::from_timestamp(secs, 0)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
         .unwrap_or_else(|| secs.to_string())
-}
-
-/// The UTC day of Unix seconds, as a day number.
-pub fn day_of(secs: i64) -> u16 {
-    secs.div_euclid(SECS_PER_DAY) as u16
 }
 
 /// `YYYY-MM-DD` of a day number (re-exported for views).

@@ -10,7 +10,7 @@ use super::{
     chart,
     spikes::BASELINE_DAYS,
 };
-use crate::store::row::ProtoColumn;
+use crate::dayfile::ProtoColumn;
 
 /// Content-Security-Policy of the served page (header and meta).
 pub const SERVED_CSP: &str = "default-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";

@@ -13,13 +13,11 @@ use std::{
 
 use anyhow::Result;
 
-use crate::store::row::{SECS_PER_DAY, day_name};
-
 use super::{
     aggregate::{DayAggregate, DayBuilder, Interner, LocalDay, Window, WindowOptions},
-    read::{self, DayFile, FileStats, Warnings},
     spikes::BASELINE_DAYS,
 };
+use crate::dayfile::{self, DayFile, Warnings, day_name};
 
 struct Cached {
     file: DayFile,
@@ -63,10 +61,10 @@ impl Loader {
     /// Bring the cache in step with the directory.
     pub fn refresh(&mut self) -> Result<Refresh> {
         let mut listing = Warnings::default();
-        let mut files = read::list_day_files(&self.dir, &mut listing)?;
+        let mut files = dayfile::list_day_files(&self.dir, &mut listing)?;
         // A file dated after today (a stray 2149-06-06.csv, a clock gone
         // wrong) must not become the newest day and push the real ones out.
-        let today = today_utc();
+        let today = dayfile::today();
         files.retain(|f| {
             let future = f.day > today;
             if future {
@@ -130,7 +128,7 @@ impl Loader {
             if file.day == newest {
                 warnings
                     .lines
-                    .retain(|l| !l.ends_with(read::INCOMPLETE_LAST_LINE));
+                    .retain(|l| !l.ends_with(dayfile::INCOMPLETE_LAST_LINE));
             }
             // Only what is new for this file, so a growing file isn't re-reported.
             let old = self.days.get(&file.day).map(|c| &c.warnings.lines);
@@ -175,17 +173,11 @@ impl Loader {
     }
 }
 
-/// Today's day number (UTC).
-fn today_utc() -> u16 {
-    let days = chrono::Utc::now().timestamp().div_euclid(SECS_PER_DAY);
-    u16::try_from(days).unwrap_or(u16::MAX)
-}
-
 fn read_one(file: &DayFile, details: bool) -> (Option<LocalDay>, Warnings) {
     let mut warnings = Warnings::default();
     let mut builder = DayBuilder::new(file.day, details);
-    match read::read_day_file(&file.path, &mut warnings, |row| builder.add(row)) {
-        Ok(FileStats { .. }) => (Some(builder.finish()), warnings),
+    match dayfile::read_day_file(&file.path, &mut warnings, |row| builder.add(row)) {
+        Ok(_) => (Some(builder.finish()), warnings),
         Err(err) => {
             // Vanished or unreadable between listing and reading: skip it.
             warnings.push(format!("{}: skipped: {err:#}", file.path.display()));

@@ -2,7 +2,7 @@
 //! HTML file (`tsusen report`) or served live with JSON endpoints (`tsusen
 //! serve`).
 //!
-//! [`read`] finds and parses day files (ours and the original tsusen's),
+//! Day files are found and read by [`crate::dayfile`];
 //! [`aggregate`] reduces each day to compact counts and builds the window,
 //! [`spikes`] is the spike rule, [`load`] keeps aggregates in step with the
 //! directory, [`chart`] draws the SVG, [`html`] the page, [`serve`] the server,
@@ -12,7 +12,6 @@ pub mod aggregate;
 pub mod chart;
 pub mod html;
 pub mod load;
-pub mod read;
 pub mod serve;
 pub mod spikes;
 pub mod testdata;

@@ -36,8 +36,8 @@ use super::{
     spikes::{BASELINE_DAYS, MIN_BASELINE_DAYS},
 };
 use crate::{
+    dayfile::{ProtoColumn, day_of_name},
     http::{auth::Auth, connections, listen::ListenAddr},
-    store::row::{ProtoColumn, day_from_name, day_name},
 };
 
 /// Longest request target accepted.
@@ -513,7 +513,7 @@ async fn details(State(state): State<Arc<AppState>>, Query(query): Query<DetailQ
 /// One shown day's distinct sources per protocol/port. The date is checked
 /// to be a canonical `YYYY-MM-DD` and only looked up in memory.
 async fn day(State(state): State<Arc<AppState>>, UrlPath(name): UrlPath<String>) -> Response {
-    let Some(day) = day_from_name(&name).filter(|&d| day_name(d) == name) else {
+    let Some(day) = day_of_name(&name) else {
         return error(StatusCode::BAD_REQUEST, "expected a date like 2026-01-30");
     };
     let snapshot = state.snapshot();

@@ -14,7 +14,7 @@ use anyhow::{Context as _, Result};
 use rustc_hash::FxHashSet;
 
 use super::aggregate::ProtoPort;
-use crate::store::row::{HEADER, Row, SECS_PER_DAY, day_from_name, day_name};
+use crate::dayfile::{HEADER, Row, SECS_PER_DAY, day_from_name, day_path};
 
 /// What to generate.
 #[derive(Clone, Debug)]
@@ -51,7 +51,7 @@ pub fn bench_inputs(dir: &Path, days: u16, rows_per_day: usize) -> Result<Vec<Pa
 
 /// Write one day file in our format, with its header.
 pub fn write_day(dir: &Path, day: u16, rows: &[Row]) -> Result<PathBuf> {
-    let path = dir.join(format!("{}.csv", day_name(day)));
+    let path = day_path(dir, day);
     let mut out = BufWriter::new(
         File::create(&path).with_context(|| format!("cannot create {}", path.display()))?,
     );

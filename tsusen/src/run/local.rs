@@ -126,7 +126,9 @@ mod tests {
             all.iter().any(|n| n.addr() == IpAddr::from([127, 0, 0, 1])),
             "{all:?}"
         );
-        assert!(nets.contains(&crate::tables::mapped("127.0.0.1".parse().unwrap())));
-        assert!(nets.contains(&crate::tables::mapped("203.0.113.9".parse().unwrap())));
+        assert!(nets.contains(&tsusen_common::tuple::mapped("127.0.0.1".parse().unwrap())));
+        assert!(nets.contains(&tsusen_common::tuple::mapped(
+            "203.0.113.9".parse().unwrap()
+        )));
     }
 }

@@ -6,7 +6,7 @@
 
 use std::{
     fs::{self, File, OpenOptions},
-    io::{self, BufRead as _, BufReader, Read as _, Seek as _, SeekFrom},
+    io::{self, Read as _, Seek as _, SeekFrom},
     os::{
         fd::AsRawFd as _,
         unix::fs::{FileTypeExt as _, MetadataExt as _, OpenOptionsExt as _},
@@ -43,9 +43,6 @@ pub struct Locked {
 /// How long to wait for another tsusen process to finish its write before
 /// giving up on this flush (the rows wait for the next one).
 const LOCK_WAIT: Duration = Duration::from_secs(5);
-
-/// Longest line read as a line; a row is under 100 bytes.
-pub const MAX_LINE: usize = 64 * 1024;
 
 /// Open and lock the day file at `path` for reading, or for appending
 /// (created if missing). `None`: there is no file and `append` is false.
@@ -158,39 +155,4 @@ pub fn complete_len(file: &mut File, from: u64, len: u64) -> io::Result<u64> {
         end = start;
     }
     Ok(from)
-}
-
-/// Call `each` with every line of `from..to` (which ends in a newline),
-/// without its newline; `None` for a line longer than [`MAX_LINE`].
-pub fn for_each_line(
-    file: &mut File,
-    from: u64,
-    to: u64,
-    mut each: impl FnMut(Option<&[u8]>),
-) -> io::Result<()> {
-    file.seek(SeekFrom::Start(from))?;
-    let mut reader = BufReader::with_capacity(1 << 20, (&*file).take(to - from));
-    let mut line = Vec::new();
-    let mut too_long = false;
-    loop {
-        let buf = reader.fill_buf()?;
-        if buf.is_empty() {
-            return Ok(());
-        }
-        let (part, used, end) = match memchr::memchr(b'\n', buf) {
-            Some(at) => (&buf[..at], at + 1, true),
-            None => (buf, buf.len(), false),
-        };
-        if line.len() + part.len() <= MAX_LINE {
-            line.extend_from_slice(part);
-        } else {
-            too_long = true;
-        }
-        reader.consume(used);
-        if end {
-            each((!too_long).then_some(line.as_slice()));
-            line.clear();
-            too_long = false;
-        }
-    }
 }

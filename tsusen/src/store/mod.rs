@@ -14,11 +14,10 @@
 //! that cannot be read (a directory in its place, no permission) blocks only
 //! its own day: its rows are not queued, so the drain leaves their entries in
 //! the kernel's map until the file can be used. Bad lines are skipped and
-//! counted. A file is appended to in its own format (ours or the original
-//! tsusen's 7 columns).
+//! counted. A file is appended to in its own format (ours or either of the
+//! original tsusen's, see [`crate::dayfile::Format`]).
 
 mod file;
-pub mod row;
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -29,13 +28,11 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use log::{info, warn};
-use row::{Format, Row, day_name};
 use tsusen_common::TupleKey;
 
-type TupleSet = HashSet<TupleKey, foldhash::fast::RandomState>;
+use crate::dayfile::{Foreign, Format, Reading, Row, Warnings, day_path};
 
-/// Bad lines named one by one in each read of a file; the rest are counted.
-const NAMED_BAD_LINES: u64 = 5;
+type TupleSet = HashSet<TupleKey, foldhash::fast::RandomState>;
 
 /// What the store has done, for logs and metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -112,11 +109,6 @@ pub struct DayStore {
     /// Flushes so far: a blocked day is retried once per flush.
     generation: u64,
     pub stats: StoreStats,
-}
-
-/// The path of a day's file.
-pub fn day_path(dir: &Path, day: u16) -> PathBuf {
-    dir.join(format!("{}.csv", day_name(day)))
 }
 
 impl DayStore {
@@ -389,9 +381,9 @@ fn load(path: PathBuf, stats: &mut StoreStats) -> io::Result<Day> {
     Ok(day)
 }
 
-/// Read the rows of `start.0..to` (line `start.1 + 1` on), calling `row` for
-/// each; a header sets `format`, bad lines are skipped and counted, the first
-/// few named. Returns the number of the last line read.
+/// Read the rows of `start.0..to` (line `start.1 + 1` on) with the day-file
+/// reader, calling `row` for each; a header sets `format`, bad lines are
+/// skipped, counted and logged. Returns the number of the last line read.
 fn read_rows(
     path: &Path,
     file: &mut File,
@@ -401,75 +393,22 @@ fn read_rows(
     stats: &mut StoreStats,
     mut row: impl FnMut(TupleKey),
 ) -> io::Result<u64> {
-    let (from, mut line_no) = start;
-    let mut bad = 0;
-    file::for_each_line(file, from, to, |line| {
-        line_no += 1;
-        let parsed = match line.map(std::str::from_utf8) {
-            None => Err(format!("longer than {} bytes", file::MAX_LINE)),
-            Some(Err(_)) => Err("not UTF-8".to_owned()),
-            Some(Ok(text)) => parse_line(path, text.strip_suffix('\r').unwrap_or(text), format),
-        };
-        match parsed {
-            Ok(Some(key)) => row(key),
-            Ok(None) => {}
-            Err(why) => {
-                bad += 1;
-                if bad <= NAMED_BAD_LINES {
-                    warn!("{}:{line_no}: skipping a bad line: {why}", path.display());
-                }
-            }
-        }
-    })?;
-    if bad > NAMED_BAD_LINES {
-        warn!(
-            "{}: {} more bad lines skipped",
-            path.display(),
-            bad - NAMED_BAD_LINES
-        );
-    }
-    stats.bad_lines += bad;
-    Ok(line_no)
-}
-
-/// One line: a row's tuple, `None` for a header or blank line.
-fn parse_line(
-    path: &Path,
-    text: &str,
-    format: &mut Option<Format>,
-) -> Result<Option<TupleKey>, String> {
-    if text.trim().is_empty() {
-        return Ok(None);
-    }
-    if let Some(header) = Format::of_header(text)
-        && format.is_none_or(|f| f == header)
-    {
-        *format = Some(header);
-        return Ok(None);
-    }
-    let mut columns = [""; 8];
-    let mut count = 0;
-    for column in text.split(' ').take(columns.len()) {
-        columns[count] = column;
-        count += 1;
-    }
-    let columns = &columns[..count];
-    let format = match *format {
-        Some(format) => format,
-        None => {
-            let guess = Format::of_row(columns).ok_or("neither a header nor a row")?;
-            warn!(
-                "{}: no header line; reading it as {guess:?} rows ({count} columns)",
-                path.display()
-            );
-            *format = Some(guess);
-            guess
-        }
+    let (from, line_no) = start;
+    file.seek(SeekFrom::Start(from))?;
+    let mut reading = Reading {
+        path,
+        format: *format,
+        line_no,
+        foreign: Foreign::SkipLine,
     };
-    match format.parse(columns) {
-        Ok(row) => Ok(Some(row.key())),
-        Err(err) => Err(format!("{err:#}")),
-    }
+    let mut warnings = Warnings::default();
+    let counts = reading.read((&*file).take(to - from), &mut warnings, |r| row(r.key()));
+    // What was read before an error is logged too.
+    warnings.log();
+    let counts = counts?;
+    *format = reading.format;
+    stats.bad_lines += counts.bad_lines;
+    Ok(reading.line_no)
 }
 
 /// Append a day's pending rows (with the header if the file is new) in one
@@ -604,7 +543,7 @@ fn ends_in_newline(file: &mut File, len: u64) -> io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use row::{HEADER, ORIGINAL_HEADER};
+    use crate::dayfile::{HEADER, ORIGINAL_FIRST_HEADER, ORIGINAL_LATER_HEADER};
 
     fn row(text: &str) -> Row {
         text.parse().unwrap()
@@ -742,6 +681,16 @@ mod tests {
         ports
             .map(|port| row(&format!("TCP {port} 198.51.100.1 192.0.2.1 {ts}")))
             .collect()
+    }
+
+    /// The rows the report reads in a day file, which it must read without
+    /// a warning.
+    fn rows_the_report_reads(path: &Path) -> usize {
+        let mut warnings = crate::dayfile::Warnings::default();
+        let mut rows = 0;
+        crate::dayfile::read_day_file(path, &mut warnings, |_| rows += 1).unwrap();
+        assert!(warnings.lines.is_empty(), "{:?}", warnings.lines);
+        rows
     }
 
     fn record_all(store: &mut DayStore, rows: &[Row]) {
@@ -1033,7 +982,7 @@ mod tests {
         fs::write(
             &path,
             format!(
-                "{ORIGINAL_HEADER}\nTCP 1 192.0.2.1 198.51.100.1 {T0} {} 4\n",
+                "{ORIGINAL_LATER_HEADER}\nTCP 1 192.0.2.1 198.51.100.1 {T0} {} 4\n",
                 T0 + 30
             ),
         )
@@ -1047,7 +996,7 @@ mod tests {
         assert_eq!(
             fs::read_to_string(&path).unwrap(),
             format!(
-                "{ORIGINAL_HEADER}\nTCP 1 192.0.2.1 198.51.100.1 {T0} {} 4\n\
+                "{ORIGINAL_LATER_HEADER}\nTCP 1 192.0.2.1 198.51.100.1 {T0} {} 4\n\
                  TCP 2 192.0.2.1 198.51.100.1 {t} {t} 1\nICMP - 192.0.2.1 198.51.100.1 {u} {u} 1\n",
                 T0 + 30,
                 t = T0 + 5,
@@ -1055,12 +1004,34 @@ mod tests {
             )
         );
         // The report reads every row of it.
-        let mut warnings = crate::report::read::Warnings::default();
-        let mut read = Vec::new();
-        crate::report::read::read_day_file(&path, &mut warnings, |r| read.push(*r)).unwrap();
-        assert!(warnings.lines.is_empty(), "{:?}", warnings.lines);
-        assert_eq!(read.len(), 3);
+        assert_eq!(rows_the_report_reads(&path), 3);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_is_continued_in_its_own_rows_after_a_first_line_not_ours() {
+        // The original's first header (ending in `sec`; its rows are ours),
+        // and a foreign line: the rows after either are known, not written
+        // twice, and new rows follow in the same columns.
+        for (first, bad_lines) in [(ORIGINAL_FIRST_HEADER, 0), ("something else", 1)] {
+            let dir = tmp();
+            fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("2025-11-24.csv");
+            let before = format!("{first}\nTCP 1 198.51.100.1 192.0.2.1 {T0}\n");
+            fs::write(&path, &before).unwrap();
+            let mut store = DayStore::open(&dir, 1000).unwrap();
+            record_all(&mut store, &rows(1..=2, T0 + 5));
+            assert_eq!(store.flush().unwrap(), 1, "{first}: port 1 was there");
+            assert_eq!(store.stats.bad_lines, bad_lines, "{first}");
+            assert_eq!(
+                fs::read_to_string(&path).unwrap(),
+                format!("{before}TCP 2 198.51.100.1 192.0.2.1 {}\n", T0 + 5)
+            );
+            if first == ORIGINAL_FIRST_HEADER {
+                assert_eq!(rows_the_report_reads(&path), 2);
+            }
+            fs::remove_dir_all(&dir).unwrap();
+        }
     }
 
     #[test]

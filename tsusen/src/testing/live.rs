@@ -27,7 +27,7 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a daemon may take to exit after SIGTERM (final drain and flush).
 pub const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
 /// The header line of every day file.
-pub use crate::store::row::HEADER;
+pub use crate::dayfile::HEADER;
 
 /// Why a live test cannot run here ("" when it can): root, then each tool.
 pub fn why_not(tools: &[&str]) -> String {

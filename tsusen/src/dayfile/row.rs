@@ -5,85 +5,20 @@
 //! - `src_ip`, `dst_ip`: IPv4 dotted quad, IPv6 per RFC 5952;
 //! - `timestamp`: Unix seconds of the tuple's first packet that UTC day.
 //!
-//! The original tsusen's later files have 7 columns, `proto dst_port dst_ip
-//! src_ip first_seen last_seen count` ([`Format::Original`]); a day file is
-//! read, and appended to, in its own format.
+//! A file in another [`Format`] is read, and appended to, in its own format:
+//! [`Format::parse`] reads a line's columns, [`Row::write_line_as`] writes one.
 
-use std::{
-    fmt,
-    net::{IpAddr, Ipv6Addr},
-    str::FromStr,
-};
+use std::{fmt, net::IpAddr, str::FromStr};
 
 use anyhow::{Context as _, Result, bail};
 use tsusen_common::{
-    FirstSeen, NS_PER_DAY, TupleKey,
+    FirstSeen, TupleKey,
     classify::has_ports,
     proto,
-    tuple::{as_ipv4, ipv4_mapped},
+    tuple::{mapped, unmapped},
 };
 
-/// The header line of every day file.
-pub const HEADER: &str = "proto dst_port src_ip dst_ip timestamp";
-
-/// The header of the original tsusen's later 7-column day files.
-pub const ORIGINAL_HEADER: &str = "proto dst_port dst_ip src_ip first_seen last_seen count";
-
-/// The columns of a day file, named by its header line.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Format {
-    /// `proto dst_port src_ip dst_ip timestamp`: ours, and the original's first.
-    #[default]
-    Tsusen,
-    /// `proto dst_port dst_ip src_ip first_seen last_seen count`.
-    Original,
-}
-
-impl Format {
-    pub fn header(self) -> &'static str {
-        match self {
-            Format::Tsusen => HEADER,
-            Format::Original => ORIGINAL_HEADER,
-        }
-    }
-
-    /// The format whose header `line` is.
-    pub fn of_header(line: &str) -> Option<Format> {
-        [Format::Tsusen, Format::Original]
-            .into_iter()
-            .find(|f| f.header() == line)
-    }
-
-    /// The format of a line without a header before it: the one it parses in.
-    pub fn of_row(columns: &[&str]) -> Option<Format> {
-        match columns.len() {
-            5 => Some(Format::Tsusen),
-            7 => Some(Format::Original),
-            _ => None,
-        }
-        .filter(|f| f.parse(columns).is_ok())
-    }
-
-    /// Parse a line's columns.
-    pub fn parse(self, columns: &[&str]) -> Result<Row> {
-        match self {
-            Format::Tsusen => Row::parse_columns(columns),
-            Format::Original => {
-                let [proto, port, dst, src, first_seen, _last_seen, _count] = columns else {
-                    bail!("expected 7 columns, found {}", columns.len());
-                };
-                // The original wrote a port column for every protocol; ours
-                // has `-` where there are no ports.
-                let no_ports = proto::from_column(proto).is_some_and(|p| !has_ports(p));
-                let port = if no_ports { "-" } else { port };
-                Row::parse_columns(&[proto, port, src, dst, first_seen])
-            }
-        }
-    }
-}
-
-/// Seconds in a day.
-pub const SECS_PER_DAY: i64 = 86_400;
+use super::{Format, day_of};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Row {
@@ -96,42 +31,28 @@ pub struct Row {
     pub timestamp: i64,
 }
 
-fn to_ip(bytes: &[u8; 16]) -> IpAddr {
-    match as_ipv4(bytes) {
-        Some(v4) => IpAddr::from(v4),
-        None => IpAddr::V6(Ipv6Addr::from(*bytes)),
-    }
-}
-
-fn to_key_bytes(ip: IpAddr) -> [u8; 16] {
-    match ip {
-        IpAddr::V4(v4) => ipv4_mapped(v4.octets()),
-        IpAddr::V6(v6) => v6.octets(),
-    }
-}
-
 impl Row {
     /// The row for a first-seen map entry.
     pub fn from_entry(key: &TupleKey, seen: &FirstSeen) -> Self {
         Row {
             proto: key.proto,
             dst_port: key.dst_port,
-            src_ip: to_ip(&key.src_ip),
-            dst_ip: to_ip(&key.dst_ip),
+            src_ip: unmapped(&key.src_ip),
+            dst_ip: unmapped(&key.dst_ip),
             timestamp: (seen.wall_ns / 1_000_000_000) as i64,
         }
     }
 
     /// The UTC day (days since 1970-01-01) this row belongs to.
     pub fn day(&self) -> u16 {
-        self.timestamp.div_euclid(SECS_PER_DAY) as u16
+        day_of(self.timestamp)
     }
 
     /// The map key of this row's tuple on its day.
     pub fn key(&self) -> TupleKey {
         TupleKey {
-            src_ip: to_key_bytes(self.src_ip),
-            dst_ip: to_key_bytes(self.dst_ip),
+            src_ip: mapped(self.src_ip),
+            dst_ip: mapped(self.dst_ip),
             dst_port: self.dst_port,
             day: self.day(),
             proto: self.proto,
@@ -237,8 +158,8 @@ impl Row {
     /// time too and `count` is 1 (the report reads neither).
     pub fn write_line_as(&self, format: Format, out: &mut Vec<u8>) {
         match format {
-            Format::Tsusen => self.write_line(out),
-            Format::Original => {
+            Format::Tsusen | Format::OriginalFirst => self.write_line(out),
+            Format::OriginalLater => {
                 use std::io::Write as _;
                 let port = if has_ports(self.proto) {
                     self.dst_port.to_string()
@@ -271,29 +192,10 @@ impl fmt::Display for Row {
     }
 }
 
-/// The UTC day number of a wall-clock time in nanoseconds.
-pub fn day_of_ns(wall_ns: u64) -> u16 {
-    (wall_ns / NS_PER_DAY) as u16
-}
-
-/// `YYYY-MM-DD` of a UTC day number.
-pub fn day_name(day: u16) -> String {
-    let date = chrono::DateTime::from_timestamp(i64::from(day) * SECS_PER_DAY, 0)
-        .expect("a u16 day is in chrono's range")
-        .date_naive();
-    date.format("%Y-%m-%d").to_string()
-}
-
-/// The UTC day number of a `YYYY-MM-DD` name.
-pub fn day_from_name(name: &str) -> Option<u16> {
-    let date = chrono::NaiveDate::parse_from_str(name, "%Y-%m-%d").ok()?;
-    let secs = date.and_hms_opt(0, 0, 0)?.and_utc().timestamp();
-    u16::try_from(secs.div_euclid(SECS_PER_DAY)).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dayfile::{HEADER, ORIGINAL_FIRST_HEADER, ORIGINAL_LATER_HEADER};
 
     #[test]
     fn formats_the_documented_examples() {
@@ -373,28 +275,36 @@ mod tests {
     fn the_original_format_round_trips_with_destination_first() {
         let row: Row = "TCP 23 198.51.100.7 192.0.2.1 1795499777".parse().unwrap();
         let mut out = Vec::new();
-        row.write_line_as(Format::Original, &mut out);
+        row.write_line_as(Format::OriginalLater, &mut out);
         let line = String::from_utf8(out).unwrap();
         assert_eq!(
             line,
             "TCP 23 192.0.2.1 198.51.100.7 1795499777 1795499777 1\n"
         );
         let columns: Vec<&str> = line.trim_end().split(' ').collect();
-        assert_eq!(Format::of_row(&columns), Some(Format::Original));
-        assert_eq!(Format::Original.parse(&columns).unwrap(), row);
+        assert_eq!(Format::of_row(&columns), Some(Format::OriginalLater));
+        assert_eq!(Format::OriginalLater.parse(&columns).unwrap(), row);
         let icmp: Row = "ICMP - 198.51.100.7 192.0.2.1 5".parse().unwrap();
         let mut out = Vec::new();
-        icmp.write_line_as(Format::Original, &mut out);
+        icmp.write_line_as(Format::OriginalLater, &mut out);
         assert_eq!(out, b"ICMP - 192.0.2.1 198.51.100.7 5 5 1\n");
-        assert_eq!(Format::of_header(ORIGINAL_HEADER), Some(Format::Original));
+        assert_eq!(
+            Format::of_header(ORIGINAL_LATER_HEADER),
+            Some(Format::OriginalLater)
+        );
         assert_eq!(Format::of_header(HEADER), Some(Format::Tsusen));
     }
 
     #[test]
-    fn day_names() {
-        assert_eq!(day_name(0), "1970-01-01");
-        let day = day_from_name("2026-11-24").unwrap();
-        assert_eq!(day_name(day), "2026-11-24");
-        assert_eq!(day_from_name("2026-13-01"), None);
+    fn a_row_in_the_original_first_format_is_ours() {
+        let row: Row = "UDP 53 198.51.100.7 192.0.2.1 1446040782".parse().unwrap();
+        let (mut ours, mut first) = (Vec::new(), Vec::new());
+        row.write_line_as(Format::Tsusen, &mut ours);
+        row.write_line_as(Format::OriginalFirst, &mut first);
+        assert_eq!(first, ours);
+        assert_eq!(
+            Format::of_header(ORIGINAL_FIRST_HEADER),
+            Some(Format::OriginalFirst)
+        );
     }
 }
