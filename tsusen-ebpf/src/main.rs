@@ -22,10 +22,10 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use tsusen_common::{
-    Config, DEFAULT_FIRST_SEEN_ENTRIES, FirstSeen, FlowKey, IGNORED_PORT_WORDS, NET_ENTRIES,
-    NS_PER_DAY, Stat, TupleKey, UDP_FLOW_ENTRIES,
+    Config, DEFAULT_FIRST_SEEN_ENTRIES, FirstSeen, FlowKey, IGNORED_PORT_WORDS, NET_ENTRIES, Stat,
+    TupleKey, UDP_FLOW_ENTRIES,
     classify::{
-        Packet, Tables, UDP_FLOW_REFRESH_NS, admit, attempt, ethernet, not_noise, outbound_udp_flow,
+        Insert, Packet, Tables, Today, UDP_FLOW_REFRESH_NS, decide, ethernet, outbound_udp_flow,
     },
     config::flags,
 };
@@ -81,40 +81,14 @@ pub fn tsusen_egress(ctx: TcContext) -> i32 {
     TC_ACT_OK
 }
 
-/// Classify one inbound packet and record it if it is a new attempt.
+/// Classify one inbound packet and record it if it is a new attempt: the
+/// shared decision, over the maps.
 #[inline(always)]
 fn record(pkt: &Frame) {
-    let found = ethernet(pkt).and_then(|(offset, ethertype)| attempt(pkt, offset, ethertype));
-    let attempt = match found {
-        Ok(attempt) => attempt,
-        Err(skip) => return count(skip.stat()),
+    let mut today = KernelToday {
+        config: Config::default(),
     };
-    // Only attempts get this far: the rest never touch a map but STATS.
-    let Some(config) = CONFIG.get(0) else {
-        return;
-    };
-    if let Err(skip) = not_noise(&attempt, config.has(flags::INCLUDE_MULTICAST)) {
-        return count(skip.stat());
-    }
-
-    let wall_ns = now_wall_ns(config);
-    let key = attempt.key((wall_ns / NS_PER_DAY) as u16);
-    // Already recorded today: it passed every rule then. This keeps a repeated
-    // attempt at one hash lookup.
-    if FIRST_SEEN.get_ptr(key).is_some() {
-        return count(attempt.candidate_stat());
-    }
-    if let Err(skip) = admit(&attempt, &mut KernelTables { config }, wall_ns) {
-        return count(skip.stat());
-    }
-    count(attempt.candidate_stat());
-    // BPF_NOEXIST: when two CPUs race on the same new tuple, one wins and the
-    // earlier time stays.
-    match FIRST_SEEN.insert(key, FirstSeen { wall_ns }, BPF_NOEXIST as u64) {
-        Ok(()) => count(Stat::NewTuples),
-        Err(err) if err == -EEXIST => {}
-        Err(_) => count(Stat::InsertFailed),
-    }
+    let _ = decide(pkt, ethernet(pkt), &mut today);
 }
 
 /// Remember an outbound UDP flow so its replies are not counted as attempts.
@@ -185,13 +159,14 @@ impl Packet for Frame {
     }
 }
 
-/// The maps, behind the lookups the rules need. The config flags say which
+/// The maps, behind what the decision needs. The config flags say which
 /// maps are empty, so their lookups are skipped.
-struct KernelTables<'a> {
-    config: &'a Config,
+struct KernelToday {
+    /// CONFIG, read once the packet is an attempt.
+    config: Config,
 }
 
-impl Tables for KernelTables<'_> {
+impl Tables for KernelToday {
     #[inline(always)]
     fn has_local(&self) -> bool {
         self.config.has(flags::HAS_LOCAL_NETS)
@@ -226,6 +201,47 @@ impl Tables for KernelTables<'_> {
         // Gone already (another CPU, LRU) is as good.
         let _ = UDP_FLOWS.remove(flow);
         count(Stat::UdpFlowsExpired);
+    }
+}
+
+impl Today for KernelToday {
+    type Error = core::convert::Infallible;
+
+    #[inline(always)]
+    fn include_multicast(&mut self) -> bool {
+        // A one-entry array always has entry 0; the check is the verifier's.
+        if let Some(config) = CONFIG.get(0) {
+            self.config = *config;
+        }
+        self.config.has(flags::INCLUDE_MULTICAST)
+    }
+
+    #[inline(always)]
+    fn now_ns(&mut self) -> u64 {
+        now_wall_ns(&self.config)
+    }
+
+    #[inline(always)]
+    fn contains(&mut self, key: &TupleKey) -> Result<bool, Self::Error> {
+        Ok(FIRST_SEEN.get_ptr(key).is_some())
+    }
+
+    #[inline(always)]
+    fn insert(&mut self, key: &TupleKey, wall_ns: u64) -> Result<Insert, Self::Error> {
+        // BPF_NOEXIST: when two CPUs race on the same new tuple, one wins and
+        // the earlier time stays.
+        Ok(
+            match FIRST_SEEN.insert(key, FirstSeen { wall_ns }, BPF_NOEXIST as u64) {
+                Ok(()) => Insert::New,
+                Err(err) if err == -EEXIST => Insert::Raced,
+                Err(_) => Insert::Failed,
+            },
+        )
+    }
+
+    #[inline(always)]
+    fn count(&mut self, stat: Stat) {
+        count(stat);
     }
 }
 
