@@ -490,17 +490,21 @@ struct Ip {
 /// The source and destination addresses, IPv4-mapped for IPv4.
 #[inline(always)]
 fn addresses<P: Packet + ?Sized>(pkt: &P, ip: &Ip) -> Result<([u8; 16], [u8; 16]), Skip> {
-    if ip.v6 {
+    // Where the IPv4 and IPv6 paths meet, each address is one 128-bit value:
+    // as 16 bytes, LLVM would carry (and spill) every byte separately in the
+    // XDP program. Native order both ways, so the bytes come back unchanged.
+    let (src, dst) = if ip.v6 {
         let src: [u8; 16] = pkt.bytes(ip.offset + 8).ok_or(Skip::Malformed)?;
         let dst: [u8; 16] = pkt.bytes(ip.offset + 24).ok_or(Skip::Malformed)?;
-        Ok((src, dst))
+        (u128::from_ne_bytes(src), u128::from_ne_bytes(dst))
     } else {
         let a: [u8; 8] = pkt.bytes(ip.offset + 12).ok_or(Skip::Malformed)?;
-        Ok((
-            ipv4_mapped([a[0], a[1], a[2], a[3]]),
-            ipv4_mapped([a[4], a[5], a[6], a[7]]),
-        ))
-    }
+        (
+            u128::from_ne_bytes(ipv4_mapped([a[0], a[1], a[2], a[3]])),
+            u128::from_ne_bytes(ipv4_mapped([a[4], a[5], a[6], a[7]])),
+        )
+    };
+    Ok((src.to_ne_bytes(), dst.to_ne_bytes()))
 }
 
 /// Rule 2 for IPv4: version 4, IHL >= 5, the whole header (options included)
