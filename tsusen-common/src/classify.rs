@@ -33,11 +33,19 @@
 //! ([`admit`]). A packet fails on the first rule it breaks, in that order;
 //! that rule is its [`Skip`] reason.
 //!
+//! [`decide`] is the whole pipeline, rules and first-seen map together: the
+//! XDP program and the host sensor both call it, over their own [`Today`]
+//! (the kernel's maps and clock; a set and the packet's timestamp on the host).
+//! A tuple already recorded today passed every rule then, so a repeated
+//! attempt costs the parse and one lookup, and the tables are consulted only
+//! for tuples not seen yet.
+//!
 //! Everything is `#[inline(always)]` and loop-free but for one bounded walk, so
 //! the BPF verifier sees straight-line code with a bounds check before every
 //! packet read.
 
 use crate::{
+    NS_PER_DAY,
     stats::Stat,
     tuple::{FlowKey, TupleKey, ipv4_mapped},
 };
@@ -110,6 +118,105 @@ pub trait Tables {
     fn udp_flow_seen(&self, flow: &FlowKey) -> Option<u64>;
     /// The flow timed out: forget it, and count it (`Stat::UdpFlowsExpired`).
     fn expire_udp_flow(&mut self, flow: &FlowKey);
+}
+
+/// Where the tuples recorded today live, the clock, the counters, and the
+/// one setting rule 4 needs: what [`decide`] needs beyond the [`Tables`].
+/// The XDP program implements it over its maps (infallible), the host over a
+/// set or the day store.
+pub trait Today: Tables {
+    type Error;
+    /// Whether multicast and broadcast destinations count (rule 4). Called
+    /// once the packet is an attempt and before every other method here, so
+    /// the kernel reads its settings map only for attempts.
+    fn include_multicast(&mut self) -> bool;
+    /// Wall-clock nanoseconds: when this packet was seen.
+    fn now_ns(&mut self) -> u64;
+    /// Whether this tuple (its day included) was recorded already.
+    fn contains(&mut self, key: &TupleKey) -> Result<bool, Self::Error>;
+    /// Record a new tuple first seen at `wall_ns`, unless it is there already.
+    fn insert(&mut self, key: &TupleKey, wall_ns: u64) -> Result<Insert, Self::Error>;
+    /// Move one counter.
+    fn count(&mut self, stat: Stat);
+}
+
+/// What became of an insert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Insert {
+    /// The tuple is recorded with this time.
+    New,
+    /// Another CPU recorded the same tuple first; its earlier time stays.
+    Raced,
+    /// The map refused it (full beyond what eviction frees).
+    Failed,
+}
+
+/// What became of a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not an attempt, for this reason.
+    Skipped(Skip),
+    /// An attempt whose tuple was already recorded that day.
+    Repeat(TupleKey),
+    /// A new tuple: a row.
+    New(TupleKey),
+    /// A new tuple the map refused (`Stat::InsertFailed`).
+    Failed(TupleKey),
+}
+
+/// The UTC day of a wall-clock time, as keys carry it (until 2149-06-06;
+/// the host refuses later times before they get here).
+#[inline(always)]
+pub const fn day_of(wall_ns: u64) -> u16 {
+    (wall_ns / NS_PER_DAY) as u16
+}
+
+/// The whole decision for an inbound packet whose network header `network`
+/// found (rule 1, from the link layer): the rules in order, the lookup in
+/// today's tuples, the insert, and the one counter each packet moves (plus
+/// `NewTuples`, `InsertFailed`, `UdpFlowsExpired` when they happen).
+#[inline(always)]
+pub fn decide<P: Packet + ?Sized, T: Today + ?Sized>(
+    pkt: &P,
+    network: Result<(usize, u16), Skip>,
+    today: &mut T,
+) -> Result<Verdict, T::Error> {
+    let attempt = match network.and_then(|(offset, ethertype)| attempt(pkt, offset, ethertype)) {
+        Ok(attempt) => attempt,
+        Err(skip) => return Ok(skipped(today, skip)),
+    };
+    // Only attempts get this far: the rest touch no map but the counters.
+    if let Err(skip) = not_noise(&attempt, today.include_multicast()) {
+        return Ok(skipped(today, skip));
+    }
+    let wall_ns = today.now_ns();
+    let key = attempt.key(day_of(wall_ns));
+    // Already recorded today: it passed every rule then.
+    if today.contains(&key)? {
+        today.count(attempt.candidate_stat());
+        return Ok(Verdict::Repeat(key));
+    }
+    if let Err(skip) = admit(&attempt, today, wall_ns) {
+        return Ok(skipped(today, skip));
+    }
+    today.count(attempt.candidate_stat());
+    Ok(match today.insert(&key, wall_ns)? {
+        Insert::New => {
+            today.count(Stat::NewTuples);
+            Verdict::New(key)
+        }
+        Insert::Raced => Verdict::Repeat(key),
+        Insert::Failed => {
+            today.count(Stat::InsertFailed);
+            Verdict::Failed(key)
+        }
+    })
+}
+
+#[inline(always)]
+fn skipped<T: Today + ?Sized>(today: &mut T, skip: Skip) -> Verdict {
+    today.count(skip.stat());
+    Verdict::Skipped(skip)
 }
 
 /// Why a packet is not a row: the first rule it broke.
@@ -383,17 +490,21 @@ struct Ip {
 /// The source and destination addresses, IPv4-mapped for IPv4.
 #[inline(always)]
 fn addresses<P: Packet + ?Sized>(pkt: &P, ip: &Ip) -> Result<([u8; 16], [u8; 16]), Skip> {
-    if ip.v6 {
+    // Where the IPv4 and IPv6 paths meet, each address is one 128-bit value:
+    // as 16 bytes, LLVM would carry (and spill) every byte separately in the
+    // XDP program. Native order both ways, so the bytes come back unchanged.
+    let (src, dst) = if ip.v6 {
         let src: [u8; 16] = pkt.bytes(ip.offset + 8).ok_or(Skip::Malformed)?;
         let dst: [u8; 16] = pkt.bytes(ip.offset + 24).ok_or(Skip::Malformed)?;
-        Ok((src, dst))
+        (u128::from_ne_bytes(src), u128::from_ne_bytes(dst))
     } else {
         let a: [u8; 8] = pkt.bytes(ip.offset + 12).ok_or(Skip::Malformed)?;
-        Ok((
-            ipv4_mapped([a[0], a[1], a[2], a[3]]),
-            ipv4_mapped([a[4], a[5], a[6], a[7]]),
-        ))
-    }
+        (
+            u128::from_ne_bytes(ipv4_mapped([a[0], a[1], a[2], a[3]])),
+            u128::from_ne_bytes(ipv4_mapped([a[4], a[5], a[6], a[7]])),
+        )
+    };
+    Ok((src.to_ne_bytes(), dst.to_ne_bytes()))
 }
 
 /// Rule 2 for IPv4: version 4, IHL >= 5, the whole header (options included)

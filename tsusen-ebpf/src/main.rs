@@ -8,24 +8,26 @@
 //!
 //! Kernel requirements (the oldest kernel each feature needs):
 //! XDP 4.8, TC clsact 4.5 with direct packet access 4.7, LRU hash 4.10,
-//! LPM trie 4.11, per-CPU array 4.6, bpf_ktime_get_ns 4.1, bpf_map_delete_elem
-//! 3.19 (expired UDP flows), bounded loops 5.3 (the IPv6 extension-header
-//! walk, if LLVM does not unroll it).
+//! LPM trie 4.11, per-CPU array 4.6, bpf_ktime_get_coarse_ns 5.11 (else
+//! bpf_ktime_get_ns 4.1, chosen at load through `COARSE_CLOCK`), global data
+//! (`.rodata`) 5.2, bpf_map_delete_elem 3.19 (expired UDP flows), bounded
+//! loops 5.3 (the IPv6 extension-header walk, if LLVM does not unroll it).
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
+    Global,
     bindings::{BPF_NOEXIST, TC_ACT_OK, xdp_action},
-    helpers::bpf_ktime_get_ns,
+    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
     macros::{classifier, map, xdp},
     maps::{Array, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
     programs::{TcContext, XdpContext},
 };
 use tsusen_common::{
-    Config, DEFAULT_FIRST_SEEN_ENTRIES, FirstSeen, FlowKey, IGNORED_PORT_WORDS, NET_ENTRIES,
-    NS_PER_DAY, Stat, TupleKey, UDP_FLOW_ENTRIES,
+    Config, DEFAULT_FIRST_SEEN_ENTRIES, FirstSeen, FlowKey, IGNORED_PORT_WORDS, NET_ENTRIES, Stat,
+    TupleKey, UDP_FLOW_ENTRIES,
     classify::{
-        Packet, Tables, UDP_FLOW_REFRESH_NS, admit, attempt, ethernet, not_noise, outbound_udp_flow,
+        Insert, Packet, Tables, Today, UDP_FLOW_REFRESH_NS, decide, ethernet, outbound_udp_flow,
     },
     config::flags,
 };
@@ -62,9 +64,37 @@ static UDP_FLOWS: LruHashMap<FlowKey, u64> = LruHashMap::with_max_entries(UDP_FL
 
 const EEXIST: i32 = 17;
 
+/// 1: read the coarse clock (`bpf_ktime_get_coarse_ns`, 5.11+), 0: the precise
+/// one (`bpf_ktime_get_ns`). The loader sets 0 on kernels without the coarse
+/// helper; the value is a constant to the verifier (a frozen `.rodata`), which
+/// drops the branch not taken, so older kernels never see the unknown helper.
+///
+/// The coarse clock is the monotonic clock as of the last tick (1-10 ms
+/// behind, by CONFIG_HZ), read in about 1 ns where the precise one costs
+/// 25-35 ns in a VM. Day files keep whole seconds, and a packet's day and
+/// first-seen time come from the same reading, so they always agree.
+#[unsafe(no_mangle)]
+static COARSE_CLOCK: Global<u8> = Global::new(1);
+
 #[xdp]
 pub fn tsusen(ctx: XdpContext) -> u32 {
     record(&Frame::new(ctx.data(), ctx.data_end()));
+    xdp_action::XDP_PASS
+}
+
+/// The benchmark's new-tuple case: [`tsusen`], then the IPv4 source address
+/// (an untagged frame's bytes 26..30) counted up by one, so each run of a
+/// BPF_PROG_TEST_RUN repeat (which reuses the packet buffer) is a new tuple.
+/// Never attached.
+#[xdp]
+pub fn tsusen_fresh(ctx: XdpContext) -> u32 {
+    let (start, end) = (ctx.data(), ctx.data_end());
+    record(&Frame::new(start, end));
+    if start + 30 <= end {
+        let src = (start + 26) as *mut [u8; 4];
+        // SAFETY: in bounds, checked above; [u8; 4] has no alignment needs.
+        unsafe { *src = u32::from_be_bytes(*src).wrapping_add(1).to_be_bytes() };
+    }
     xdp_action::XDP_PASS
 }
 
@@ -81,40 +111,14 @@ pub fn tsusen_egress(ctx: TcContext) -> i32 {
     TC_ACT_OK
 }
 
-/// Classify one inbound packet and record it if it is a new attempt.
+/// Classify one inbound packet and record it if it is a new attempt: the
+/// shared decision, over the maps.
 #[inline(always)]
 fn record(pkt: &Frame) {
-    let found = ethernet(pkt).and_then(|(offset, ethertype)| attempt(pkt, offset, ethertype));
-    let attempt = match found {
-        Ok(attempt) => attempt,
-        Err(skip) => return count(skip.stat()),
+    let mut today = KernelToday {
+        config: Config::default(),
     };
-    // Only attempts get this far: the rest never touch a map but STATS.
-    let Some(config) = CONFIG.get(0) else {
-        return;
-    };
-    if let Err(skip) = not_noise(&attempt, config.has(flags::INCLUDE_MULTICAST)) {
-        return count(skip.stat());
-    }
-
-    let wall_ns = now_wall_ns(config);
-    let key = attempt.key((wall_ns / NS_PER_DAY) as u16);
-    // Already recorded today: it passed every rule then. This keeps a repeated
-    // attempt at one hash lookup.
-    if FIRST_SEEN.get_ptr(key).is_some() {
-        return count(attempt.candidate_stat());
-    }
-    if let Err(skip) = admit(&attempt, &mut KernelTables { config }, wall_ns) {
-        return count(skip.stat());
-    }
-    count(attempt.candidate_stat());
-    // BPF_NOEXIST: when two CPUs race on the same new tuple, one wins and the
-    // earlier time stays.
-    match FIRST_SEEN.insert(key, FirstSeen { wall_ns }, BPF_NOEXIST as u64) {
-        Ok(()) => count(Stat::NewTuples),
-        Err(err) if err == -EEXIST => {}
-        Err(_) => count(Stat::InsertFailed),
-    }
+    let _ = decide(pkt, ethernet(pkt), &mut today);
 }
 
 /// Remember an outbound UDP flow so its replies are not counted as attempts.
@@ -146,10 +150,17 @@ fn register_outbound(pkt: &Frame) {
     }
 }
 
+/// Wall-clock nanoseconds: the monotonic clock (coarse where the kernel has
+/// it, see [`COARSE_CLOCK`]) plus the offset userspace keeps in CONFIG.
 #[inline(always)]
 fn now_wall_ns(config: &Config) -> u64 {
-    // SAFETY: a helper with no arguments.
-    unsafe { bpf_ktime_get_ns() }.wrapping_add(config.wall_offset_ns)
+    // SAFETY: helpers with no arguments.
+    let monotonic = if COARSE_CLOCK.load() != 0 {
+        unsafe { bpf_ktime_get_coarse_ns() }
+    } else {
+        unsafe { bpf_ktime_get_ns() }
+    };
+    monotonic.wrapping_add(config.wall_offset_ns)
 }
 
 #[inline(always)]
@@ -185,13 +196,14 @@ impl Packet for Frame {
     }
 }
 
-/// The maps, behind the lookups the rules need. The config flags say which
+/// The maps, behind what the decision needs. The config flags say which
 /// maps are empty, so their lookups are skipped.
-struct KernelTables<'a> {
-    config: &'a Config,
+struct KernelToday {
+    /// CONFIG, read once the packet is an attempt.
+    config: Config,
 }
 
-impl Tables for KernelTables<'_> {
+impl Tables for KernelToday {
     #[inline(always)]
     fn has_local(&self) -> bool {
         self.config.has(flags::HAS_LOCAL_NETS)
@@ -226,6 +238,47 @@ impl Tables for KernelTables<'_> {
         // Gone already (another CPU, LRU) is as good.
         let _ = UDP_FLOWS.remove(flow);
         count(Stat::UdpFlowsExpired);
+    }
+}
+
+impl Today for KernelToday {
+    type Error = core::convert::Infallible;
+
+    #[inline(always)]
+    fn include_multicast(&mut self) -> bool {
+        // A one-entry array always has entry 0; the check is the verifier's.
+        if let Some(config) = CONFIG.get(0) {
+            self.config = *config;
+        }
+        self.config.has(flags::INCLUDE_MULTICAST)
+    }
+
+    #[inline(always)]
+    fn now_ns(&mut self) -> u64 {
+        now_wall_ns(&self.config)
+    }
+
+    #[inline(always)]
+    fn contains(&mut self, key: &TupleKey) -> Result<bool, Self::Error> {
+        Ok(FIRST_SEEN.get_ptr(key).is_some())
+    }
+
+    #[inline(always)]
+    fn insert(&mut self, key: &TupleKey, wall_ns: u64) -> Result<Insert, Self::Error> {
+        // BPF_NOEXIST: when two CPUs race on the same new tuple, one wins and
+        // the earlier time stays.
+        Ok(
+            match FIRST_SEEN.insert(key, FirstSeen { wall_ns }, BPF_NOEXIST as u64) {
+                Ok(()) => Insert::New,
+                Err(err) if err == -EEXIST => Insert::Raced,
+                Err(_) => Insert::Failed,
+            },
+        )
+    }
+
+    #[inline(always)]
+    fn count(&mut self, stat: Stat) {
+        count(stat);
     }
 }
 

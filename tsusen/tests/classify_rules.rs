@@ -660,7 +660,12 @@ fn rule6_each_outbound_datagram_moves_its_flows_time() {
         kernel.egress(&answer).unwrap();
         let flows = kernel.udp_flows().unwrap();
         assert_eq!(flows.len(), 1, "{flows:?}");
-        assert!(flows[0].1 >= TEST_WALL_NS, "kernel flow time {flows:?}");
+        // Moved from yesterday to now; the coarse clock (5.11+) reads up to
+        // a tick (10 ms at HZ=100) behind the precise one the test set.
+        assert!(
+            flows[0].1 >= TEST_WALL_NS - 10_000_000,
+            "kernel flow time {flows:?}"
+        );
         let verdict = kernel.verdict(&probe).unwrap();
         assert_eq!(verdict, Verdict::Skipped(Skip::UdpReply), "kernel");
     }

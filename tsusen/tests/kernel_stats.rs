@@ -58,6 +58,7 @@ fn a_smaller_stats_map_pinned_by_an_older_build_reads_as_zeros() {
     let new = capture::load(&LoadOptions {
         first_seen_entries: Some(1024),
         pin_dir: Some(pins.clone()),
+        ..LoadOptions::default()
     })
     .expect("load over the pins");
     let totals = capture::read_stats(&new).expect("read the adopted counters");

@@ -67,6 +67,7 @@ impl Sensor {
         let loaded = super::load(&LoadOptions {
             first_seen_entries: Some(first_seen_entries),
             pin_dir: pins.as_ref().map(|p| p.dir.clone()),
+            ..LoadOptions::default()
         });
         let ebpf = match loaded {
             Ok(ebpf) => ebpf,
@@ -131,6 +132,7 @@ impl Sensor {
         let ebpf = super::load(&LoadOptions {
             first_seen_entries: Some(first_seen_entries),
             pin_dir: None,
+            ..LoadOptions::default()
         })?;
         Ok(Sensor {
             ebpf,

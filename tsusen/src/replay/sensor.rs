@@ -1,28 +1,19 @@
-//! The kernel's decision, on the host: the same rules in the same order as
-//! `record()` in tsusen-ebpf, with a [`Recorded`] set in place of the
-//! FIRST_SEEN map (a hash set in tests, the day store itself in replay).
+//! The kernel's decision, on the host: `classify::decide`, the function the
+//! XDP program calls, over a [`Recorded`] set in place of the FIRST_SEEN map
+//! (a hash set in tests, the day store itself in replay) and the packet's
+//! capture time in place of the kernel's clock.
 
 use std::collections::HashSet;
 
 use anyhow::Result;
 
+pub use tsusen_common::classify::Verdict;
 use tsusen_common::{
     FlowKey, NS_PER_DAY, Stat, TupleKey,
-    classify::{self, Skip, UDP_FLOW_REFRESH_NS, UDP_FLOW_TIMEOUT_NS},
+    classify::{self, Insert, Skip, UDP_FLOW_REFRESH_NS, UDP_FLOW_TIMEOUT_NS},
 };
 
 use crate::{dayfile::Row, tables::Tables};
-
-/// What became of a packet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// Not an attempt, for this reason.
-    Skipped(Skip),
-    /// An attempt whose tuple was already recorded that day.
-    Repeat(TupleKey),
-    /// A new tuple: a row.
-    New(TupleKey),
-}
 
 /// Where the host sensor remembers the tuples it recorded.
 pub trait Recorded {
@@ -136,50 +127,18 @@ impl<R: Recorded> HostSensor<R> {
         network: Result<(usize, u16), Skip>,
         wall_ns: u64,
     ) -> Result<Verdict> {
-        let verdict = self.decide(pkt, network, wall_ns)?;
-        let stat = match verdict {
-            Verdict::Skipped(skip) => skip.stat(),
-            Verdict::Repeat(key) | Verdict::New(key) => classify::candidate_stat(key.proto),
-        };
-        self.stats[stat as usize] += 1;
-        if let Verdict::New(_) = verdict {
-            self.stats[Stat::NewTuples as usize] += 1;
-        }
-        Ok(verdict)
-    }
-
-    fn decide(
-        &mut self,
-        pkt: &[u8],
-        network: Result<(usize, u16), Skip>,
-        wall_ns: u64,
-    ) -> Result<Verdict> {
-        let found = network.and_then(|(offset, ethertype)| {
-            let attempt = classify::attempt(pkt, offset, ethertype)?;
-            classify::not_noise(&attempt, self.tables.include_multicast)?;
-            Ok(attempt)
-        });
-        let attempt = match found {
-            Ok(attempt) => attempt,
-            Err(skip) => return Ok(Verdict::Skipped(skip)),
-        };
         // Callers skip what is past 2149-06-06 (replay counts it); a day
         // number never wraps.
-        let day = u16::try_from(wall_ns / NS_PER_DAY)
-            .map_err(|_| anyhow::anyhow!("a packet dated after 2149-06-06 reached the rules"))?;
-        let key = attempt.key(day);
-        if self.recorded.contains(&key)? {
-            return Ok(Verdict::Repeat(key));
+        if wall_ns / NS_PER_DAY > u64::from(u16::MAX) {
+            anyhow::bail!("a packet dated after 2149-06-06 reached the rules");
         }
-        let mut lookups = Lookups {
+        let mut today = HostToday {
             tables: &mut self.tables,
+            recorded: &mut self.recorded,
             stats: &mut self.stats,
+            wall_ns,
         };
-        if let Err(skip) = classify::admit(&attempt, &mut lookups, wall_ns) {
-            return Ok(Verdict::Skipped(skip));
-        }
-        self.recorded.insert(key, wall_ns)?;
-        Ok(Verdict::New(key))
+        classify::decide(pkt, network, &mut today)
     }
 }
 
@@ -188,13 +147,16 @@ pub fn row(key: &TupleKey, wall_ns: u64) -> Row {
     Row::from_entry(key, &tsusen_common::FirstSeen { wall_ns })
 }
 
-/// The host tables, counting what the kernel's lookups count.
-struct Lookups<'a> {
+/// The host's side of the decision: the tables, the recorded set, the
+/// counters, and the packet's time as the clock.
+struct HostToday<'a, R> {
     tables: &'a mut Tables,
+    recorded: &'a mut R,
     stats: &'a mut [u64; Stat::COUNT as usize],
+    wall_ns: u64,
 }
 
-impl classify::Tables for Lookups<'_> {
+impl<R> classify::Tables for HostToday<'_, R> {
     fn has_local(&self) -> bool {
         self.tables.has_local()
     }
@@ -218,5 +180,30 @@ impl classify::Tables for Lookups<'_> {
     fn expire_udp_flow(&mut self, flow: &FlowKey) {
         self.tables.expire_udp_flow(flow);
         self.stats[Stat::UdpFlowsExpired as usize] += 1;
+    }
+}
+
+impl<R: Recorded> classify::Today for HostToday<'_, R> {
+    type Error = anyhow::Error;
+
+    fn include_multicast(&mut self) -> bool {
+        self.tables.include_multicast
+    }
+
+    fn now_ns(&mut self) -> u64 {
+        self.wall_ns
+    }
+
+    fn contains(&mut self, key: &TupleKey) -> Result<bool> {
+        self.recorded.contains(key)
+    }
+
+    fn insert(&mut self, key: &TupleKey, wall_ns: u64) -> Result<Insert> {
+        self.recorded.insert(*key, wall_ns)?;
+        Ok(Insert::New)
+    }
+
+    fn count(&mut self, stat: Stat) {
+        self.stats[stat as usize] += 1;
     }
 }

@@ -30,16 +30,27 @@ pub struct KernelSensor {
 impl KernelSensor {
     /// Load the program (not attached anywhere) with these tables.
     pub fn load(tables: &Tables) -> Result<Self> {
-        let ebpf = capture::load(&capture::LoadOptions::default())?;
+        Self::load_with(tables, &capture::LoadOptions::default())
+    }
+
+    /// The same, loaded with these options (the precise clock of older kernels).
+    pub fn load_with(tables: &Tables, options: &capture::LoadOptions) -> Result<Self> {
+        let ebpf = capture::load(options)?;
         let mut sensor = KernelSensor { ebpf };
         sensor.set_tables(tables)?;
         Ok(sensor)
     }
 
+    /// Set the kernel's wall clock to read `wall_ns` now (through the offset
+    /// in CONFIG), with these tables' flags.
+    pub fn set_wall_clock(&mut self, tables: &Tables, wall_ns: u64) -> Result<()> {
+        let offset = wall_ns.wrapping_sub(capture::clock::monotonic_ns());
+        capture::write_tables(&mut self.ebpf, tables, offset)
+    }
+
     /// Replace the tables (maps and flags) and forget every recorded tuple.
     pub fn set_tables(&mut self, tables: &Tables) -> Result<()> {
-        let offset = TEST_WALL_NS.wrapping_sub(capture::clock::monotonic_ns());
-        capture::write_tables(&mut self.ebpf, tables, offset)?;
+        self.set_wall_clock(tables, TEST_WALL_NS)?;
         let mut flows: HashMap<&mut MapData, FlowKey, u64> =
             HashMap::try_from(self.ebpf.map_mut(maps::UDP_FLOWS).context("UDP_FLOWS")?)?;
         let old: Vec<FlowKey> = flows.keys().filter_map(Result::ok).collect();
@@ -126,15 +137,25 @@ impl KernelSensor {
 
     /// The same for the empty program (loaded on first use): the floor.
     pub fn time_floor(&mut self, packet: &[u8], repeat: u32) -> Result<Duration> {
-        let floor: &mut Xdp = self
+        self.time_other(capture::FLOOR_PROGRAM, packet, repeat)
+    }
+
+    /// The same for the benchmark's program that makes every run a new tuple
+    /// (loaded on first use; see `tsusen_fresh` in tsusen-ebpf).
+    pub fn time_fresh(&mut self, packet: &[u8], repeat: u32) -> Result<Duration> {
+        self.time_other(capture::FRESH_PROGRAM, packet, repeat)
+    }
+
+    fn time_other(&mut self, name: &str, packet: &[u8], repeat: u32) -> Result<Duration> {
+        let program: &mut Xdp = self
             .ebpf
-            .program_mut(capture::FLOOR_PROGRAM)
-            .context("no floor program")?
+            .program_mut(name)
+            .with_context(|| format!("no program {name}"))?
             .try_into()?;
-        if floor.fd().is_err() {
-            floor.load()?;
+        if program.fd().is_err() {
+            program.load()?;
         }
-        time_program(floor, packet, repeat)
+        time_program(program, packet, repeat)
     }
 
     /// Run the program once on `packet` and say what it decided, from the
@@ -168,6 +189,9 @@ impl KernelSensor {
                     .max_by_key(|(_, seen)| seen.wall_ns)
                     .expect("one entry");
                 Ok(Verdict::New(newest.0))
+            }
+            (Some(_), false) if moved.contains(&Stat::InsertFailed) => {
+                Ok(Verdict::Failed(TupleKey::default()))
             }
             (Some(_), false) => Ok(Verdict::Repeat(TupleKey::default())),
             (None, _) => bail!("no classification counter moved: {moved:?}"),
