@@ -19,9 +19,10 @@
 
 mod file;
 pub mod row;
+mod tuples;
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::BTreeMap,
     fs::{self, File},
     io::{self, Read as _, Seek as _, SeekFrom, Write as _},
     path::{Path, PathBuf},
@@ -32,7 +33,7 @@ use log::{info, warn};
 use row::{Format, Row, day_name};
 use tsusen_common::TupleKey;
 
-type TupleSet = HashSet<TupleKey, foldhash::fast::RandomState>;
+use tuples::TupleSet;
 
 /// Bad lines named one by one in each read of a file; the rest are counted.
 const NAMED_BAD_LINES: u64 = 5;
@@ -182,7 +183,12 @@ impl DayStore {
     /// cannot be read, and a row beyond `max_pending` while writes fail (see
     /// [`DayStore::is_written`]).
     pub fn record(&mut self, row: Row) -> Result<bool> {
-        let key = row.key();
+        self.record_keyed(row.key(), row)
+    }
+
+    /// [`DayStore::record`] for a row whose tuple key is at hand (a drain's
+    /// entry): the key is not made again from the row.
+    pub fn record_keyed(&mut self, key: TupleKey, row: Row) -> Result<bool> {
         let capped = self.refusing && self.pending >= self.max_pending;
         let day = self.day(key.day);
         if day.blocked.is_some() {
@@ -196,7 +202,7 @@ impl DayStore {
             }
             return Ok(false);
         }
-        if !day.tuples.insert(key) {
+        if !day.tuples.insert(&key) {
             return Ok(false);
         }
         day.pending.push(row);
@@ -378,7 +384,7 @@ fn load(path: PathBuf, stats: &mut StoreStats) -> io::Result<Day> {
         &mut day.format,
         stats,
         |key| {
-            tuples.insert(key);
+            tuples.insert(&key);
         },
     )?;
     day.seen = Some(Seen {
@@ -510,7 +516,7 @@ fn append(day: &mut Day, stats: &mut StoreStats) -> Result<usize> {
         let good = file::complete_len(&mut locked.file, start.0, len)?;
         // Only pending rows can turn out to be on disk already.
         let queued: TupleSet = if good > start.0 {
-            day.pending.iter().map(Row::key).collect()
+            day.pending.iter().map(Row::key).collect::<TupleSet>()
         } else {
             TupleSet::default()
         };
@@ -524,8 +530,8 @@ fn append(day: &mut Day, stats: &mut StoreStats) -> Result<usize> {
             &mut day.format,
             stats,
             |key| {
-                if !tuples.insert(key) && queued.contains(&key) {
-                    found.insert(key);
+                if !tuples.insert(&key) && queued.contains(&key) {
+                    found.insert(&key);
                 }
             },
         )?;
