@@ -65,9 +65,12 @@ pub fn lookup_all<K: Pod, V: Pod>(map: BorrowedFd<'_>, chunk: usize) -> io::Resu
     let mut token_in: u32 = 0;
     let mut token_out: u32 = 0;
     let mut first = true;
+    let mut keys = Vec::new();
+    let mut values = Vec::new();
     loop {
-        let mut keys = vec![K::zeroed(); chunk];
-        let mut values = vec![V::zeroed(); chunk];
+        // One buffer for every chunk (grown only when a bucket needs it).
+        keys.resize(chunk, K::zeroed());
+        values.resize(chunk, V::zeroed());
         let mut attr = BatchAttr {
             in_batch: if first {
                 0
@@ -83,7 +86,7 @@ pub fn lookup_all<K: Pod, V: Pod>(map: BorrowedFd<'_>, chunk: usize) -> io::Resu
         };
         let result = bpf(BPF_MAP_LOOKUP_BATCH, &mut attr);
         let n = attr.count as usize;
-        out.extend(keys.into_iter().zip(values).take(n));
+        out.extend(keys[..n].iter().copied().zip(values[..n].iter().copied()));
         match result {
             Ok(()) => {}
             // The end of the map (the last entries came with it).
