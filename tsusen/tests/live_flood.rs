@@ -55,7 +55,14 @@ fn a_spoofed_flood_is_bounded_counted_and_recording_resumes() {
     let sender = {
         let mut command = live.net.peer.command("timeout");
         command
-            .args(["120", "tcpreplay", "--topspeed", "-q", "-i"])
+            .args([
+                "120",
+                "tcpreplay",
+                "--topspeed",
+                "--preload-pcap",
+                "-q",
+                "-i",
+            ])
             .arg(&live.net.peer_if)
             .arg(&pcap);
         thread::spawn(move || command.output().unwrap())
