@@ -185,38 +185,8 @@ fn masscan_sweep() {
         return;
     }
     let net = TestNet::new();
-    let pins = std::path::PathBuf::from("/run").join(unique_name("bench-bpf"));
-    fs::create_dir_all(&pins).unwrap();
-    tsusen::testing::run("mount", &["-t", "bpf", "bpf", pins.to_str().unwrap()]);
-    let out = std::env::temp_dir().join(unique_name("bench-out"));
-    let mut daemon = net
-        .sensor
-        .command(env!("CARGO_BIN_EXE_tsusen"))
-        .args([
-            "run",
-            "--iface",
-            &net.sensor_if,
-            "--flush-interval",
-            "1s",
-            "--local",
-            "198.18.1.0/24",
-        ])
-        .arg("--out-dir")
-        .arg(&out)
-        .arg("--pin-dir")
-        .arg(pins.join("p"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // The daemon is `ip netns exec`'s child: find it to read its CPU time.
-    std::thread::sleep(Duration::from_secs(3));
-    let pid = tsusen::testing::run(
-        "pgrep",
-        &["-n", "-f", &format!("tsusen run --iface {}", net.sensor_if)],
-    );
-    let pid: u32 = pid.trim().parse().unwrap();
+    let daemon = Daemon::start(&net, &["--local", "198.18.1.0/24"]);
+    let pid = daemon.pid();
     let ticks_per_s = 100.0; // USER_HZ
     let cpu_before = cpu_ticks(pid);
     let started = Instant::now();
@@ -252,8 +222,8 @@ fn masscan_sweep() {
         .fold(0.0, f64::max);
     // Let the last flush happen, then stop the daemon cleanly.
     std::thread::sleep(Duration::from_secs(2));
-    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    let _ = daemon.wait();
+    let out = daemon.out.clone();
+    daemon.stop();
     let mut rows = 0;
     let mut seen = std::collections::HashSet::new();
     for entry in fs::read_dir(&out).unwrap().flatten() {
@@ -271,8 +241,6 @@ fn masscan_sweep() {
         100.0 * seen.len() as f64 / 102_400.0,
         100.0 * cpu / wall
     );
-    tsusen::testing::run("umount", &[pins.to_str().unwrap()]);
-    let _ = fs::remove_dir_all(&pins);
     let _ = fs::remove_dir_all(&out);
 }
 
@@ -358,7 +326,8 @@ impl Daemon {
             / 1024.0
     }
 
-    /// SIGTERM; the seconds until it exited.
+    /// SIGTERM; the seconds until it exited. The out-dir stays (the caller
+    /// reads it, then removes it).
     fn stop(mut self) -> f64 {
         let started = Instant::now();
         // SAFETY: kill(2) on our own child, not reaped yet.
@@ -367,7 +336,6 @@ impl Daemon {
         let took = started.elapsed().as_secs_f64();
         tsusen::testing::run("umount", &[self.pins.to_str().unwrap()]);
         let _ = fs::remove_dir_all(&self.pins);
-        let _ = fs::remove_dir_all(&self.out);
         let _ = fs::remove_file(&self.log);
         took
     }
@@ -499,7 +467,9 @@ fn flood() {
         daemon.last_flush("new_tuples"),
         daemon.last_flush("deferred"),
     );
+    let out = daemon.out.clone();
     let stop = daemon.stop();
+    let _ = fs::remove_dir_all(&out);
     println!(
         "flood: {:.1} M spoofed SYNs received in {wall:.0} s ({:.0} kpps; {FLOOD_TUPLES} distinct tuples, looped), \
          --flush-interval 1s, default map: {new_tuples} new tuples, {rows} rows written, {deferred} deferred at the end, \
@@ -552,7 +522,9 @@ fn attach(net: &TestNet, peer: Peer, dir: &std::path::Path) -> Box<dyn FnOnce()>
             };
             let daemon = Daemon::start(net, &["--xdp-mode", mode]);
             Box::new(move || {
+                let out = daemon.out.clone();
                 daemon.stop();
+                let _ = fs::remove_dir_all(&out);
             })
         }
         Peer::Nftables => {
