@@ -662,6 +662,10 @@ fn side_by_side() {
 }
 
 fn main() {
+    if std::env::var_os("TSUSEN_BENCH_SIDE_ONLY").is_some() {
+        side_by_side();
+        return;
+    }
     replay_throughput();
     if !is_root() {
         println!("SKIPPED the live sensor measurements: needs root");
