@@ -553,10 +553,16 @@ fn append(day: &mut Day, stats: &mut StoreStats) -> Result<usize> {
 
     // By time, then by the row itself: the file's order does not depend on
     // the order a drain happened to read the kernel map in. Rows from a
-    // capture come in time order already, where the stable sort is linear.
-    day.pending.sort_by_key(|row| row.timestamp);
-    for same_second in day.pending.chunk_by_mut(|a, b| a.timestamp == b.timestamp) {
-        same_second.sort_unstable();
+    // capture come in time order already: only each second is sorted. A
+    // drain's come in the map's order: one in-place sort (no scratch buffer
+    // the size of the drain, which would stay resident).
+    if day.pending.is_sorted_by_key(|row| row.timestamp) {
+        for same_second in day.pending.chunk_by_mut(|a, b| a.timestamp == b.timestamp) {
+            same_second.sort_unstable();
+        }
+    } else {
+        day.pending
+            .sort_unstable_by(|a, b| a.timestamp.cmp(&b.timestamp).then_with(|| a.cmp(b)));
     }
     let format = *day.format.get_or_insert_default();
     let mut buf = Vec::with_capacity(day.pending.len() * 48 + 64);
