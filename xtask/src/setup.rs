@@ -36,6 +36,8 @@ const TEST_TOOL_PACKAGES: &[(&str, &str)] = &[
     ("nmap", "nmap"),
     ("tshark", "tshark"),
     ("tcpdump", "tcpdump"),
+    ("tcpreplay", "tcpreplay"),
+    ("nftables", "nft"),
     ("hping3", "hping3"),
     ("python3-scapy", "scapy"),
     ("dnsutils", "dig"),

@@ -31,16 +31,19 @@ pub fn lookup_all<K: Pod, V: Pod>(map: BorrowedFd<'_>, chunk: usize) -> io::Resu
     let mut token_in: u32 = 0;
     let mut token_out: u32 = 0;
     let mut first = true;
+    let mut keys = Vec::new();
+    let mut values = Vec::new();
     loop {
-        let mut keys = vec![K::zeroed(); chunk];
-        let mut values = vec![V::zeroed(); chunk];
+        // One buffer for every chunk (grown only when a bucket needs it).
+        keys.resize(chunk, K::zeroed());
+        values.resize(chunk, V::zeroed());
         let (n, result) = batches.lookup(
             (!first).then_some(&token_in),
             &mut token_out,
             &mut keys,
             &mut values,
         );
-        out.extend(keys.into_iter().zip(values).take(n));
+        out.extend(keys[..n].iter().copied().zip(values[..n].iter().copied()));
         match result {
             Ok(()) => {}
             // The end of the map (the last entries came with it).

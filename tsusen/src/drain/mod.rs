@@ -9,6 +9,15 @@
 //! neither lost nor written twice. Entries carry their UTC day in the key, so
 //! at rollover the old day's entries go to the old day's file and leave the
 //! map like any others; a day that cannot be written holds back only its own.
+//!
+//! Under a flood of new tuples (a SYN flood from spoofed sources makes every
+//! packet one) a drain writes at most [`Drain::row_budget`] rows (see
+//! [`row_budget`]: a rate per drain for the daemon's CPU, a day's total for
+//! its memory). The rest stay in the kernel's map (`deferred`): the next
+//! drains write them once the flood ebbs, and while it lasts the map's LRU
+//! evicts the oldest, counted as `evicted`. Rows of the sources with the most
+//! tuples in the map go first, so a real scan (one source, many tuples) wins
+//! over spoofed singletons.
 
 mod batch;
 
@@ -28,12 +37,16 @@ pub struct Drained {
     pub removed: usize,
     /// Entries left in the map because their rows are not on disk.
     pub kept: usize,
+    /// Entries left in the map, unwritten, because the drain reached its
+    /// row budget (a flood): the next drains write them unless the map
+    /// evicts them first (`evicted`).
+    pub deferred: usize,
     /// Whether the flush failed for some day (its rows stay pending).
     pub flush_failed: bool,
 }
 
 /// Keeps the eviction count between drains.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Drain {
     /// Entries the LRU map evicted before a drain read them (since the
     /// programs were loaded). Every insert is drained, still present, or
@@ -42,6 +55,19 @@ pub struct Drain {
     /// Read and delete one key at a time, as on kernels before 5.6, even
     /// where batch operations work: so tests run that path on any kernel.
     pub per_key: bool,
+    /// The most rows one drain writes (`usize::MAX`: no limit). Bounds the
+    /// daemon's CPU and memory under a flood; see the module's comment.
+    pub row_budget: usize,
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Drain {
+            evicted: 0,
+            per_key: false,
+            row_budget: usize::MAX,
+        }
+    }
 }
 
 /// Test-only switch (`=1`): every drain takes the per-key path of kernels
@@ -67,21 +93,88 @@ impl Drain {
         // never overcount them.
         let before = sensor.stats()?;
         let per_key = self.per_key || per_key_forced();
-        let entries = read_all(sensor, per_key)?;
+        let mut entries = read_all(sensor, per_key)?;
+        let deferred = over_budget(&mut entries, self.row_budget);
         let (mut drained, written) = write(store, &entries)?;
+        drained.entries += deferred;
+        drained.deferred = deferred;
         if !written.is_empty() {
             drained.removed = remove(sensor, &written, per_key)?;
             // All of them were drained, even those evicted after the read.
             sensor.add_to_counter(Stat::Drained, written.len() as u64)?;
         }
         let drained_total = before[Stat::Drained as usize] + written.len() as u64;
-        let present = drained.kept as u64;
+        let present = (drained.kept + drained.deferred) as u64;
         let inserted = before[Stat::NewTuples as usize];
         self.evicted = self
             .evicted
             .max(inserted.saturating_sub(drained_total + present));
         Ok(drained)
     }
+}
+
+/// Rows a drain writes per second of `--flush-interval`, at most: bounds the
+/// daemon's CPU under a flood (a 200 kpps scan, masscan's top speed here,
+/// fits in one second's budget).
+pub const ROWS_PER_SECOND: usize = 250_000;
+/// Rows a day may have by its start: a day's first bursts are written as
+/// fast as [`ROWS_PER_SECOND`] allows.
+pub const DAY_BURST_ROWS: usize = 4_000_000;
+/// Rows a day may have by its end. Between start and end the allowance
+/// grows evenly (about 116 rows a second), so a flood that spent the burst
+/// leaves room all day for scans. Each row costs about 10-20 bytes of memory
+/// (the day's set of tuples, see `store`), so a day's set stays under 160 MB.
+pub const DAY_ROWS: usize = 14_000_000;
+
+/// Test-only switch (`=N`): every drain's budget is `N` rows, whatever the
+/// interval and the day's allowance, so a test's flood exceeds it on a slow
+/// or busy machine too. Only `tests/live_flood.rs` sets it; the README's
+/// Tests section names it.
+pub const ROW_BUDGET_ENV: &str = "TSUSEN_TEST_ROW_BUDGET";
+
+fn row_budget_forced() -> Option<usize> {
+    static FORCED: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    *FORCED.get_or_init(|| {
+        let forced = std::env::var(ROW_BUDGET_ENV).ok()?.parse().ok()?;
+        log::warn!("{ROW_BUDGET_ENV}={forced}: every drain writes at most {forced} rows");
+        Some(forced)
+    })
+}
+
+/// The row budget of the next drain: what [`ROWS_PER_SECOND`] allows at
+/// `interval`, and what is left of the day's allowance at `now_ns` (Unix
+/// nanoseconds) with `written_today` rows in today's file.
+pub fn row_budget(interval: std::time::Duration, now_ns: u64, written_today: usize) -> usize {
+    if let Some(forced) = row_budget_forced() {
+        return forced;
+    }
+    let per_drain = (interval.as_secs().max(1) as usize).saturating_mul(ROWS_PER_SECOND);
+    let into_day = (now_ns % tsusen_common::NS_PER_DAY) as f64 / tsusen_common::NS_PER_DAY as f64;
+    let allowed = DAY_BURST_ROWS + ((DAY_ROWS - DAY_BURST_ROWS) as f64 * into_day) as usize;
+    per_drain.min(allowed.saturating_sub(written_today))
+}
+
+/// Cut `entries` to `budget`, keeping first the entries of the sources with
+/// the most entries (a scanner's), then the oldest; returns how many were
+/// cut. Linear: one count per source and a selection, no sort.
+fn over_budget(entries: &mut Vec<(TupleKey, FirstSeen)>, budget: usize) -> usize {
+    if entries.len() <= budget {
+        return 0;
+    }
+    let mut per_source: std::collections::HashMap<[u8; 16], u32, foldhash::fast::RandomState> =
+        std::collections::HashMap::default();
+    for (key, _) in entries.iter() {
+        *per_source.entry(key.src_ip).or_default() += 1;
+    }
+    let rank = |(key, seen): &(TupleKey, FirstSeen)| {
+        (std::cmp::Reverse(per_source[&key.src_ip]), seen.wall_ns)
+    };
+    if budget > 0 {
+        entries.select_nth_unstable_by_key(budget - 1, rank);
+    }
+    let cut = entries.len() - budget;
+    entries.truncate(budget);
+    cut
 }
 
 /// The userspace half of a drain: queue a row for each entry, flush, and
@@ -100,7 +193,7 @@ fn write(
         store.reserve(key.day, entries.len())?;
     }
     for (key, seen) in entries {
-        store.record(Row::from_entry(key, seen))?;
+        store.record_keyed(*key, Row::from_entry(key, seen))?;
     }
     // Rows of the days that could be written count even when another failed.
     let written_before = store.stats.rows_written;
@@ -169,6 +262,66 @@ mod tests {
                 (row.key(), seen)
             })
             .collect()
+    }
+
+    #[test]
+    fn the_budget_is_a_rate_per_drain_and_an_allowance_per_day() {
+        use std::time::Duration;
+        let midnight = 20_000 * tsusen_common::NS_PER_DAY;
+        let second = Duration::from_secs(1);
+        assert_eq!(row_budget(second, midnight, 0), ROWS_PER_SECOND);
+        assert_eq!(
+            row_budget(Duration::from_secs(900), midnight, 0),
+            DAY_BURST_ROWS,
+            "15 minutes: the day's burst first"
+        );
+        assert_eq!(row_budget(second, midnight, DAY_BURST_ROWS), 0);
+        let noon = midnight + tsusen_common::NS_PER_DAY / 2;
+        let half = DAY_BURST_ROWS + (DAY_ROWS - DAY_BURST_ROWS) / 2;
+        assert_eq!(row_budget(second, noon, half - 100), 100);
+        assert_eq!(row_budget(Duration::from_secs(3600), noon, 0), half);
+        let end = midnight + tsusen_common::NS_PER_DAY - 1;
+        assert_eq!(row_budget(second, end, DAY_ROWS), 0);
+        assert!(row_budget(second, end, DAY_ROWS - 10) <= 10);
+    }
+
+    #[test]
+    fn over_budget_a_scanners_rows_go_first_then_the_oldest() {
+        // 100 spoofed singletons (one tuple per source), then a scan of 20
+        // ports from one source, newest of all.
+        let mut all: Vec<(TupleKey, FirstSeen)> = (0..100u32)
+            .map(|i| {
+                let mut entry = entries(0, 80..=80)[0];
+                entry.0.src_ip = tsusen_common::tuple::ipv4_mapped([198, 18, 0, i as u8]);
+                entry.1.wall_ns += u64::from(i);
+                entry
+            })
+            .collect();
+        let scan: Vec<_> = entries(0, 1..=20)
+            .into_iter()
+            .map(|(key, seen)| {
+                let later = FirstSeen {
+                    wall_ns: seen.wall_ns + 1_000,
+                };
+                (key, later)
+            })
+            .collect();
+        all.extend(&scan);
+        let mut cut = all.clone();
+        assert_eq!(over_budget(&mut cut, 30), 90);
+        assert_eq!(cut.len(), 30);
+        for entry in &scan {
+            assert!(cut.contains(entry), "the scan's {:?} is kept", entry.0);
+        }
+        // Then the 10 oldest singletons.
+        for entry in &all[..10] {
+            assert!(cut.contains(entry), "{:?} is among the oldest", entry.0);
+        }
+        let mut whole = all.clone();
+        assert_eq!(over_budget(&mut whole, 120), 0);
+        assert_eq!(whole, all);
+        assert_eq!(over_budget(&mut whole, 0), 120);
+        assert!(whole.is_empty());
     }
 
     #[test]

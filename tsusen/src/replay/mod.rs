@@ -105,7 +105,7 @@ impl sensor::Recorded for DayStore {
     }
 
     fn insert(&mut self, key: tsusen_common::TupleKey, wall_ns: u64) -> Result<()> {
-        self.record(sensor::row(&key, wall_ns)).map(drop)
+        self.record_keyed(key, sensor::row(&key, wall_ns)).map(drop)
     }
 
     fn clear(&mut self) {}

@@ -60,6 +60,9 @@ pub struct Snapshot {
     pub blocked_days: u64,
     /// Entries the last drain left in the kernel's map (rows not on disk).
     pub kept_entries: u64,
+    /// Entries the last drain left in the kernel's map, unwritten, beyond
+    /// its row budget (a flood).
+    pub deferred_entries: u64,
     /// Whether every row drained so far is on disk (fsynced) after this
     /// flush: nothing failed and nothing waits for the out-dir.
     pub all_written: bool,
@@ -80,6 +83,7 @@ pub struct Metrics {
     bad_lines: Counter,
     blocked_days: Gauge,
     kept_entries: Gauge,
+    deferred_entries: Gauge,
     detached_interfaces: Gauge,
     last: Snapshot,
 }
@@ -174,6 +178,11 @@ impl Metrics {
             "Entries the last drain left in the kernel's map because their rows are not on disk",
             Gauge::default()
         );
+        let deferred_entries = reg!(
+            "deferred_entries",
+            "Entries the last drain left in the kernel's map beyond its row budget (a flood of new tuples): written by later drains unless the map evicts them",
+            Gauge::default()
+        );
         let detached_interfaces = reg!(
             "detached_interfaces",
             "Watched interfaces whose XDP program is no longer tsusen's (detached, replaced, or the interface is gone)",
@@ -212,6 +221,7 @@ impl Metrics {
             bad_lines,
             blocked_days,
             kept_entries,
+            deferred_entries,
             detached_interfaces,
             last: Snapshot::default(),
         }
@@ -235,6 +245,7 @@ impl Metrics {
             .inc_by(delta(now.bad_lines, self.last.bad_lines));
         self.blocked_days.set(now.blocked_days as i64);
         self.kept_entries.set(now.kept_entries as i64);
+        self.deferred_entries.set(now.deferred_entries as i64);
         self.detached_interfaces.set(now.links_detached as i64);
         if now.all_written {
             self.last_successful_write.set(now.flush_unix);

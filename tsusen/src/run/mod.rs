@@ -28,7 +28,7 @@ use tsusen_common::{
 use crate::{
     capture::{self, pins::Pins, sensor::Sensor, stats::KernelStats},
     config::{RunFlags, Settings},
-    drain::{Drain, Drained},
+    drain::{self, Drain, Drained},
     exit::{self, ResultExt as _},
     store::DayStore,
     tables::Tables,
@@ -121,6 +121,7 @@ pub fn run(args: RunFlags) -> Result<()> {
         drain: Drain::default(),
         metrics: None,
         looping: false,
+        stopping: false,
         _out_dir_lock: out_dir_lock,
     };
 
@@ -172,6 +173,8 @@ struct Daemon {
     /// Whether the main loop was reached: until then, dropping the daemon
     /// (an error or a panic) undoes the start.
     looping: bool,
+    /// Whether this is the last drain (SIGINT/SIGTERM): it has no row budget.
+    stopping: bool,
     /// Held until exit: one sensor per out-dir.
     _out_dir_lock: crate::lock::Lock,
 }
@@ -243,6 +246,8 @@ impl Daemon {
             }
         }
         info!("stopping: draining what is left");
+        // Everything, whatever the budget: the map is unpinned after these drains.
+        self.stopping = true;
         // Drain while still recording: if the rows cannot be written, the
         // sensor stays attached and the next start writes them.
         let last = self.flush();
@@ -348,7 +353,22 @@ impl Daemon {
             .sensor
             .as_mut()
             .expect("the sensor runs until shutdown");
+        let now = self.clock.wall_ns();
+        let written_today = self.store.tuples((now / NS_PER_DAY) as u16)?;
+        self.drain.row_budget = if self.stopping {
+            usize::MAX
+        } else {
+            drain::row_budget(self.settings.flush_interval, now, written_today)
+        };
         let drained = self.drain.run(sensor, &mut self.store)?;
+        if drained.deferred > 0 {
+            warn!(
+                "{} new tuples in the first-seen map, more than this flush's row budget \
+                 ({}): {} left there for the next flushes (a flood?); tuples the map must \
+                 evict meanwhile count as evicted",
+                drained.entries, self.drain.row_budget, drained.deferred
+            );
+        }
         // Someone may have taken an interface from us (`--force` from
         // another sensor, `ip link set ... xdp off`, the interface deleted):
         // say so at every flush while it lasts.
@@ -379,7 +399,7 @@ impl Daemon {
             .sum();
         info!(
             "flush: packets={} candidates={} new_tuples={} rows={} evicted={} insert_failed={} \
-             write_errors={} pending={} kept={} capped={} blocked_days={} bad_lines={}",
+             write_errors={} pending={} kept={} deferred={} capped={} blocked_days={} bad_lines={}",
             packets(&kernel),
             candidates,
             kernel[Stat::NewTuples as usize],
@@ -389,6 +409,7 @@ impl Daemon {
             stats.write_errors,
             self.store.pending(),
             drained.kept,
+            drained.deferred,
             stats.pending_dropped,
             self.store.blocked_days(),
             stats.bad_lines,
@@ -407,6 +428,7 @@ impl Daemon {
                 bad_lines: stats.bad_lines,
                 blocked_days: self.store.blocked_days() as u64,
                 kept_entries: drained.kept as u64,
+                deferred_entries: drained.deferred as u64,
                 all_written: !drained.flush_failed && self.store.pending() == 0,
             });
         }

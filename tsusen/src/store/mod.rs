@@ -18,9 +18,10 @@
 //! original tsusen's, see [`crate::dayfile::Format`]).
 
 mod file;
+mod tuples;
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::BTreeMap,
     fs::{self, File},
     io::{self, Read as _, Seek as _, SeekFrom, Write as _},
     path::{Path, PathBuf},
@@ -30,9 +31,9 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use log::{info, warn};
 use tsusen_common::TupleKey;
 
-use crate::dayfile::{Foreign, Format, Reading, Row, Warnings, day_path};
+use tuples::TupleSet;
 
-type TupleSet = HashSet<TupleKey, foldhash::fast::RandomState>;
+use crate::dayfile::{Foreign, Format, Reading, Row, Warnings, day_path};
 
 /// What the store has done, for logs and metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -174,7 +175,12 @@ impl DayStore {
     /// cannot be read, and a row beyond `max_pending` while writes fail (see
     /// [`DayStore::is_written`]).
     pub fn record(&mut self, row: Row) -> Result<bool> {
-        let key = row.key();
+        self.record_keyed(row.key(), row)
+    }
+
+    /// [`DayStore::record`] for a row whose tuple key is at hand (a drain's
+    /// entry): the key is not made again from the row.
+    pub fn record_keyed(&mut self, key: TupleKey, row: Row) -> Result<bool> {
         let capped = self.refusing && self.pending >= self.max_pending;
         let day = self.day(key.day);
         if day.blocked.is_some() {
@@ -188,7 +194,7 @@ impl DayStore {
             }
             return Ok(false);
         }
-        if !day.tuples.insert(key) {
+        if !day.tuples.insert(&key) {
             return Ok(false);
         }
         day.pending.push(row);
@@ -200,7 +206,9 @@ impl DayStore {
     /// one, or another writer): only then may its kernel entry go.
     pub fn is_written(&self, key: &TupleKey) -> bool {
         self.days.get(&key.day).is_some_and(|day| {
-            day.blocked.is_none() && day.tuples.contains(key) && !day.unwritten.contains(key)
+            day.blocked.is_none()
+                && day.tuples.contains(key)
+                && (day.unwritten.is_empty() || !day.unwritten.contains(key))
         })
     }
 
@@ -370,7 +378,7 @@ fn load(path: PathBuf, stats: &mut StoreStats) -> io::Result<Day> {
         &mut day.format,
         stats,
         |key| {
-            tuples.insert(key);
+            tuples.insert(&key);
         },
     )?;
     day.seen = Some(Seen {
@@ -449,7 +457,7 @@ fn append(day: &mut Day, stats: &mut StoreStats) -> Result<usize> {
         let good = file::complete_len(&mut locked.file, start.0, len)?;
         // Only pending rows can turn out to be on disk already.
         let queued: TupleSet = if good > start.0 {
-            day.pending.iter().map(Row::key).collect()
+            day.pending.iter().map(Row::key).collect::<TupleSet>()
         } else {
             TupleSet::default()
         };
@@ -463,8 +471,8 @@ fn append(day: &mut Day, stats: &mut StoreStats) -> Result<usize> {
             &mut day.format,
             stats,
             |key| {
-                if !tuples.insert(key) && queued.contains(&key) {
-                    found.insert(key);
+                if !tuples.insert(&key) && queued.contains(&key) {
+                    found.insert(&key);
                 }
             },
         )?;
@@ -484,10 +492,16 @@ fn append(day: &mut Day, stats: &mut StoreStats) -> Result<usize> {
 
     // By time, then by the row itself: the file's order does not depend on
     // the order a drain happened to read the kernel map in. Rows from a
-    // capture come in time order already, where the stable sort is linear.
-    day.pending.sort_by_key(|row| row.timestamp);
-    for same_second in day.pending.chunk_by_mut(|a, b| a.timestamp == b.timestamp) {
-        same_second.sort_unstable();
+    // capture come in time order already: only each second is sorted. A
+    // drain's come in the map's order: one in-place sort (no scratch buffer
+    // the size of the drain, which would stay resident).
+    if day.pending.is_sorted_by_key(|row| row.timestamp) {
+        for same_second in day.pending.chunk_by_mut(|a, b| a.timestamp == b.timestamp) {
+            same_second.sort_unstable();
+        }
+    } else {
+        day.pending
+            .sort_unstable_by(|a, b| a.timestamp.cmp(&b.timestamp).then_with(|| a.cmp(b)));
     }
     let format = *day.format.get_or_insert_default();
     let mut buf = Vec::with_capacity(day.pending.len() * 48 + 64);

@@ -247,10 +247,22 @@ impl Daemon {
     /// `ip netns exec <ns> <bin> <args>` with RUST_LOG=info. `ip netns exec`
     /// execs the program, so the child's pid is the daemon's.
     pub fn spawn(label: &str, bin: &str, ns: &Netns, args: &[String]) -> Daemon {
+        Self::spawn_with_env(label, bin, ns, args, &[])
+    }
+
+    /// [`Daemon::spawn`] with more environment variables.
+    pub fn spawn_with_env(
+        label: &str,
+        bin: &str,
+        ns: &Netns,
+        args: &[String],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         eprintln!("[{label}] $ {bin} {}", args.join(" "));
         let mut child = ns
             .command(bin)
             .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

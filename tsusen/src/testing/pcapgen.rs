@@ -180,3 +180,83 @@ pub fn write_days_pcap(path: &Path, days: u32, per_day: u32, first_day_unix: u64
     }
     Ok(())
 }
+
+/// Write `count` TCP SYNs to `dst` (frames to `dst_mac`), each from a random
+/// source in 198.18.1.0 - 198.19.255.255 to a random port, no two the same
+/// tuple: a spoofed SYN flood, every packet a new tuple. Deterministic. The
+/// TCP checksum is left wrong, so the target's stack drops them after XDP
+/// instead of answering each with a RST (XDP and tsusen do not check it).
+pub fn write_flood_pcap(path: &Path, count: u32, dst: &str, dst_mac: [u8; 6]) -> Result<()> {
+    let mut writer = PcapWriter::with_header(
+        BufWriter::with_capacity(1 << 20, File::create(path)?),
+        PcapHeader::default(),
+    )?;
+    let mut frame = Pkt::syn("198.19.0.2", dst, 1).bytes();
+    frame[..6].copy_from_slice(&dst_mac);
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut seen = std::collections::HashSet::with_capacity(count as usize);
+    let mut written = 0;
+    while written < count {
+        // xorshift64: reproducible, no dependency.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let host = 256 + (state as u32) % (131_072 - 256);
+        let port = ((state >> 32) as u16).max(1);
+        if !seen.insert((host, port)) {
+            continue;
+        }
+        let src = [198, 18 + (host >> 16) as u8, (host >> 8) as u8, host as u8];
+        frame[26..30].copy_from_slice(&src);
+        frame[36..38].copy_from_slice(&port.to_be_bytes());
+        frame[24..26].copy_from_slice(&[0, 0]);
+        let sum = ipv4_checksum(&frame[14..34]);
+        frame[24..26].copy_from_slice(&sum.to_be_bytes());
+        writer.write_packet(&PcapPacket::new(Duration::ZERO, frame.len() as u32, &frame))?;
+        written += 1;
+    }
+    Ok(())
+}
+
+/// Write `count` copies of one TCP SYN from `src` to `dst` (frames to
+/// `dst_mac`): one tuple repeated. The TCP checksum is left wrong, as above.
+pub fn write_repeat_pcap(
+    path: &Path,
+    count: u32,
+    src: &str,
+    dst: &str,
+    dst_mac: [u8; 6],
+) -> Result<()> {
+    let mut writer = PcapWriter::with_header(
+        BufWriter::with_capacity(1 << 20, File::create(path)?),
+        PcapHeader::default(),
+    )?;
+    let mut frame = Pkt::syn(src, dst, 443).bytes();
+    frame[..6].copy_from_slice(&dst_mac);
+    frame[50..52].copy_from_slice(&[0xde, 0xad]);
+    for _ in 0..count {
+        writer.write_packet(&PcapPacket::new(Duration::ZERO, frame.len() as u32, &frame))?;
+    }
+    Ok(())
+}
+
+/// The IPv4 header checksum of `header` (its checksum field zeroed).
+fn ipv4_checksum(header: &[u8]) -> u16 {
+    let mut sum: u32 = header
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// `aa:bb:cc:dd:ee:ff` as bytes.
+pub fn parse_mac(text: &str) -> [u8; 6] {
+    let mut mac = [0; 6];
+    for (byte, part) in mac.iter_mut().zip(text.trim().split(':')) {
+        *byte = u8::from_str_radix(part, 16).expect("a MAC address");
+    }
+    mac
+}
