@@ -29,9 +29,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    ServeArgs,
+    Page, ServeArgs,
     aggregate::{DetailFilter, DetailPage, ProtoPort, Window, date, utc_time},
-    chart, html,
+    html,
     load::Loader,
     spikes::{BASELINE_DAYS, MIN_BASELINE_DAYS},
 };
@@ -133,10 +133,7 @@ impl Limiter {
 
 /// Everything a request may read: rebuilt whenever the files change.
 pub struct Snapshot {
-    window: Window,
-    chart_svg: String,
-    top: String,
-    bottom: String,
+    page: Page,
     summary: String,
     trends: String,
     spikes: String,
@@ -145,26 +142,13 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn build(loader: &Loader) -> Result<Snapshot> {
-        let window = loader.window();
-        let warnings = loader.warnings();
-        let chart_svg = chart::trends_svg(&window)?;
-        let generated = utc_time(chrono::Utc::now().timestamp());
-        let about = html::About {
-            files: loader.files(),
-            warnings: &warnings,
-            generated: &generated,
-        };
-        let top = html::top(&window, &chart_svg, &about, html::Mode::Served);
-        let bottom = html::bottom(&warnings);
-        let summary = summary_json(&window, loader.files(), &warnings).to_string();
-        let trends = trends_json(&window).to_string();
-        let spikes = spikes_json(&window).to_string();
-        let today = today_json(&window).to_string();
+        let page = Page::build(loader, html::Mode::Served)?;
+        let summary = summary_json(&page.window, page.files, &page.warnings).to_string();
+        let trends = trends_json(&page.window).to_string();
+        let spikes = spikes_json(&page.window).to_string();
+        let today = today_json(&page.window).to_string();
         Ok(Snapshot {
-            window,
-            chart_svg,
-            top,
-            bottom,
+            page,
             summary,
             trends,
             spikes,
@@ -413,7 +397,7 @@ async fn today(State(state): State<Arc<AppState>>) -> Response {
 async fn chart_svg(State(state): State<Arc<AppState>>) -> Response {
     (
         [(header::CONTENT_TYPE, "image/svg+xml")],
-        state.snapshot().chart_svg.clone(),
+        state.snapshot().page.chart_svg.clone(),
     )
         .into_response()
 }
@@ -459,7 +443,7 @@ impl DetailQuery {
 async fn page(State(state): State<Arc<AppState>>, Query(query): Query<DetailQuery>) -> Response {
     let snapshot = state.snapshot();
     let rendered = tokio::task::spawn_blocking(move || {
-        let result = query.run(&snapshot.window);
+        let result = query.run(&snapshot.page.window);
         let form = html::Form {
             ip: query.ip.as_deref().unwrap_or(""),
             port: query.port.as_deref().unwrap_or(""),
@@ -467,7 +451,7 @@ async fn page(State(state): State<Arc<AppState>>, Query(query): Query<DetailQuer
         };
         let message = result.as_ref().err().map(|e| format!("{e:#}"));
         let details = html::served_details(
-            &snapshot.window,
+            &snapshot.page.window,
             form,
             result
                 .as_ref()
@@ -480,7 +464,7 @@ async fn page(State(state): State<Arc<AppState>>, Query(query): Query<DetailQuer
         };
         (
             status,
-            format!("{}{details}{}", snapshot.top, snapshot.bottom),
+            format!("{}{details}{}", snapshot.page.top, snapshot.page.bottom),
         )
     })
     .await;
@@ -499,8 +483,8 @@ async fn details(State(state): State<Arc<AppState>>, Query(query): Query<DetailQ
     let snapshot = state.snapshot();
     let result = tokio::task::spawn_blocking(move || {
         query
-            .run(&snapshot.window)
-            .map(|page| details_json(&snapshot.window, &page).to_string())
+            .run(&snapshot.page.window)
+            .map(|page| details_json(&snapshot.page.window, &page).to_string())
     })
     .await;
     match result {
@@ -517,7 +501,7 @@ async fn day(State(state): State<Arc<AppState>>, UrlPath(name): UrlPath<String>)
         return error(StatusCode::BAD_REQUEST, "expected a date like 2026-01-30");
     };
     let snapshot = state.snapshot();
-    let w = &snapshot.window;
+    let w = &snapshot.page.window;
     if w.is_empty() || day < w.first_day || day > w.last_day {
         return error(StatusCode::NOT_FOUND, "day outside the window");
     }
