@@ -6,7 +6,8 @@
 //! [`aggregate`] reduces each day to compact counts and builds the window,
 //! [`spikes`] is the spike rule, [`load`] keeps aggregates in step with the
 //! directory, [`chart`] draws the SVG, [`html`] the page, [`serve`] the server,
-//! [`testdata`] makes up day files for tests and the benchmark.
+//! `testdata` makes up day files for tests and the benchmark (only with the
+//! `test-helpers` feature).
 
 pub mod aggregate;
 pub mod chart;
@@ -15,6 +16,7 @@ pub mod load;
 pub mod read;
 pub mod serve;
 pub mod spikes;
+#[cfg(any(test, feature = "test-helpers"))]
 pub mod testdata;
 
 use std::{
@@ -24,6 +26,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 
+#[cfg(any(test, feature = "test-helpers"))]
 pub use self::testdata::{bench_inputs, generate};
 use self::{
     aggregate::{DetailFilter, Window, WindowOptions, utc_time},
