@@ -141,14 +141,50 @@ pub struct Live {
     pub net: TestNet,
     pub scratch: Scratch,
     pub bin: String,
+    /// The [`serial`] lock when this is the test's [`live_test!`] fixture;
+    /// the last field, so it is released after the network and directory
+    /// are gone.
+    _serial: Option<MutexGuard<'static, ()>>,
+}
+
+/// The start of every live and deploy test that runs the sensor in a test
+/// network: skip the test (saying why) unless this host can run it — root,
+/// and each of the tools named — then take the [`serial`] lock and make a
+/// fresh [`Live`] for this package's `tsusen` binary. The `Live` holds the
+/// lock until it is dropped; a second network in the same test is
+/// [`Live::new`].
+///
+/// ```ignore
+/// let live = tsusen::live_test!(&["masscan"]);
+/// let mut daemon = live.start("sensor", &[]);
+/// ```
+#[macro_export]
+macro_rules! live_test {
+    ($tools:expr) => {{
+        let why = $crate::testing::live::why_not($tools);
+        $crate::skip_unless!(why.is_empty(), &why);
+        $crate::testing::live::Live::serial(env!("CARGO_BIN_EXE_tsusen"))
+    }};
 }
 
 impl Live {
+    /// A test network and scratch directory for `bin`, without the
+    /// [`serial`] lock (for a second one in a test that holds it).
     pub fn new(bin: &str) -> Self {
         Live {
             net: TestNet::new(),
             scratch: Scratch::new(),
             bin: bin.to_owned(),
+            _serial: None,
+        }
+    }
+
+    /// [`Live::new`] once the [`serial`] lock is taken; held until dropped.
+    pub fn serial(bin: &str) -> Self {
+        let lock = serial();
+        Live {
+            _serial: Some(lock),
+            ..Live::new(bin)
         }
     }
 
