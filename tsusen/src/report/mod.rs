@@ -5,9 +5,10 @@
 //! [`read`] finds and parses day files (ours and the original tsusen's),
 //! [`aggregate`] reduces each day to compact counts and builds the window,
 //! [`spikes`] is the spike rule, [`load`] keeps aggregates in step with the
-//! directory, [`chart`] draws the SVG, [`html`] the page, [`serve`] the server,
-//! `testdata` makes up day files for tests and the benchmark (only with the
-//! `test-helpers` feature).
+//! directory, [`chart`] draws the SVG, [`html`] renders the page (its style
+//! and script are `assets/`), [`Page`] assembles it once for both commands,
+//! [`serve`] the server, `testdata` makes up day files for tests and the
+//! benchmark (only with the `test-helpers` feature).
 
 pub mod aggregate;
 pub mod chart;
