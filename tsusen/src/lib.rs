@@ -23,5 +23,8 @@ pub mod run;
 pub mod store;
 pub mod sys;
 pub mod tables;
+/// The test harness: only for this package's tests and benches (the
+/// `test-helpers` feature, which its dev-dependencies turn on).
+#[cfg(any(test, feature = "test-helpers"))]
 #[doc(hidden)]
 pub mod testing;

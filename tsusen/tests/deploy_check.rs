@@ -167,10 +167,8 @@ fn in_a_namespace_without_privileges_or_default_route() {
 #[test]
 fn another_xdp_program_on_the_interface_is_a_warning() {
     use aya::programs::{Xdp, xdp::XdpMode};
-    let why = live::why_not(&[]);
-    skip_unless!(why.is_empty(), &why);
-    let net = tsusen::testing::TestNet::new();
-    let scratch = live::Scratch::new();
+    let live = tsusen::live_test!(&[]);
+    let (net, scratch) = (&live.net, &live.scratch);
     let check = || {
         let out = net
             .sensor

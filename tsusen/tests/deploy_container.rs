@@ -20,10 +20,10 @@ use std::{
 
 use serde_json::{Value, json};
 use tsusen::{
-    skip_unless,
+    live_test, skip_unless,
     testing::{
         TestNet,
-        live::{self, Scratch},
+        live::{self, Live},
         unique_name,
     },
 };
@@ -183,10 +183,8 @@ fn live_run(program: &str, args: &[&str]) -> String {
 
 #[test]
 fn a_scratch_image_records_a_scan_into_a_mounted_out_dir() {
-    let why = live::why_not(&["podman", "runc", "ldd"]);
-    skip_unless!(why.is_empty(), &why);
-    let _serial = live::serial();
-    scan_in_a_container(&["--privileged"]);
+    let live = live_test!(&["podman", "runc", "ldd"]);
+    scan_in_a_container(&live, &["--privileged"]);
 }
 
 /// README.md#deploy's minimum instead of --privileged: three capabilities,
@@ -194,9 +192,7 @@ fn a_scratch_image_records_a_scan_into_a_mounted_out_dir() {
 /// CAP_SYS_ADMIN, which `tsusen check` in the container reports).
 #[test]
 fn the_documented_minimum_capabilities_suffice() {
-    let why = live::why_not(&["podman", "runc", "ldd"]);
-    skip_unless!(why.is_empty(), &why);
-    let _serial = live::serial();
+    let live = live_test!(&["podman", "runc", "ldd"]);
     let caps = [
         "--cap-drop",
         "ALL",
@@ -207,7 +203,10 @@ fn the_documented_minimum_capabilities_suffice() {
         "--cap-add",
         "NET_ADMIN",
     ];
-    scan_in_a_container(&[&caps[..], &["--security-opt", "seccomp=unconfined"]].concat());
+    scan_in_a_container(
+        &live,
+        &[&caps[..], &["--security-opt", "seccomp=unconfined"]].concat(),
+    );
 
     // Without lifting seccomp, check names bpf() as refused, and the fix.
     let net = TestNet::new();
@@ -246,9 +245,8 @@ fn the_documented_minimum_capabilities_suffice() {
 
 /// Run the image with `privileges` in the sensor's namespace, scan it from
 /// the peer, find the rows, stop it cleanly.
-fn scan_in_a_container(privileges: &[&str]) {
-    let net = TestNet::new();
-    let scratch = Scratch::new();
+fn scan_in_a_container(live: &Live, privileges: &[&str]) {
+    let (net, scratch) = (&live.net, &live.scratch);
     let deployment = Deployment::new();
     let out_dir = scratch.out_dir();
     let bpf = scratch.dir.join("bpf");
@@ -591,11 +589,8 @@ impl Drop for Pod {
 /// in it (nsenter), and "the host's network" is that of podman.
 #[test]
 fn the_daemonset_pod_records_a_scan_and_drains_within_its_grace_period() {
-    let why = live::why_not(&["podman", "runc", "ldd", "nsenter", "catatonit"]);
-    skip_unless!(why.is_empty(), &why);
-    let _serial = live::serial();
-    let net = TestNet::new();
-    let scratch = Scratch::new();
+    let live = live_test!(&["podman", "runc", "ldd", "nsenter", "catatonit"]);
+    let (net, scratch) = (&live.net, &live.scratch);
     let deployment = Deployment::new();
     let set = daemonset();
     let template = &set["spec"]["template"];

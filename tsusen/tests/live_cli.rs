@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use tsusen::{
-    skip_unless,
+    live_test,
     testing::{
         TestNet,
         live::{self, Daemon, Live},
@@ -55,10 +55,7 @@ fn refused(live: &Live, extra: &[&str], mentions: &[&str]) -> String {
 
 #[test]
 fn a_nonexistent_interface_is_one_clear_error() {
-    let why = live::why_not(&[]);
-    skip_unless!(why.is_empty(), &why);
-    let _serial = live::serial();
-    let live = Live::new(TSUSEN);
+    let live = live_test!(&[]);
     let mut args = live.args(&[]);
     // Replace the sensor's interface with one that does not exist.
     args[2] = "nosuch0".into();
@@ -75,10 +72,7 @@ fn a_nonexistent_interface_is_one_clear_error() {
 
 #[test]
 fn an_unwritable_out_dir_fails_before_attaching() {
-    let why = live::why_not(&[]);
-    skip_unless!(why.is_empty(), &why);
-    let _serial = live::serial();
-    let live = Live::new(TSUSEN);
+    let live = live_test!(&[]);
     let line = refused(
         &live,
         &["--out-dir", "/proc/tsusen-no-such-dir"],
@@ -96,10 +90,7 @@ fn an_unwritable_out_dir_fails_before_attaching() {
 
 #[test]
 fn malformed_values_are_one_clear_error_each() {
-    let why = live::why_not(&[]);
-    skip_unless!(why.is_empty(), &why);
-    let _serial = live::serial();
-    let live = Live::new(TSUSEN);
+    let live = live_test!(&[]);
     refused(&live, &["--local", "198.18.0.0/40"], &["198.18.0.0/40"]);
     refused(&live, &["--ignore-net", "192.0.2.0/33"], &["192.0.2.0/33"]);
     refused(&live, &["--ignore-port", "70000"], &["70000"]);
@@ -165,10 +156,7 @@ fn scrape(
 /// works with `--metrics-auth-file` and then requires the credentials.
 #[test]
 fn metrics_take_host_names_and_every_address_with_credentials() {
-    let why = live::why_not(&[]);
-    skip_unless!(why.is_empty(), &why);
-    let _serial = live::serial();
-    let live = Live::new(TSUSEN);
+    let live = live_test!(&[]);
     let mut daemon = live.start("localhost", &["--metrics", "localhost:9478"]);
     let (status, body) = scrape(
         &live.net.sensor,
@@ -217,10 +205,7 @@ fn sockets_of(pid: i32) -> usize {
 /// scrape queued behind the idle connections is then answered.
 #[test]
 fn metrics_connections_are_capped_and_idle_ones_time_out() {
-    let why = live::why_not(&["prlimit"]);
-    skip_unless!(why.is_empty(), &why);
-    let _serial = live::serial();
-    let live = Live::new(TSUSEN);
+    let live = live_test!(&["prlimit"]);
     let mut args = vec!["--nofile=128:128".to_owned(), TSUSEN.to_owned()];
     args.extend(live.args(&["--metrics", "127.0.0.1:9480"]));
     let mut daemon = Daemon::spawn("capped", "prlimit", &live.net.sensor, &args);
@@ -272,10 +257,7 @@ fn metrics_connections_are_capped_and_idle_ones_time_out() {
 
 #[test]
 fn a_second_sensor_on_the_same_interface_needs_force() {
-    let why = live::why_not(&[]);
-    skip_unless!(why.is_empty(), &why);
-    let _serial = live::serial();
-    let live = Live::new(TSUSEN);
+    let live = live_test!(&[]);
     let mut first = live.start("first", &[]);
 
     let other_pins = live.scratch.dir.join("bpf/other-pins");
@@ -341,10 +323,7 @@ fn a_second_sensor_on_the_same_interface_needs_force() {
 
 #[test]
 fn a_second_sensor_on_the_same_pin_dir_or_out_dir_is_refused_naming_the_first() {
-    let why = live::why_not(&[]);
-    skip_unless!(why.is_empty(), &why);
-    let _serial = live::serial();
-    let live = Live::new(TSUSEN);
+    let live = live_test!(&[]);
     let mut first = live.start("first", &[]);
     let holder = format!("pid {}", first.pid());
 
@@ -389,10 +368,8 @@ fn a_second_sensor_on_the_same_pin_dir_or_out_dir_is_refused_naming_the_first() 
 
 #[test]
 fn force_leaves_another_namespaces_sensor_alone() {
-    let why = live::why_not(&[]);
-    skip_unless!(why.is_empty(), &why);
-    let _serial = live::serial();
-    let (a, b) = (Live::new(TSUSEN), Live::new(TSUSEN));
+    let a = live_test!(&[]);
+    let b = Live::new(TSUSEN);
     // Fresh namespaces number their veths alike: what made --force take
     // the other namespace's interface.
     assert_eq!(
@@ -429,10 +406,7 @@ fn force_leaves_another_namespaces_sensor_alone() {
 
 #[test]
 fn an_error_after_attaching_leaves_nothing_behind() {
-    let why = live::why_not(&[]);
-    skip_unless!(why.is_empty(), &why);
-    let _serial = live::serial();
-    let live = Live::new(TSUSEN);
+    let live = live_test!(&[]);
     // Too long to schedule: accepted by the parser, fatal only once the
     // sensor is attached (unless the settings refuse it first).
     refused(&live, &["--flush-interval", "293000000000y"], &[]);

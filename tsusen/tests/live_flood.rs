@@ -15,15 +15,14 @@ use std::{
 };
 
 use tsusen::{
-    skip_unless,
+    live_test,
     testing::{
         TestNet,
-        live::{self, Live},
+        live::{self},
         pcapgen,
     },
 };
 
-const TSUSEN: &str = env!("CARGO_BIN_EXE_tsusen");
 const METRICS: &str = "127.0.0.1:9478";
 /// Packets in the flood: more than the map holds.
 const FLOOD: u32 = 1_500_000;
@@ -34,16 +33,13 @@ const BUDGET: u64 = 10_000;
 
 #[test]
 fn a_spoofed_flood_is_bounded_counted_and_recording_resumes() {
-    let why = live::why_not(&["tcpreplay"]);
-    skip_unless!(why.is_empty(), &why);
-    let _serial = live::serial();
-    let live = Live::new(TSUSEN);
+    let live = live_test!(&["tcpreplay"]);
     let pcap = live.scratch.path("flood.pcap");
     let mac = pcapgen::parse_mac(&live.net.sensor_mac());
     pcapgen::write_flood_pcap(&pcap, FLOOD, TestNet::SENSOR_IP, mac).unwrap();
     let mut daemon = live::Daemon::spawn_with_env(
         "sensor",
-        TSUSEN,
+        &live.bin,
         &live.net.sensor,
         &live.args(&["--metrics", METRICS]),
         &[(tsusen::drain::ROW_BUDGET_ENV, &BUDGET.to_string())],

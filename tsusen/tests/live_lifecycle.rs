@@ -13,7 +13,7 @@ use std::{
 
 use aya::maps::{HashMap, Map, MapData};
 use tsusen::{
-    skip_unless,
+    live_test,
     testing::{
         TestNet,
         live::{self, Live},
@@ -22,16 +22,11 @@ use tsusen::{
 
 use tsusen_common::{FirstSeen, Stat, TupleKey, maps};
 
-const TSUSEN: &str = env!("CARGO_BIN_EXE_tsusen");
-
 const SCAN_SOURCE: &str = "198.19.255.254";
 
 #[test]
 fn kill9_mid_sweep_then_restart_records_every_probe_once() {
-    let why = live::why_not(&["masscan"]);
-    skip_unless!(why.is_empty(), &why);
-    let _serial = live::serial();
-    let live = Live::new(TSUSEN);
+    let live = live_test!(&["masscan"]);
     let args = ["--local", "198.18.1.0/24", "--map-size", "262144"];
     let mut first = live.start("first", &args);
 
@@ -97,10 +92,7 @@ fn kill9_mid_sweep_then_restart_records_every_probe_once() {
 
 #[test]
 fn sigterm_writes_everything_recorded_before_the_flush_interval() {
-    let why = live::why_not(&["masscan"]);
-    skip_unless!(why.is_empty(), &why);
-    let _serial = live::serial();
-    let live = Live::new(TSUSEN);
+    let live = live_test!(&["masscan"]);
     let mut daemon = live.start(
         "sensor",
         &["--local", "198.18.1.0/24", "--flush-interval", "1h"],
@@ -144,10 +136,7 @@ fn sigterm_writes_everything_recorded_before_the_flush_interval() {
 /// gone: every tuple the kernel counted as new is a row, and none is left.
 #[test]
 fn sigterm_mid_sweep_leaves_nothing_recorded_unwritten() {
-    let why = live::why_not(&["masscan"]);
-    skip_unless!(why.is_empty(), &why);
-    let _serial = live::serial();
-    let live = Live::new(TSUSEN);
+    let live = live_test!(&["masscan"]);
     let mut daemon = live.start(
         "sensor",
         &["--local", "198.18.1.0/24", "--flush-interval", "1h"],
@@ -204,10 +193,7 @@ fn sigterm_mid_sweep_leaves_nothing_recorded_unwritten() {
 
 #[test]
 fn rows_land_in_the_day_of_their_first_packet_across_midnight() {
-    let why = live::why_not(&[]);
-    skip_unless!(why.is_empty(), &why);
-    let _serial = live::serial();
-    let live = Live::new(TSUSEN);
+    let live = live_test!(&[]);
     let metrics = "127.0.0.1:9477";
     // Midnight comes 6 s after the clock starts (at spawn at the earliest,
     // at `ready` at the latest).
@@ -277,10 +263,7 @@ fn rows_land_in_the_day_of_their_first_packet_across_midnight() {
 
 #[test]
 fn a_full_out_dir_delays_rows_but_loses_and_tears_none() {
-    let why = live::why_not(&["masscan"]);
-    skip_unless!(why.is_empty(), &why);
-    let _serial = live::serial();
-    let mut live = Live::new(TSUSEN);
+    let mut live = live_test!(&["masscan"]);
     let out = live.scratch.mount_tmpfs("small", "128k");
     let out_arg = out.display().to_string();
     let mut daemon = live.start(
@@ -345,10 +328,7 @@ fn a_full_out_dir_delays_rows_but_loses_and_tears_none() {
 
 #[test]
 fn traffic_during_startup_is_dated_today_and_judged_by_the_local_networks() {
-    let why = live::why_not(&["masscan"]);
-    skip_unless!(why.is_empty(), &why);
-    let _serial = live::serial();
-    let live = Live::new(TSUSEN);
+    let live = live_test!(&["masscan"]);
     let first_day = chrono::Utc::now().date_naive();
     // 512 x 200 = 102,400 probes at 50,000 pps (about 2 s), running through
     // the whole start: half go to 198.18.2.0/24, which is local, half to
@@ -413,10 +393,7 @@ fn traffic_during_startup_is_dated_today_and_judged_by_the_local_networks() {
 
 #[test]
 fn kill9_then_the_interface_recreated_then_restart_attaches_to_the_new_one() {
-    let why = live::why_not(&[]);
-    skip_unless!(why.is_empty(), &why);
-    let _serial = live::serial();
-    let live = Live::new(TSUSEN);
+    let live = live_test!(&[]);
     let sensor = TestNet::SENSOR_IP;
     let mut first = live.start("first", &[]);
     live::syns_from(&live.net.peer, sensor, &[2001]);
@@ -467,10 +444,7 @@ fn shared_bpffs(live: &Live) -> (std::path::PathBuf, Vec<String>) {
 
 #[test]
 fn a_sensor_at_the_root_of_a_shared_bpffs_touches_only_its_own_pins() {
-    let why = live::why_not(&[]);
-    skip_unless!(why.is_empty(), &why);
-    let _serial = live::serial();
-    let live = Live::new(TSUSEN);
+    let live = live_test!(&[]);
     let (root, foreign) = shared_bpffs(&live);
     let root_arg = root.display().to_string();
 
@@ -500,10 +474,7 @@ fn a_sensor_at_the_root_of_a_shared_bpffs_touches_only_its_own_pins() {
 
 #[test]
 fn a_failed_start_in_a_shared_pin_dir_removes_only_what_it_pinned() {
-    let why = live::why_not(&[]);
-    skip_unless!(why.is_empty(), &why);
-    let _serial = live::serial();
-    let live = Live::new(TSUSEN);
+    let live = live_test!(&[]);
     let (root, foreign) = shared_bpffs(&live);
     let root_arg = root.display().to_string();
     // Another sensor holds the interface: this start loads, pins its maps,

@@ -11,14 +11,13 @@ use std::{
 };
 
 use tsusen::{
-    skip_unless,
+    live_test,
     testing::{
         TestNet,
         live::{self, Live},
     },
 };
 
-const TSUSEN: &str = env!("CARGO_BIN_EXE_tsusen");
 /// Inside the sensor namespace, so every test can use the same port.
 const METRICS: &str = "127.0.0.1:9477";
 
@@ -47,10 +46,7 @@ fn scrape_until(live: &Live, name: &str, at_least: f64, timeout: Duration) -> St
 /// moved only at a flush, which made `rate()` useless at the default 15 m).
 #[test]
 fn kernel_counters_move_at_scrape_time_between_flushes() {
-    let why = live::why_not(&[]);
-    skip_unless!(why.is_empty(), &why);
-    let _serial = live::serial();
-    let live = Live::new(TSUSEN);
+    let live = live_test!(&[]);
     let mut daemon = live.start(
         "sensor",
         &[
@@ -138,10 +134,7 @@ fn kernel_counters_move_at_scrape_time_between_flushes() {
 /// successful write stays where it was until the rows are on disk.
 #[test]
 fn the_last_successful_write_stands_still_while_the_disk_is_full() {
-    let why = live::why_not(&[]);
-    skip_unless!(why.is_empty(), &why);
-    let _serial = live::serial();
-    let mut live = Live::new(TSUSEN);
+    let mut live = live_test!(&[]);
     let out = live.scratch.mount_tmpfs("small", "64k");
     let out_arg = out.display().to_string();
     let mut daemon = live.start("sensor", &["--out-dir", &out_arg, "--metrics", METRICS]);

@@ -6,14 +6,13 @@
 use std::{collections::BTreeSet, fs, path::Path, time::Duration};
 
 use tsusen::{
-    skip_unless,
+    live_test,
     testing::{
         TestNet,
         live::{self, Daemon, HEADER, Live},
     },
 };
 
-const TSUSEN: &str = env!("CARGO_BIN_EXE_tsusen");
 const WAIT: Duration = Duration::from_secs(15);
 
 /// SIGHUP, and wait for the reload's last line (one satisfying `done`).
@@ -47,10 +46,7 @@ fn ports(path: &Path) -> BTreeSet<u16> {
 
 #[test]
 fn sighup_reopens_day_files_and_applies_a_new_ignore_port() {
-    let why = live::why_not(&[]);
-    skip_unless!(why.is_empty(), &why);
-    let _serial = live::serial();
-    let live = Live::new(TSUSEN);
+    let live = live_test!(&[]);
     let config = live.scratch.path("tsusen.toml");
     fs::write(&config, "ignore-port = [7000]\n").unwrap();
     let mut daemon = live.start("sensor", &["--config", config.to_str().unwrap()]);

@@ -6,14 +6,13 @@
 use std::{collections::HashSet, net::SocketAddr, thread, time::Duration};
 
 use tsusen::{
-    skip_unless,
+    live_test,
     testing::{
         TestNet,
         live::{self, Live},
     },
 };
 
-const TSUSEN: &str = env!("CARGO_BIN_EXE_tsusen");
 /// Inside the sensor namespace, so every test can use the same port.
 const METRICS: &str = "127.0.0.1:9477";
 
@@ -29,10 +28,7 @@ fn nmap(live: &Live, args: &[&str]) -> (f64, f64) {
 
 #[test]
 fn nmap_tcp_udp_icmp_and_ipv6_scans_give_exactly_the_rows_sent() {
-    let why = live::why_not(&["nmap"]);
-    skip_unless!(why.is_empty(), &why);
-    let _serial = live::serial();
-    let live = Live::new(TSUSEN);
+    let live = live_test!(&["nmap"]);
     let mut daemon = live.start("sensor", &[]);
 
     let peer = TestNet::PEER_IP;
@@ -93,10 +89,7 @@ fn nmap_tcp_udp_icmp_and_ipv6_scans_give_exactly_the_rows_sent() {
 
 #[test]
 fn masscan_sweep_of_102400_probes_is_recorded_once_each() {
-    let why = live::why_not(&["masscan"]);
-    skip_unless!(why.is_empty(), &why);
-    let _serial = live::serial();
-    let live = Live::new(TSUSEN);
+    let live = live_test!(&["masscan"]);
     let rx_before = live::if_counters(&live.net.sensor, &live.net.sensor_if).rx_packets;
     let mut daemon = live.start(
         "sensor",
@@ -163,10 +156,7 @@ fn masscan_sweep_of_102400_probes_is_recorded_once_each() {
 
 #[test]
 fn the_hosts_own_connections_and_their_replies_make_no_rows() {
-    let why = live::why_not(&[]);
-    skip_unless!(why.is_empty(), &why);
-    let _serial = live::serial();
-    let live = Live::new(TSUSEN);
+    let live = live_test!(&[]);
     let mut daemon = live.start("sensor", &["--metrics", METRICS]);
 
     // The peer runs a TCP server on 8000 and a UDP echo responder on 5300,
@@ -243,10 +233,7 @@ fn the_hosts_own_connections_and_their_replies_make_no_rows() {
 
 #[test]
 fn an_address_added_while_running_is_local_from_then_on() {
-    let why = live::why_not(&[]);
-    skip_unless!(why.is_empty(), &why);
-    let _serial = live::serial();
-    let live = Live::new(TSUSEN);
+    let live = live_test!(&[]);
     let net = &live.net;
     let mut daemon = live.start("sensor", &[]);
     let new_ip = "198.18.0.77";
@@ -305,10 +292,7 @@ fn an_address_added_while_running_is_local_from_then_on() {
 
 #[test]
 fn include_multicast_records_datagrams_to_groups_on_the_link() {
-    let why = live::why_not(&[]);
-    skip_unless!(why.is_empty(), &why);
-    let _serial = live::serial();
-    let live = Live::new(TSUSEN);
+    let live = live_test!(&[]);
     let mut daemon = live.start("sensor", &["--include-multicast"]);
     let net = &live.net;
 

@@ -6,12 +6,8 @@
 use std::{collections::HashSet, fs, process::Command, time::Duration};
 
 use tsusen::{
-    skip_unless,
-    testing::{
-        TestNet,
-        live::{self, Live},
-        one_error_line, pcapgen,
-    },
+    live_test,
+    testing::{TestNet, live, one_error_line, pcapgen},
 };
 
 const TSUSEN: &str = env!("CARGO_BIN_EXE_tsusen");
@@ -29,10 +25,7 @@ fn tcp_tuples(ports: impl IntoIterator<Item = u16>) -> HashSet<live::Tuple> {
 
 #[test]
 fn an_unusable_day_file_keeps_the_map_pinned_until_a_start_can_write_it() {
-    let why = live::why_not(&[]);
-    skip_unless!(why.is_empty(), &why);
-    let _serial = live::serial();
-    let live = Live::new(TSUSEN);
+    let live = live_test!(&[]);
     let day_file = live.out_dir().join(format!("{TODAY}.csv"));
     // A directory where today's file belongs: it can be neither read nor
     // written.
@@ -85,10 +78,7 @@ fn an_unusable_day_file_keeps_the_map_pinned_until_a_start_can_write_it() {
 
 #[test]
 fn bad_lines_in_todays_file_are_skipped_counted_and_named_a_few_times() {
-    let why = live::why_not(&[]);
-    skip_unless!(why.is_empty(), &why);
-    let _serial = live::serial();
-    let live = Live::new(TSUSEN);
+    let live = live_test!(&[]);
     let day_file = live.out_dir().join(format!("{TODAY}.csv"));
     let start = live::day_start(TODAY) + 12 * 3600;
     let mut before = format!(
@@ -137,10 +127,7 @@ fn bad_lines_in_todays_file_are_skipped_counted_and_named_a_few_times() {
 
 #[test]
 fn max_pending_limits_nothing_while_the_disk_takes_every_row() {
-    let why = live::why_not(&[]);
-    skip_unless!(why.is_empty(), &why);
-    let _serial = live::serial();
-    let live = Live::new(TSUSEN);
+    let live = live_test!(&[]);
     let mut daemon = live.start(
         "sensor",
         &["--max-pending", "100", "--flush-interval", "1h"],
@@ -155,10 +142,7 @@ fn max_pending_limits_nothing_while_the_disk_takes_every_row() {
 
 #[test]
 fn a_replay_into_the_live_out_dir_keeps_its_rows() {
-    let why = live::why_not(&[]);
-    skip_unless!(why.is_empty(), &why);
-    let _serial = live::serial();
-    let live = Live::new(TSUSEN);
+    let live = live_test!(&[]);
     let out = live.out_dir();
     let day_file = out.join(format!("{TODAY}.csv"));
     let mut daemon = live.start("sensor", &["--clock-start", CLOCK_START]);

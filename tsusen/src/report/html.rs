@@ -1,7 +1,9 @@
 //! The page: one HTML document for both the static report and the server.
 //! The static file carries its style inline and no script; the served page
 //! loads its style and a small script from the server itself, so a strict
-//! `default-src 'self'` policy holds. Every value from a day file is escaped.
+//! `default-src 'self'` policy holds. Style and script live in `assets/` and
+//! are compiled in: the binary fetches nothing. Every value from a day file
+//! is escaped.
 
 use std::fmt::Write as _;
 
@@ -17,97 +19,12 @@ pub const SERVED_CSP: &str = "default-src 'self'; img-src 'self' data:; base-uri
 /// Content-Security-Policy of the static file: nothing may be fetched at all.
 pub const STATIC_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'";
 
-pub const STYLE: &str = r#"
-body { font: 14px/1.4 system-ui, sans-serif; margin: 0 auto; max-width: 1100px; padding: 0 16px 48px; color: #222; }
-h1 { margin: 16px 0 0; } h2 { margin-top: 32px; border-bottom: 1px solid #ddd; } h3 { margin: 8px 0; }
-.meta, .note { color: #555; }
-figure { margin: 0; } figure svg { width: 100%; height: auto; }
-table { border-collapse: collapse; margin: 8px 0; }
-th, td { padding: 3px 10px; border-bottom: 1px solid #eee; text-align: left; }
-td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
-tr.spike td { color: #b00000; }
-.cols { display: flex; flex-wrap: wrap; gap: 32px; }
-.swatch { display: inline-block; width: 10px; height: 10px; margin-right: 6px; }
-form label { margin-right: 12px; } input { width: 12em; }
-#details-status[data-loaded="error"] { color: #b00000; }
-nav a { margin-right: 16px; }
-.warnings li { font-family: monospace; }
-"#;
+/// The page's style: inline in the static file, `/assets/style.css` when served.
+pub const STYLE: &str = include_str!("assets/report.css");
 
 /// The served page's script: the details table's filter form and pager call
 /// `/api/details` instead of reloading the page.
-pub const APP_JS: &str = r##""use strict";
-(function () {
-  var form = document.getElementById("filter");
-  var status = document.getElementById("details-status");
-  var body = document.querySelector("#details-table tbody");
-  var prev = document.getElementById("prev");
-  var next = document.getElementById("next");
-  var limit = 50;
-  if (!form || !status || !body) { return; }
-  function query(offset) {
-    var p = new URLSearchParams();
-    ["ip", "port", "proto"].forEach(function (k) {
-      var v = form.elements[k].value.trim();
-      if (v) { p.set(k, v); }
-    });
-    if (offset > 0) { p.set("offset", String(offset)); }
-    return p;
-  }
-  function pager(link, offset, show) {
-    link.hidden = !show;
-    link.dataset.offset = String(offset);
-    link.href = "?" + query(offset).toString();
-  }
-  function load(offset, push) {
-    var p = query(offset);
-    p.set("limit", String(limit));
-    fetch("/api/details?" + p.toString(), { credentials: "same-origin" })
-      .then(function (r) {
-        return r.json().then(function (j) {
-          if (!r.ok) { throw new Error(j.error || r.statusText); }
-          return j;
-        });
-      })
-      .then(function (j) {
-        body.textContent = "";
-        j.rows.forEach(function (d) {
-          var tr = document.createElement("tr");
-          [d.proto, d.port === null ? "-" : d.port, d.src, d.first_seen, d.last_day, d.days, d.destinations]
-            .forEach(function (v, i) {
-              var td = document.createElement("td");
-              td.textContent = String(v);
-              if (i >= 5) { td.className = "n"; }
-              tr.appendChild(td);
-            });
-          body.appendChild(tr);
-        });
-        var to = j.offset + j.rows.length;
-        status.textContent = j.total + " matching rows; showing " +
-          (j.rows.length ? j.offset + 1 : 0) + "\u2013" + to + ".";
-        status.dataset.loaded = "api";
-        status.dataset.total = String(j.total);
-        pager(prev, Math.max(0, j.offset - limit), j.offset > 0);
-        pager(next, to, to < j.total);
-        if (push) { history.pushState(null, "", "?" + query(offset).toString()); }
-      })
-      .catch(function (e) {
-        status.textContent = "Filter failed: " + e.message;
-        status.dataset.loaded = "error";
-      });
-  }
-  form.addEventListener("submit", function (e) { e.preventDefault(); load(0, true); });
-  [prev, next].forEach(function (link) {
-    link.addEventListener("click", function (e) {
-      e.preventDefault();
-      load(parseInt(link.dataset.offset || "0", 10), true);
-    });
-  });
-  window.addEventListener("popstate", function () { location.reload(); });
-  var start = parseInt(new URLSearchParams(location.search).get("offset") || "0", 10);
-  load(isNaN(start) ? 0 : start, false);
-})();
-"##;
+pub const APP_JS: &str = include_str!("assets/report.js");
 
 /// Rows of the spike table on the page.
 const SPIKES_SHOWN: usize = 200;

@@ -5,8 +5,10 @@
 //! Day files are found and read by [`crate::dayfile`];
 //! [`aggregate`] reduces each day to compact counts and builds the window,
 //! [`spikes`] is the spike rule, [`load`] keeps aggregates in step with the
-//! directory, [`chart`] draws the SVG, [`html`] the page, [`serve`] the server,
-//! [`testdata`] makes up day files for tests and the benchmark.
+//! directory, [`chart`] draws the SVG, [`html`] renders the page (its style
+//! and script are `assets/`), [`Page`] assembles it once for both commands,
+//! [`serve`] the server, `testdata` makes up day files for tests and the
+//! benchmark (only with the `test-helpers` feature).
 
 pub mod aggregate;
 pub mod chart;
@@ -14,6 +16,7 @@ pub mod html;
 pub mod load;
 pub mod serve;
 pub mod spikes;
+#[cfg(any(test, feature = "test-helpers"))]
 pub mod testdata;
 
 use std::{
@@ -23,9 +26,10 @@ use std::{
 
 use anyhow::{Context as _, Result};
 
+#[cfg(any(test, feature = "test-helpers"))]
 pub use self::testdata::{bench_inputs, generate};
 use self::{
-    aggregate::{DetailFilter, WindowOptions, utc_time},
+    aggregate::{DetailFilter, Window, WindowOptions, utc_time},
     load::Loader,
 };
 
@@ -111,23 +115,57 @@ pub fn report(args: ReportArgs) -> Result<()> {
     Ok(())
 }
 
+/// The page both commands show, but for the details table (the static
+/// file's first rows, or the server's filtered pages): built once from what
+/// a [`Loader`] holds.
+pub struct Page {
+    pub window: Window,
+    /// The day files read.
+    pub files: usize,
+    /// Input skipped, as the page lists it.
+    pub warnings: Vec<String>,
+    pub chart_svg: String,
+    /// The HTML above the details table.
+    pub top: String,
+    /// The HTML below it.
+    pub bottom: String,
+}
+
+impl Page {
+    pub fn build(loader: &Loader, mode: html::Mode) -> Result<Page> {
+        let window = loader.window();
+        let warnings = loader.warnings();
+        let chart_svg = chart::trends_svg(&window)?;
+        let generated = utc_time(chrono::Utc::now().timestamp());
+        let about = html::About {
+            files: loader.files(),
+            warnings: &warnings,
+            generated: &generated,
+        };
+        let top = html::top(&window, &chart_svg, &about, mode);
+        let bottom = html::bottom(&warnings);
+        Ok(Page {
+            window,
+            files: loader.files(),
+            warnings,
+            chart_svg,
+            top,
+            bottom,
+        })
+    }
+}
+
 /// The static report of what `loader` holds.
 pub fn static_page(loader: &Loader, details_rows: usize) -> Result<String> {
-    let window = loader.window();
-    let warnings = loader.warnings();
-    let svg = chart::trends_svg(&window)?;
-    let generated = utc_time(chrono::Utc::now().timestamp());
-    let about = html::About {
-        files: loader.files(),
-        warnings: &warnings,
-        generated: &generated,
-    };
-    let page = window.details_page(&DetailFilter::default(), 0, details_rows);
+    let page = Page::build(loader, html::Mode::Static)?;
+    let details = page
+        .window
+        .details_page(&DetailFilter::default(), 0, details_rows);
     Ok(format!(
         "{}{}{}",
-        html::top(&window, &svg, &about, html::Mode::Static),
-        html::static_details(&window, &page),
-        html::bottom(&warnings)
+        page.top,
+        html::static_details(&page.window, &details),
+        page.bottom
     ))
 }
 

@@ -1,0 +1,251 @@
+//! `tsusen serve`: the report's views, live, and JSON endpoints.
+//!
+//! Requests never name a file: every response comes from the aggregates a
+//! background thread keeps in step with `--dir` (see [`super::load`]). The
+//! one path parameter, `/api/day/{date}`, must be a canonical `YYYY-MM-DD` and
+//! is looked up in memory. Only GET and HEAD without a body are accepted, URIs
+//! are capped, the Host header must name this server (no DNS rebinding), each
+//! client has a token bucket, and a non-loopback listener needs credentials.
+//! Connections are capped and time out ([`crate::http::connections`]).
+//!
+//! Here: the server, its refresh thread and the page; [`auth`] decides which
+//! requests get an answer, [`limit`] is the per-client rate limit, [`api`]
+//! the JSON endpoints.
+
+mod api;
+mod auth;
+mod limit;
+
+use std::{
+    io::Write as _,
+    sync::{Arc, Mutex, RwLock},
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, anyhow};
+use axum::{
+    Router,
+    extract::{Query, State},
+    http::{StatusCode, header},
+    middleware,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+
+pub use self::api::{
+    DetailQuery, details_json, spikes_json, summary_json, today_json, trends_json,
+};
+use self::{
+    api::{error, not_found},
+    limit::Limiter,
+};
+use super::{Page, ServeArgs, html, load::Loader};
+use crate::http::{auth::Auth, connections, listen::ListenAddr};
+
+/// Everything a request may read: rebuilt whenever the files change.
+pub struct Snapshot {
+    page: Page,
+    summary: String,
+    trends: String,
+    spikes: String,
+    today: String,
+}
+
+impl Snapshot {
+    pub fn build(loader: &Loader) -> Result<Snapshot> {
+        let page = Page::build(loader, html::Mode::Served)?;
+        let summary = summary_json(&page.window, page.files, &page.warnings).to_string();
+        let trends = trends_json(&page.window).to_string();
+        let spikes = spikes_json(&page.window).to_string();
+        let today = today_json(&page.window).to_string();
+        Ok(Snapshot {
+            page,
+            summary,
+            trends,
+            spikes,
+            today,
+        })
+    }
+}
+
+struct AppState {
+    snapshot: RwLock<Arc<Snapshot>>,
+    auth: Option<Auth>,
+    limiter: Mutex<Limiter>,
+    /// Host names besides IP addresses and localhost (`--allow-host`).
+    allowed_hosts: Vec<String>,
+}
+
+impl AppState {
+    fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.snapshot.read().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Run `tsusen serve`.
+pub fn serve(args: ServeArgs) -> Result<()> {
+    let addr: ListenAddr = args.listen.parse().map_err(|_| {
+        anyhow!(
+            "bad --listen {:?}: {}",
+            args.listen,
+            crate::http::listen::EXPECTED.replace("9339", "8339")
+        )
+    })?;
+    let auth = Auth::load(args.auth_file.as_deref(), "--auth-file", "TSUSEN_AUTH")?;
+    let how_to_auth = "give --auth-file FILE or set TSUSEN_AUTH (a token, or user:password)";
+    addr.check("--listen", auth.is_some(), how_to_auth)?;
+    connections::raise_nofile_limit();
+    let mut loader = Loader::new(args.view.dir.clone(), args.view.options());
+    loader.refresh()?.new_warnings.log();
+    let listener = addr.bind("--listen", auth.is_some(), how_to_auth)?;
+    let state = Arc::new(AppState {
+        snapshot: RwLock::new(Arc::new(Snapshot::build(&loader)?)),
+        auth,
+        limiter: Mutex::new(Limiter::new(args.rate_limit)),
+        allowed_hosts: args
+            .allow_hosts
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect(),
+    });
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let local = listener.local_addr()?;
+        // On stdout, so scripts and tests can learn an ephemeral port.
+        println!("tsusen: serving http://{local}/");
+        let _ = std::io::stdout().flush();
+
+        let refresher = Arc::clone(&state);
+        let every = Duration::from_secs(args.refresh.max(1));
+        std::thread::Builder::new()
+            .name("refresh".into())
+            .spawn(move || refresh_loop(loader, &refresher, every))
+            .context("cannot start the refresh thread")?;
+
+        connections::serve(listener, router(state), connections::SERVE, shutdown()).await;
+        Ok(())
+    })
+}
+
+fn refresh_loop(mut loader: Loader, state: &AppState, every: Duration) {
+    loop {
+        std::thread::sleep(every);
+        match loader.refresh() {
+            Ok(r) if r.changed => {
+                r.new_warnings.log();
+                match Snapshot::build(&loader) {
+                    Ok(s) => {
+                        *state.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(s)
+                    }
+                    Err(err) => log::warn!("cannot rebuild the report: {err:#}"),
+                }
+            }
+            Ok(_) => {}
+            Err(err) => log::warn!("cannot refresh: {err:#}"),
+        }
+    }
+}
+
+async fn shutdown() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/chart.svg", get(chart_svg))
+        .route("/assets/style.css", get(style))
+        .route("/assets/app.js", get(script))
+        .route("/api/summary", get(api::summary))
+        .route("/api/trends", get(api::trends))
+        .route("/api/spikes", get(api::spikes))
+        .route("/api/today", get(api::today))
+        .route("/api/details", get(api::details))
+        .route("/api/day/{date}", get(api::day))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            auth::guard,
+        ))
+        .with_state(state)
+}
+
+async fn chart_svg(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "image/svg+xml")],
+        state.snapshot().page.chart_svg.clone(),
+    )
+        .into_response()
+}
+
+async fn style() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        html::STYLE,
+    )
+        .into_response()
+}
+
+async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        html::APP_JS,
+    )
+        .into_response()
+}
+
+async fn page(State(state): State<Arc<AppState>>, Query(query): Query<DetailQuery>) -> Response {
+    let snapshot = state.snapshot();
+    let rendered = tokio::task::spawn_blocking(move || {
+        let result = query.run(&snapshot.page.window);
+        let form = html::Form {
+            ip: query.ip.as_deref().unwrap_or(""),
+            port: query.port.as_deref().unwrap_or(""),
+            proto: query.proto.as_deref().unwrap_or(""),
+        };
+        let message = result.as_ref().err().map(|e| format!("{e:#}"));
+        let details = html::served_details(
+            &snapshot.page.window,
+            form,
+            result
+                .as_ref()
+                .map_err(|_| message.as_deref().unwrap_or_default()),
+        );
+        let status = if message.is_some() {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        };
+        (
+            status,
+            format!("{}{details}{}", snapshot.page.top, snapshot.page.bottom),
+        )
+    })
+    .await;
+    match rendered {
+        Ok((status, body)) => (
+            status,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            body,
+        )
+            .into_response(),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "rendering failed"),
+    }
+}
