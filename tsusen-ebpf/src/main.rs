@@ -13,6 +13,9 @@
 //! walk, if LLVM does not unroll it).
 #![no_std]
 #![no_main]
+// Every helper is inlined into the program: the verifier follows packet
+// bounds through inlined code, and BPF-to-BPF calls need 4.16+.
+#![expect(clippy::inline_always, reason = "the BPF program inlines every helper")]
 
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, TC_ACT_OK, xdp_action},
@@ -63,7 +66,7 @@ static UDP_FLOWS: LruHashMap<FlowKey, u64> = LruHashMap::with_max_entries(UDP_FL
 const EEXIST: i32 = 17;
 
 #[xdp]
-pub fn tsusen(ctx: XdpContext) -> u32 {
+pub(crate) fn tsusen(ctx: XdpContext) -> u32 {
     record(&Frame::new(ctx.data(), ctx.data_end()));
     xdp_action::XDP_PASS
 }
@@ -71,12 +74,12 @@ pub fn tsusen(ctx: XdpContext) -> u32 {
 /// An empty program: the floor `cargo xtask bench` measures the sensor against
 /// (BPF_PROG_TEST_RUN's own cost). Never attached.
 #[xdp]
-pub fn tsusen_floor(_ctx: XdpContext) -> u32 {
+pub(crate) fn tsusen_floor(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
 #[classifier]
-pub fn tsusen_egress(ctx: TcContext) -> i32 {
+pub(crate) fn tsusen_egress(ctx: TcContext) -> i32 {
     register_outbound(&Frame::new(ctx.data(), ctx.data_end()));
     TC_ACT_OK
 }
@@ -110,7 +113,7 @@ fn record(pkt: &Frame) {
     count(attempt.candidate_stat());
     // BPF_NOEXIST: when two CPUs race on the same new tuple, one wins and the
     // earlier time stays.
-    match FIRST_SEEN.insert(key, FirstSeen { wall_ns }, BPF_NOEXIST as u64) {
+    match FIRST_SEEN.insert(key, FirstSeen { wall_ns }, u64::from(BPF_NOEXIST)) {
         Ok(()) => count(Stat::NewTuples),
         Err(err) if err == -EEXIST => {}
         Err(_) => count(Stat::InsertFailed),

@@ -94,7 +94,7 @@ fn drain_and_memory() {
 fn cpu_ticks(pid: u32) -> u64 {
     // utime + stime, fields 14 and 15 of /proc/PID/stat (after the comm).
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let fields: Vec<&str> = rest.split_whitespace().collect();
     fields
         .get(11)
@@ -179,7 +179,7 @@ fn masscan_sweep() {
         .fold(0.0, f64::max);
     // Let the last flush happen, then stop the daemon cleanly.
     std::thread::sleep(Duration::from_secs(2));
-    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    unsafe { libc::kill(pid.cast_signed(), libc::SIGTERM) };
     let _ = daemon.wait();
     let mut rows = 0;
     let mut seen = std::collections::HashSet::new();

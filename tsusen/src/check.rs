@@ -165,7 +165,7 @@ pub fn checks(args: CheckArgs) -> Vec<Check> {
 fn kernel_release() -> String {
     // SAFETY: uname fills a zeroed struct of the right type.
     let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
-    if unsafe { libc::uname(&mut uts) } != 0 {
+    if unsafe { libc::uname(&raw mut uts) } != 0 {
         return String::new();
     }
     // SAFETY: the kernel NUL-terminates release.
@@ -423,7 +423,7 @@ fn link_xdp(index: u32) -> std::io::Result<Option<(u8, u32)>> {
     if got < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    let reply = &reply[..got as usize];
+    let reply = &reply[..got.cast_unsigned()];
     let u16_at = |b: &[u8], at: usize| u16::from_ne_bytes([b[at], b[at + 1]]);
     if reply.len() < 32 || u16_at(reply, 4) != libc::RTM_NEWLINK {
         return Err(std::io::Error::other("unexpected rtnetlink reply"));

@@ -31,7 +31,7 @@ pub fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<i64> {
         libc::syscall(
             libc::SYS_bpf,
             cmd as libc::c_long,
-            attr as *mut bpf_attr,
+            std::ptr::from_mut::<bpf_attr>(attr),
             size_of::<bpf_attr>(),
         )
     };
@@ -63,7 +63,7 @@ pub fn xdp_target(link: BorrowedFd<'_>) -> io::Result<Option<XdpTarget>> {
     // SAFETY: plain integers and unions of them: all-zero is valid.
     let mut info: bpf_link_info = unsafe { std::mem::zeroed() };
     let mut attr = zeroed_attr();
-    attr.info.bpf_fd = link.as_raw_fd() as u32;
+    attr.info.bpf_fd = link.as_raw_fd().cast_unsigned();
     attr.info.info_len = size_of::<bpf_link_info>() as u32;
     attr.info.info = (&raw mut info) as u64;
     bpf(bpf_cmd::BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
@@ -136,7 +136,7 @@ pub fn detach_xdp(iface: &str) -> Result<()> {
             continue;
         }
         let mut attr = zeroed_attr();
-        attr.link_detach.link_fd = link.as_raw_fd() as u32;
+        attr.link_detach.link_fd = link.as_raw_fd().cast_unsigned();
         if let Err(err) = bpf(bpf_cmd::BPF_LINK_DETACH, &mut attr) {
             bail!("--force: cannot detach the XDP link on {iface}: {err}");
         }

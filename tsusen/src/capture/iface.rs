@@ -15,7 +15,7 @@ use aya_obj::generated::{
 pub fn list() -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir("/sys/class/net")
         .map(|dir| {
-            dir.filter_map(|e| e.ok())
+            dir.filter_map(std::result::Result::ok)
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .collect()
         })
@@ -82,7 +82,7 @@ pub fn xdp_prog_ids(ifindex: u32) -> io::Result<Vec<u32>> {
     request.header.nlmsg_flags = libc::NLM_F_REQUEST as u16;
     request.header.nlmsg_seq = 1;
     request.info.ifi_family = libc::AF_UNSPEC as u8;
-    request.info.ifi_index = ifindex as i32;
+    request.info.ifi_index = ifindex.cast_signed();
     // SAFETY: sends the bytes of a valid request of the size given.
     let sent = unsafe {
         libc::send(
@@ -102,7 +102,7 @@ pub fn xdp_prog_ids(ifindex: u32) -> io::Result<Vec<u32>> {
     if got < 0 {
         return Err(io::Error::last_os_error());
     }
-    parse_xdp_prog_ids(&buf[..got as usize])
+    parse_xdp_prog_ids(&buf[..got.cast_unsigned()])
 }
 
 /// The XDP program ids in a netlink answer to RTM_GETLINK.

@@ -168,7 +168,7 @@ pub fn raise_memlock_limit() {
         rlim_max: libc::RLIM_INFINITY,
     };
     // SAFETY: a plain syscall on a valid struct.
-    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const rlim) } != 0 {
         warn!(
             "could not raise RLIMIT_MEMLOCK ({}); fine on kernels >= 5.11",
             std::io::Error::last_os_error()

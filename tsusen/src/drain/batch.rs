@@ -34,7 +34,7 @@ fn bpf(cmd: libc::c_long, attr: &mut BatchAttr) -> io::Result<()> {
         libc::syscall(
             libc::SYS_bpf,
             cmd,
-            attr as *mut BatchAttr,
+            std::ptr::from_mut::<BatchAttr>(attr),
             size_of::<BatchAttr>(),
         )
     };
@@ -50,7 +50,7 @@ const ENOTSUPP: i32 = 524;
 
 /// Whether the kernel lacks batch operations (before 5.6 the command is
 /// unknown: EINVAL); then the caller uses per-key calls.
-pub fn unsupported(err: &io::Error) -> bool {
+pub(super) fn unsupported(err: &io::Error) -> bool {
     matches!(
         err.raw_os_error(),
         Some(libc::EINVAL | libc::EOPNOTSUPP | ENOTSUPP)
@@ -58,7 +58,10 @@ pub fn unsupported(err: &io::Error) -> bool {
 }
 
 /// Read every entry of a hash map, `chunk` at a time.
-pub fn lookup_all<K: Pod, V: Pod>(map: BorrowedFd<'_>, chunk: usize) -> io::Result<Vec<(K, V)>> {
+pub(super) fn lookup_all<K: Pod, V: Pod>(
+    map: BorrowedFd<'_>,
+    chunk: usize,
+) -> io::Result<Vec<(K, V)>> {
     let mut out = Vec::new();
     let mut chunk = chunk.max(1);
     // For hash maps the batch token is a bucket index (u32).
@@ -78,7 +81,7 @@ pub fn lookup_all<K: Pod, V: Pod>(map: BorrowedFd<'_>, chunk: usize) -> io::Resu
             keys: keys.as_mut_ptr() as u64,
             values: values.as_mut_ptr() as u64,
             count: chunk as u32,
-            map_fd: map.as_raw_fd() as u32,
+            map_fd: map.as_raw_fd().cast_unsigned(),
             ..BatchAttr::default()
         };
         let result = bpf(BPF_MAP_LOOKUP_BATCH, &mut attr);
@@ -102,14 +105,14 @@ pub fn lookup_all<K: Pod, V: Pod>(map: BorrowedFd<'_>, chunk: usize) -> io::Resu
 
 /// Delete these keys; keys already gone (evicted) are skipped. Returns how
 /// many were deleted.
-pub fn delete_all<K: Pod>(map: BorrowedFd<'_>, keys: &[K]) -> io::Result<usize> {
+pub(super) fn delete_all<K: Pod>(map: BorrowedFd<'_>, keys: &[K]) -> io::Result<usize> {
     let mut deleted = 0;
     let mut rest = keys;
     while !rest.is_empty() {
         let mut attr = BatchAttr {
             keys: rest.as_ptr() as u64,
             count: rest.len().min(u32::MAX as usize) as u32,
-            map_fd: map.as_raw_fd() as u32,
+            map_fd: map.as_raw_fd().cast_unsigned(),
             ..BatchAttr::default()
         };
         let result = bpf(BPF_MAP_DELETE_BATCH, &mut attr);

@@ -70,7 +70,7 @@ fn nofile_limits() -> Option<(u64, u64)> {
         rlim_max: 0,
     };
     // SAFETY: getrlimit fills the struct it is given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) } != 0 {
         return None;
     }
     Some((limit.rlim_cur, limit.rlim_max))
@@ -87,7 +87,7 @@ pub fn raise_nofile_limit() -> Option<u64> {
             rlim_max: hard,
         };
         // SAFETY: setrlimit reads the struct it is given.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit) } != 0 {
             log::debug!("cannot raise the open-files limit from {soft} to {hard}");
             return Some(soft);
         }

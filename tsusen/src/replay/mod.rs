@@ -272,12 +272,11 @@ impl Replay {
                     // Always interface 0; the data is padded to 4 bytes.
                     let (link, _) = interface(&interfaces, 0, path)?;
                     let len = (spb.original_len as usize).min(spb.data.len());
-                    match latest {
-                        Some(wall_ns) => self.packet(link, &spb.data[..len], wall_ns)?,
-                        None => {
-                            self.summary.packets += 1;
-                            self.summary.untimed += 1;
-                        }
+                    if let Some(wall_ns) = latest {
+                        self.packet(link, &spb.data[..len], wall_ns)?
+                    } else {
+                        self.summary.packets += 1;
+                        self.summary.untimed += 1;
                     }
                     count += 1;
                 }
@@ -323,7 +322,7 @@ impl Clock {
                     if *secs > i64::MAX as u64 {
                         return Err(format!(
                             "if_tsoffset {} s is negative, which tsusen does not support",
-                            *secs as i64
+                            (*secs).cast_signed()
                         ));
                     }
                     clock.offset_ns = u128::from(*secs) * 1_000_000_000;

@@ -775,9 +775,10 @@ pub struct DetailPage {
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) of Unix seconds.
 pub fn utc_time(secs: i64) -> String {
-    chrono::DateTime::from_timestamp(secs, 0)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-        .unwrap_or_else(|| secs.to_string())
+    chrono::DateTime::from_timestamp(secs, 0).map_or_else(
+        || secs.to_string(),
+        |t| t.format("%Y-%m-%d %H:%M:%S").to_string(),
+    )
 }
 
 /// The UTC day of Unix seconds, as a day number.

@@ -201,7 +201,7 @@ fn read_parallel(
     interner: &mut Interner,
 ) -> Vec<(DayFile, DayAggregate, Warnings)> {
     let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
+        .map_or(1, std::num::NonZero::get)
         .min(files.len());
     let next = AtomicUsize::new(0);
     let (tx, rx) = mpsc::channel();

@@ -309,12 +309,11 @@ fn mixed_lines(
     each: &mut impl FnMut(u64, Line<'_, '_>) -> Flow,
 ) -> Flow {
     for line in bytes.split_inclusive(|&b| b == b'\n') {
-        let flow = match std::str::from_utf8(line) {
-            Ok(text) => text_lines(text, line_no, each),
-            Err(_) => {
-                *line_no += 1;
-                each(*line_no, Line::NotUtf8)
-            }
+        let flow = if let Ok(text) = std::str::from_utf8(line) {
+            text_lines(text, line_no, each)
+        } else {
+            *line_no += 1;
+            each(*line_no, Line::NotUtf8)
         };
         if flow == Flow::Stop {
             return Flow::Stop;

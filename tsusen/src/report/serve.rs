@@ -183,7 +183,12 @@ struct AppState {
 
 impl AppState {
     fn snapshot(&self) -> Arc<Snapshot> {
-        Arc::clone(&self.snapshot.read().unwrap_or_else(|e| e.into_inner()))
+        Arc::clone(
+            &self
+                .snapshot
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 }
 
@@ -246,7 +251,10 @@ fn refresh_loop(mut loader: Loader, state: &AppState, every: Duration) {
                 r.new_warnings.log();
                 match Snapshot::build(&loader) {
                     Ok(s) => {
-                        *state.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(s)
+                        *state
+                            .snapshot
+                            .write()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(s);
                     }
                     Err(err) => log::warn!("cannot rebuild the report: {err:#}"),
                 }
@@ -268,7 +276,7 @@ async fn shutdown() {
     };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
+        () = term => {}
     }
 }
 
@@ -352,7 +360,7 @@ async fn check(
     let allowed = state
         .limiter
         .lock()
-        .unwrap_or_else(|e| e.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .allow(peer.ip());
     if !allowed {
         let mut r = error(StatusCode::TOO_MANY_REQUESTS, "too many requests");

@@ -45,12 +45,12 @@ impl Clock {
         let now = chrono::Utc::now()
             .timestamp_nanos_opt()
             .expect("now is in range");
-        (now + self.skew_ns) as u64
+        (now + self.skew_ns).cast_unsigned()
     }
 
     /// The offset the kernel adds to its monotonic clock.
     fn kernel_offset(self) -> u64 {
-        capture::clock::wall_offset_ns().wrapping_add(self.skew_ns as u64)
+        capture::clock::wall_offset_ns().wrapping_add(self.skew_ns.cast_unsigned())
     }
 
     /// Time until just after the next UTC midnight, when the day that ended
@@ -372,7 +372,7 @@ impl Daemon {
                 evicted: self.drain.evicted,
                 map_entries: drained.entries as u64,
                 local_networks: self.tables.local.len() as u64,
-                flush_unix: (self.clock.wall_ns() / 1_000_000_000) as i64,
+                flush_unix: (self.clock.wall_ns() / 1_000_000_000).cast_signed(),
                 links_detached: detached.len() as u64,
                 bad_lines: stats.bad_lines,
                 blocked_days: self.store.blocked_days() as u64,

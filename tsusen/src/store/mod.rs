@@ -454,17 +454,16 @@ fn parse_line(
         count += 1;
     }
     let columns = &columns[..count];
-    let format = match *format {
-        Some(format) => format,
-        None => {
-            let guess = Format::of_row(columns).ok_or("neither a header nor a row")?;
-            warn!(
-                "{}: no header line; reading it as {guess:?} rows ({count} columns)",
-                path.display()
-            );
-            *format = Some(guess);
-            guess
-        }
+    let format = if let Some(format) = *format {
+        format
+    } else {
+        let guess = Format::of_row(columns).ok_or("neither a header nor a row")?;
+        warn!(
+            "{}: no header line; reading it as {guess:?} rows ({count} columns)",
+            path.display()
+        );
+        *format = Some(guess);
+        guess
     };
     match format.parse(columns) {
         Ok(row) => Ok(Some(row.key())),

@@ -118,7 +118,7 @@ impl Row {
             dst_port: key.dst_port,
             src_ip: to_ip(&key.src_ip),
             dst_ip: to_ip(&key.dst_ip),
-            timestamp: (seen.wall_ns / 1_000_000_000) as i64,
+            timestamp: (seen.wall_ns / 1_000_000_000).cast_signed(),
         }
     }
 

@@ -47,7 +47,8 @@ pub fn why_not(tools: &[&str]) -> String {
 /// receiver falls behind, which would look like a sensor losing rows).
 pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A directory under /run for one test, with its own bpffs mounted at
@@ -220,7 +221,7 @@ pub fn pin_foreign_map(path: &Path) {
     // SAFETY: as above.
     let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
     attr.__bindgen_anon_4.pathname = c_path.as_ptr() as u64;
-    attr.__bindgen_anon_4.bpf_fd = fd as u32;
+    attr.__bindgen_anon_4.bpf_fd = fd.cast_unsigned();
     bpf(bpf_cmd::BPF_OBJ_PIN, &mut attr);
     // SAFETY: our fd; the pin holds the map from now on.
     unsafe { libc::close(fd) };
@@ -311,7 +312,7 @@ impl Daemon {
     }
 
     pub fn pid(&self) -> i32 {
-        self.child.id() as i32
+        self.child.id().cast_signed()
     }
 
     /// Every stderr line so far.
@@ -393,14 +394,13 @@ impl Daemon {
                 && self
                     .wait_line_from(lines.len(), left, |l| Flush::parse(l).is_some())
                     .is_some();
-            if !more && self.flushes().len() <= after {
-                panic!(
-                    "[{}] no flush line #{} within {timeout:?}; log:\n{}",
-                    self.label,
-                    after + 1,
-                    self.tail()
-                );
-            }
+            assert!(
+                !(!more && self.flushes().len() <= after),
+                "[{}] no flush line #{} within {timeout:?}; log:\n{}",
+                self.label,
+                after + 1,
+                self.tail()
+            );
         }
     }
 
@@ -823,7 +823,7 @@ impl Sweep {
     /// The achieved send rate, first frame to last.
     pub fn pps(&self) -> f64 {
         let first = self.first_frame.unwrap_or_default();
-        let secs = (self.last_frame - first).as_secs_f64();
+        let secs = self.last_frame.checked_sub(first).unwrap().as_secs_f64();
         if secs > 0.0 {
             self.frames as f64 / secs
         } else {
