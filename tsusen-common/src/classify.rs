@@ -167,6 +167,10 @@ pub enum Verdict {
 /// The UTC day of a wall-clock time, as keys carry it (until 2149-06-06;
 /// the host refuses later times before they get here).
 #[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "the key's day is a u16 that wraps after 2149-06-06, as documented"
+)]
 pub const fn day_of(wall_ns: u64) -> u16 {
     (wall_ns / NS_PER_DAY) as u16
 }

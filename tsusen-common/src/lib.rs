@@ -5,6 +5,10 @@
 //! [`classify`]: written once, compiled into the XDP program and into the host
 //! (`tsusen replay`), and proven to agree by a differential test.
 #![cfg_attr(not(test), no_std)]
+// The rules are compiled into the XDP program, where every helper must be
+// inlined: the verifier follows packet bounds through inlined code only, and
+// BPF-to-BPF calls need 4.16+ with restrictions on what they may pass.
+#![expect(clippy::inline_always, reason = "the BPF program inlines every helper")]
 
 /// `aya::Pod` for types that derive `bytemuck::Pod`: aya's trait has no
 /// derive, so it rests on bytemuck's, which refuses padding and fields that

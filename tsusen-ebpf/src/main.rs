@@ -14,6 +14,13 @@
 //! loops 5.3 (the IPv6 extension-header walk, if LLVM does not unroll it).
 #![no_std]
 #![no_main]
+// Every helper is inlined into the program: the verifier follows packet
+// bounds through inlined code, and BPF-to-BPF calls need 4.16+.
+#![expect(clippy::inline_always, reason = "the BPF program inlines every helper")]
+#![expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's program macros hand each program its context by value"
+)]
 
 use aya_ebpf::{
     Global,
@@ -77,7 +84,7 @@ const EEXIST: i32 = 17;
 static COARSE_CLOCK: Global<u8> = Global::new(1);
 
 #[xdp]
-pub fn tsusen(ctx: XdpContext) -> u32 {
+pub(crate) fn tsusen(ctx: XdpContext) -> u32 {
     record(&Frame::new(ctx.data(), ctx.data_end()));
     xdp_action::XDP_PASS
 }
@@ -87,7 +94,7 @@ pub fn tsusen(ctx: XdpContext) -> u32 {
 /// BPF_PROG_TEST_RUN repeat (which reuses the packet buffer) is a new tuple.
 /// Never attached.
 #[xdp]
-pub fn tsusen_fresh(ctx: XdpContext) -> u32 {
+pub(crate) fn tsusen_fresh(ctx: XdpContext) -> u32 {
     let (start, end) = (ctx.data(), ctx.data_end());
     record(&Frame::new(start, end));
     if start + 30 <= end {
@@ -101,12 +108,12 @@ pub fn tsusen_fresh(ctx: XdpContext) -> u32 {
 /// An empty program: the floor `cargo xtask bench` measures the sensor against
 /// (BPF_PROG_TEST_RUN's own cost). Never attached.
 #[xdp]
-pub fn tsusen_floor(_ctx: XdpContext) -> u32 {
+pub(crate) fn tsusen_floor(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
 #[classifier]
-pub fn tsusen_egress(ctx: TcContext) -> i32 {
+pub(crate) fn tsusen_egress(ctx: TcContext) -> i32 {
     register_outbound(&Frame::new(ctx.data(), ctx.data_end()));
     TC_ACT_OK
 }
@@ -154,10 +161,12 @@ fn register_outbound(pkt: &Frame) {
 /// it, see [`COARSE_CLOCK`]) plus the offset userspace keeps in CONFIG.
 #[inline(always)]
 fn now_wall_ns(config: &Config) -> u64 {
-    // SAFETY: helpers with no arguments.
     let monotonic = if COARSE_CLOCK.load() != 0 {
+        // SAFETY: a helper without arguments (5.11+; the loader turns this
+        // branch off on older kernels, where the verifier drops it).
         unsafe { bpf_ktime_get_coarse_ns() }
     } else {
+        // SAFETY: a helper without arguments (4.1+).
         unsafe { bpf_ktime_get_ns() }
     };
     monotonic.wrapping_add(config.wall_offset_ns)
@@ -268,7 +277,7 @@ impl Today for KernelToday {
         // BPF_NOEXIST: when two CPUs race on the same new tuple, one wins and
         // the earlier time stays.
         Ok(
-            match FIRST_SEEN.insert(key, FirstSeen { wall_ns }, BPF_NOEXIST as u64) {
+            match FIRST_SEEN.insert(key, FirstSeen { wall_ns }, u64::from(BPF_NOEXIST)) {
                 Ok(()) => Insert::New,
                 Err(err) if err == -EEXIST => Insert::Raced,
                 Err(_) => Insert::Failed,

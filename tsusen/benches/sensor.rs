@@ -15,6 +15,11 @@
 //!    repeated; a new tuple per packet): the sender's rate with tsusen, an
 //!    nftables dynamic set and `tcpdump -w` with a SYN filter, each as a
 //!    ratio to nothing attached.
+#![expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "generated keys and measured rates are small and positive by construction"
+)]
 
 use std::{
     fs,
@@ -42,7 +47,7 @@ fn key(i: u32) -> TupleKey {
         src_ip: ipv4_mapped([198, 18 + (b[1] & 1), b[2], b[3]]),
         dst_ip: ipv4_mapped([192, 0, 2, 1]),
         dst_port: 1 + (i >> 17) as u16,
-        day: (WALL_NS / tsusen_common::NS_PER_DAY) as u16,
+        day: tsusen_common::classify::day_of(WALL_NS),
         proto: 6,
         _pad: 0,
     }
@@ -61,7 +66,8 @@ fn rss_kib() -> u64 {
 fn cpu_self() -> (f64, f64) {
     // SAFETY: getrusage(2) fills the struct we pass.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    // SAFETY: as above; the pointer is to our own struct.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &raw mut usage) };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     (secs(usage.ru_utime), secs(usage.ru_stime))
 }
@@ -91,7 +97,7 @@ fn drain_and_memory() {
     let dir = std::env::temp_dir().join(unique_name("bench-drain"));
     let rss_before = rss_kib();
     let mut store = DayStore::open(&dir, usize::MAX).unwrap();
-    let today = (WALL_NS / tsusen_common::NS_PER_DAY) as u16;
+    let today = tsusen_common::classify::day_of(WALL_NS);
     let mut drain = Drain::default();
     let cpu = cpu_self();
     let started = Instant::now();
@@ -167,7 +173,7 @@ fn replay_throughput() {
 fn cpu_ticks(pid: u32) -> u64 {
     // utime + stime, fields 14 and 15 of /proc/PID/stat (after the comm).
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let fields: Vec<&str> = rest.split_whitespace().collect();
     fields
         .get(11)
@@ -331,7 +337,7 @@ impl Daemon {
     fn stop(mut self) -> f64 {
         let started = Instant::now();
         // SAFETY: kill(2) on our own child, not reaped yet.
-        unsafe { libc::kill(self.pid() as i32, libc::SIGTERM) };
+        unsafe { libc::kill(self.pid().cast_signed(), libc::SIGTERM) };
         let _ = self.child.wait();
         let took = started.elapsed().as_secs_f64();
         tsusen::testing::run("umount", &[self.pins.to_str().unwrap()]);
@@ -444,7 +450,7 @@ fn flood() {
     );
     let mut sender = sender;
     // SAFETY: kill(2) on our own child (timeout), which passes SIGINT on.
-    unsafe { libc::kill(sender.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(sender.id().cast_signed(), libc::SIGINT) };
     let _ = sender.wait();
     let cpu = (ticks_after - ticks_before) as f64 / 100.0;
     let received = rx_after - rx_before;
@@ -570,7 +576,7 @@ fn attach(net: &TestNet, peer: Peer, dir: &std::path::Path) -> Box<dyn FnOnce()>
             std::thread::sleep(Duration::from_secs(2));
             Box::new(move || {
                 // SAFETY: kill(2) on our own child.
-                unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+                unsafe { libc::kill(child.id().cast_signed(), libc::SIGINT) };
                 let _ = child.wait();
                 let _ = fs::remove_file(&file);
             })

@@ -551,7 +551,7 @@ fn out_dir(dir: &Path) -> Check {
         "writable".to_owned()
     };
     if let Some(free) = free {
-        detail += &format!(", {} MiB free", free >> 20);
+        detail = format!("{detail}, {} MiB free", free >> 20);
         if free < 100 << 20 {
             return Check::new(Status::Warning, what, detail + " (less than 100 MiB)")
                 .fix("free space or pick another --out-dir: a busy day file takes tens of MiB");

@@ -27,7 +27,7 @@ pub const OUT_DIR_LOCK: &str = ".tsusen.lock";
 
 /// An exclusive lock, released when dropped (or when the process ends).
 pub struct Lock {
-    _flock: Flock<File>,
+    held: Flock<File>,
 }
 
 /// Lock the directory `dir` itself (for the pin directory on bpffs).
@@ -49,9 +49,9 @@ pub fn out_dir(dir: &Path) -> Result<Lock> {
     let mut lock = take(file, dir, "out-dir")?;
     // Only the holder writes: a second start never touches the file.
     let pid = format!("{}\n", std::process::id());
-    lock._flock
+    lock.held
         .set_len(0)
-        .and_then(|()| lock._flock.write_all(pid.as_bytes()))
+        .and_then(|()| lock.held.write_all(pid.as_bytes()))
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(lock)
 }
@@ -59,11 +59,12 @@ pub fn out_dir(dir: &Path) -> Result<Lock> {
 fn take(file: File, dir: &Path, what: &str) -> Result<Lock> {
     let meta = file.metadata()?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(flock) => Ok(Lock { _flock: flock }),
+        Ok(flock) => Ok(Lock { held: flock }),
         Err((_, Errno::EWOULDBLOCK)) => {
-            let holder = holder(&meta)
-                .map(|pid| format!("pid {pid}"))
-                .unwrap_or_else(|| "a process this one cannot see".to_owned());
+            let holder = holder(&meta).map_or_else(
+                || "a process this one cannot see".to_owned(),
+                |pid| format!("pid {pid}"),
+            );
             bail!(
                 "{what} {} is in use by another tsusen ({holder}); stop it first, or give this \
                  one its own --pin-dir and --out-dir",

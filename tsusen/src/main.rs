@@ -9,7 +9,7 @@ use tsusen::{
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(err) => return usage_error(err),
+        Err(err) => return usage_error(&err),
     };
     logging::init();
     let result = match cli.command {
@@ -17,8 +17,8 @@ fn main() -> ExitCode {
         Command::Replay(args) => {
             tsusen::replay::run(&args.pcaps, &args.out_dir, &args.rules.into())
         }
-        Command::Report(args) => tsusen::report::report(args),
-        Command::Serve(args) => tsusen::report::serve::serve(args),
+        Command::Report(args) => tsusen::report::report(&args),
+        Command::Serve(args) => tsusen::report::serve::serve(&args),
         Command::Check(args) => tsusen::check::run(args.into()),
     };
     match result {
@@ -32,7 +32,7 @@ fn main() -> ExitCode {
 
 /// A command line clap rejects: clap's whole message (what is wrong, its
 /// tips, the usage line) and exit status 2. Help and version print as usual.
-fn usage_error(err: clap::Error) -> ExitCode {
+fn usage_error(err: &clap::Error) -> ExitCode {
     if matches!(
         err.kind(),
         ErrorKind::DisplayHelp
@@ -41,6 +41,6 @@ fn usage_error(err: clap::Error) -> ExitCode {
     ) {
         err.exit();
     }
-    logging::usage_error(&err);
+    logging::usage_error(err);
     ExitCode::from(exit::CONFIG)
 }

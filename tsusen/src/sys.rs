@@ -42,7 +42,7 @@ fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<i64> {
         libc::syscall(
             libc::SYS_bpf,
             cmd as libc::c_long,
-            attr as *mut bpf_attr,
+            std::ptr::from_mut::<bpf_attr>(attr),
             size_of::<bpf_attr>(),
         )
     };
@@ -126,7 +126,7 @@ pub fn next_link_id(id: u32) -> io::Result<Option<u32>> {
 /// BPF_LINK_DETACH: the link stops running its program.
 pub fn link_detach(link: BorrowedFd<'_>) -> io::Result<()> {
     let mut attr = zeroed_attr();
-    attr.link_detach.link_fd = link.as_raw_fd() as u32;
+    attr.link_detach.link_fd = link.as_raw_fd().cast_unsigned();
     bpf(bpf_cmd::BPF_LINK_DETACH, &mut attr).map(drop)
 }
 
@@ -142,8 +142,9 @@ fn obj_info<T: ObjInfo>(fd: BorrowedFd<'_>) -> io::Result<T> {
     // of them: all-zero is valid (and the kernel wants it of unused bytes).
     let mut info: T = unsafe { std::mem::zeroed() };
     let mut attr = zeroed_attr();
-    attr.info.bpf_fd = fd.as_raw_fd() as u32;
-    attr.info.info_len = size_of::<T>() as u32;
+    attr.info.bpf_fd = fd.as_raw_fd().cast_unsigned();
+    attr.info.info_len =
+        u32::try_from(size_of::<T>()).expect("an info struct of a few hundred bytes");
     attr.info.info = (&raw mut info) as u64;
     bpf(bpf_cmd::BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
     Ok(info)
@@ -156,7 +157,7 @@ pub fn prog_name(prog: BorrowedFd<'_>) -> io::Result<String> {
         .name
         .iter()
         .take_while(|&&c| c != 0)
-        .map(|&c| c as u8)
+        .map(|&c| c.cast_unsigned())
         .collect();
     Ok(String::from_utf8_lossy(&name).into_owned())
 }
@@ -234,15 +235,15 @@ impl<'a, K: Pod> MapBatches<'a, K> {
             );
             return (0, Err(io::Error::new(io::ErrorKind::InvalidInput, err)));
         }
-        self.run(
+        Self::run(
             bpf_cmd::BPF_MAP_LOOKUP_BATCH,
             BatchAttr {
                 in_batch: token_in.map_or(0, |t| std::ptr::from_ref(t) as u64),
                 out_batch: std::ptr::from_mut(token_out) as u64,
                 keys: keys.as_mut_ptr() as u64,
                 values: values.as_mut_ptr() as u64,
-                count: keys.len().min(values.len()).min(u32::MAX as usize) as u32,
-                map_fd: self.map.as_raw_fd() as u32,
+                count: u32::try_from(keys.len().min(values.len())).unwrap_or(u32::MAX),
+                map_fd: self.map.as_raw_fd().cast_unsigned(),
                 elem_flags: 0,
                 flags: 0,
             },
@@ -252,22 +253,22 @@ impl<'a, K: Pod> MapBatches<'a, K> {
     /// BPF_MAP_DELETE_BATCH: delete `keys` in order. Returns how many were
     /// deleted (ENOENT: the key after them is gone).
     pub fn delete(&self, keys: &[K]) -> (usize, io::Result<()>) {
-        self.run(
+        Self::run(
             bpf_cmd::BPF_MAP_DELETE_BATCH,
             BatchAttr {
                 in_batch: 0,
                 out_batch: 0,
                 keys: keys.as_ptr() as u64,
                 values: 0,
-                count: keys.len().min(u32::MAX as usize) as u32,
-                map_fd: self.map.as_raw_fd() as u32,
+                count: u32::try_from(keys.len()).unwrap_or(u32::MAX),
+                map_fd: self.map.as_raw_fd().cast_unsigned(),
                 elem_flags: 0,
                 flags: 0,
             },
         )
     }
 
-    fn run(&self, cmd: bpf_cmd, batch: BatchAttr) -> (usize, io::Result<()>) {
+    fn run(cmd: bpf_cmd, batch: BatchAttr) -> (usize, io::Result<()>) {
         let mut attr = zeroed_attr();
         attr.batch = batch;
         let result = bpf(cmd, &mut attr).map(drop);
@@ -294,6 +295,6 @@ pub fn obj_pin(fd: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let mut attr = zeroed_attr();
     attr.__bindgen_anon_4.pathname = c_path.as_ptr() as u64;
-    attr.__bindgen_anon_4.bpf_fd = fd.as_raw_fd() as u32;
+    attr.__bindgen_anon_4.bpf_fd = fd.as_raw_fd().cast_unsigned();
     bpf(bpf_cmd::BPF_OBJ_PIN, &mut attr).map(drop)
 }

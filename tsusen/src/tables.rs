@@ -91,18 +91,15 @@ pub fn parse_ports(text: &str) -> Result<std::ops::RangeInclusive<u16>> {
             format!("invalid port {text:?} (expected 0-65535 or a range like 6000-6010)")
         })
     };
-    match text.split_once('-') {
-        Some((lo, hi)) => {
-            let (lo, hi) = (parse(lo)?, parse(hi)?);
-            if lo > hi {
-                bail!("invalid port range {text:?}: {lo} > {hi}");
-            }
-            Ok(lo..=hi)
+    if let Some((lo, hi)) = text.split_once('-') {
+        let (lo, hi) = (parse(lo)?, parse(hi)?);
+        if lo > hi {
+            bail!("invalid port range {text:?}: {lo} > {hi}");
         }
-        None => {
-            let port = parse(text)?;
-            Ok(port..=port)
-        }
+        Ok(lo..=hi)
+    } else {
+        let port = parse(text)?;
+        Ok(port..=port)
     }
 }
 

@@ -55,7 +55,7 @@ fn kernel() -> Option<MutexGuard<'static, KernelSensor>> {
     });
     kernel
         .as_ref()
-        .map(|k| k.lock().unwrap_or_else(|e| e.into_inner()))
+        .map(|k| k.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
 }
 
 fn host_verdict(tables: &Tables, bytes: &[u8]) -> Verdict {
@@ -81,6 +81,10 @@ fn shown(verdict: &Verdict) -> String {
 }
 
 /// Both sides decide `pkt` with `tables` as `want` says.
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "cases read as expect(what, packet, verdict)"
+)]
 fn expect_with(tables: &Tables, what: &str, pkt: &Pkt, want: Want) {
     let bytes = pkt.bytes();
     let wanted = match &want {
@@ -99,6 +103,10 @@ fn expect_with(tables: &Tables, what: &str, pkt: &Pkt, want: Want) {
     }
 }
 
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "cases read as expect(what, packet, verdict)"
+)]
 fn expect(what: &str, pkt: Pkt, want: Want) {
     expect_with(&Tables::default(), what, &pkt, want);
 }

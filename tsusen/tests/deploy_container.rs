@@ -58,9 +58,10 @@ fn image_binary() -> (PathBuf, bool) {
     if let Some(path) = std::env::var_os("TSUSEN_IMAGE_BINARY") {
         return (path.into(), true);
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        PathBuf::from,
+    );
     let fresh = target.join("x86_64-unknown-linux-gnu/release/tsusen");
     let mtime = |p: &Path| p.metadata().and_then(|m| m.modified()).ok();
     match (mtime(&fresh), mtime(Path::new(TSUSEN))) {
@@ -287,7 +288,10 @@ fn scan_in_a_container(live: &Live, privileges: &[&str]) {
     live::syns_from(&net.peer, TestNet::SENSOR_IP, &ports);
     let rows = live::wait_rows(&out_dir, ports.len(), Duration::from_secs(20));
     assert!(rows >= ports.len(), "{rows} rows:\n{}", deployment.logs());
-    let tuples: Vec<_> = live::all_rows(&out_dir).iter().map(|r| r.tuple()).collect();
+    let tuples: Vec<_> = live::all_rows(&out_dir)
+        .iter()
+        .map(tsusen::testing::live::DayRow::tuple)
+        .collect();
     for port in ports {
         let want = live::tuple("TCP", Some(port), TestNet::PEER_IP, TestNet::SENSOR_IP);
         assert!(tuples.contains(&want), "{want:?} not in {tuples:?}");
@@ -338,10 +342,10 @@ fn the_base_image_is_pinned_by_digest() {
             Some(name) => arg(name),
             None => image.to_owned(),
         };
-        let digest = image
-            .split_once("@sha256:")
-            .map(|(_, d)| d)
-            .unwrap_or_else(|| panic!("{line}: {image} is not pinned by digest"));
+        let digest = image.split_once("@sha256:").map_or_else(
+            || panic!("{line}: {image} is not pinned by digest"),
+            |(_, d)| d,
+        );
         assert!(
             digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()),
             "{image}: not a sha256 digest"

@@ -299,7 +299,7 @@ impl Drop for Container {
     fn drop(&mut self) {
         // SIGTERM makes nspawn power the container off cleanly.
         // SAFETY: a child we spawned and have not reaped.
-        unsafe { libc::kill(self.nspawn.id() as i32, libc::SIGTERM) };
+        unsafe { libc::kill(self.nspawn.id().cast_signed(), libc::SIGTERM) };
         let start = Instant::now();
         while self.nspawn.try_wait().ok().flatten().is_none() {
             if start.elapsed() > Duration::from_secs(60) {

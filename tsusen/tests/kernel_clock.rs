@@ -43,7 +43,7 @@ fn tuple_recorded_before_midnight_is_new_after_it(options: &LoadOptions) {
         }
         assert_eq!(
             kernel.verdict(&syn).unwrap(),
-            Verdict::Repeat(Default::default())
+            Verdict::Repeat(TupleKey::default())
         );
         sleep(Duration::from_nanos(2 * MARGIN_NS));
         let after = kernel.verdict(&syn).unwrap();

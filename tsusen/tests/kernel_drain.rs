@@ -20,10 +20,10 @@ const ENTRIES: u32 = 300;
 
 fn key(i: u32) -> TupleKey {
     TupleKey {
-        src_ip: ipv4_mapped([198, 18, (i >> 8) as u8, i as u8]),
+        src_ip: ipv4_mapped([198, 18, i.to_be_bytes()[2], i.to_be_bytes()[3]]),
         dst_ip: ipv4_mapped([192, 0, 2, 1]),
-        dst_port: 1000 + i as u16,
-        day: (WALL_NS / tsusen_common::NS_PER_DAY) as u16,
+        dst_port: 1000 + u16::try_from(i).expect("ENTRIES fit a port range"),
+        day: u16::try_from(WALL_NS / tsusen_common::NS_PER_DAY).expect("a day before 2149"),
         proto: 6,
         _pad: 0,
     }

@@ -8,6 +8,11 @@
 //! every new tuple is either a row or counted as evicted; `/metrics` answers
 //! during the flood; SIGTERM drains and exits; and a scan after the flood is
 //! recorded in full.
+#![expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "Prometheus carries whole, non-negative counters as f64"
+)]
 
 use std::{
     thread,

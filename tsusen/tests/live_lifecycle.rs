@@ -210,14 +210,14 @@ fn rows_land_in_the_day_of_their_first_packet_across_midnight() {
     let ready_at = Instant::now();
     let startup = ready_at - daemon.spawned_at;
     assert!(
-        startup < lead - Duration::from_secs(1),
+        startup < lead.checked_sub(Duration::from_secs(1)).unwrap(),
         "ready took {startup:?}: too slow to send before the injected midnight"
     );
     let sensor = TestNet::SENSOR_IP;
     let peer = &live.net.peer;
     live::syns_from(peer, sensor, &[1001, 1003, 1004]);
     assert!(
-        daemon.spawned_at.elapsed() < lead - Duration::from_millis(300),
+        daemon.spawned_at.elapsed() < lead.checked_sub(Duration::from_millis(300)).unwrap(),
         "the pre-midnight SYNs were sent too late"
     );
     thread::sleep(

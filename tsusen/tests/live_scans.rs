@@ -127,6 +127,11 @@ fn masscan_sweep_of_102400_probes_is_recorded_once_each() {
     live::assert_tuples(&rows, &expected, "masscan sweep");
     assert!(!live.xdp_attached(), "XDP left attached after SIGTERM");
 
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "the counters are whole numbers in Prometheus' f64"
+    )]
     let value = |name: &str| {
         live::metric(&text, name).unwrap_or_else(|| panic!("no {name} in:\n{text}")) as u64
     };
@@ -320,7 +325,10 @@ fn include_multicast_records_datagrams_to_groups_on_the_link() {
     daemon.terminate_cleanly();
 
     let rows = live::all_rows(&out);
-    let got: HashSet<_> = rows.iter().map(|r| r.tuple()).collect();
+    let got: HashSet<_> = rows
+        .iter()
+        .map(tsusen::testing::live::DayRow::tuple)
+        .collect();
     for want in [
         live::tuple("UDP", Some(5353), TestNet::PEER_IP, "224.0.0.251"),
         live::tuple("UDP", Some(5353), TestNet::PEER_IP6, "ff02::1"),

@@ -152,7 +152,7 @@ fn a_replay_into_the_live_out_dir_keeps_its_rows() {
     // 500 packets of a scan an hour into the day, replayed into the same
     // out-dir while the sensor writes there.
     let pcap = live.scratch.path("scan.pcap");
-    pcapgen::write_scan_pcap(&pcap, 500, live::day_start(TODAY) as u64 + 3600).unwrap();
+    pcapgen::write_scan_pcap(&pcap, 500, live::day_start(TODAY).cast_unsigned() + 3600).unwrap();
     let replay = Command::new(TSUSEN)
         .args(["replay", pcap.to_str().unwrap(), "--out-dir"])
         .arg(&out)

@@ -249,7 +249,7 @@ fn pcapng_timestamps_are_exact_in_every_resolution() {
         .interface(Some(9), None) // ns
         .interface(Some(binary_resolution(20)), None)
         .interface(Some(binary_resolution(30)), None)
-        .interface(Some(3), Some(T as i64)); // ms, from an offset
+        .interface(Some(3), Some(T.cast_signed())); // ms, from an offset
     // Port 1000 + i at T + i seconds and a half.
     ng.packet(0, (T + 1) * 1_000_000 + 500_000, &syn(1001))
         .packet(1, (T + 2) * NS + NS / 2, &syn(1002))
@@ -260,7 +260,8 @@ fn pcapng_timestamps_are_exact_in_every_resolution() {
     let (dir, capture, _) = replay_one(&ng);
     let expected: String = (1..=6)
         .map(|i| format!("TCP {} 198.51.100.7 192.0.2.1 {}\n", 1000 + i, T + i))
-        .collect();
+        .collect::<Vec<_>>()
+        .concat();
     assert_eq!(day_files(&dir), ["2026-11-24.csv"]);
     assert_eq!(
         day_file(&dir),
@@ -352,8 +353,9 @@ fn replay_peak_kib(args: &[&str]) -> i64 {
     let mut status = 0;
     // SAFETY: a zeroed rusage is valid; wait4 reaps this child only.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32);
+    // SAFETY: status and usage are valid for writes; the pid is our child.
+    let pid = unsafe { libc::wait4(child.id().cast_signed(), &raw mut status, 0, &raw mut usage) };
+    assert_eq!(pid, child.id().cast_signed());
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "replay failed"

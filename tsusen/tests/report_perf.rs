@@ -34,7 +34,7 @@ fn memory_mib() -> (u64, u64) {
 fn thirty_days_report_and_refresh() {
     let rows = rows_per_day();
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("report-bench-{rows}"));
-    if std::fs::read_dir(&dir).map_or(0, |d| d.count()) != 30 {
+    if std::fs::read_dir(&dir).map_or(0, std::iter::Iterator::count) != 30 {
         let t = Instant::now();
         bench_inputs(&dir, 30, rows).unwrap();
         eprintln!("generated 30 x {rows} rows in {:.2?}", t.elapsed());
@@ -58,7 +58,7 @@ fn thirty_days_report_and_refresh() {
     eprintln!("refresh without changes: {:.2?}", t.elapsed());
     let window = loader.window();
     let t = Instant::now();
-    let page = window.details_page(&Default::default(), 0, 50);
+    let page = window.details_page(&tsusen::report::aggregate::DetailFilter::default(), 0, 50);
     eprintln!("details page of {}: {:.2?}", page.total, t.elapsed());
     let t = Instant::now();
     let filter =

@@ -23,7 +23,7 @@ fn at(d: u16, secs: i64) -> i64 {
     i64::from(d) * 86_400 + secs
 }
 
-fn tcp(port: u16, src: String, dst: &str, ts: i64) -> Row {
+fn tcp(port: u16, src: &str, dst: &str, ts: i64) -> Row {
     Row {
         proto: 6,
         dst_port: port,
@@ -48,9 +48,9 @@ fn fixture(name: &str) -> PathBuf {
         let d = last - 28 + i;
         let n = if i == 28 { 60 } else { 18 + u32::from(i) % 5 };
         let mut rows: Vec<Row> = (0..n)
-            .map(|s| tcp(23, src(s), "192.0.2.1", at(d, 60)))
+            .map(|s| tcp(23, &src(s), "192.0.2.1", at(d, 60)))
             .collect();
-        rows.extend((0..12).map(|s| tcp(22, src(1000 + s), "192.0.2.2", at(d, 30))));
+        rows.extend((0..12).map(|s| tcp(22, &src(1000 + s), "192.0.2.2", at(d, 30))));
         if i == 28 {
             rows.push(Row {
                 proto: 17,
@@ -173,17 +173,12 @@ fn no_request_reads_outside_the_directory() {
     let dir = base.join("days");
     std::fs::create_dir(&dir).unwrap();
     let d = day_from_name(LAST).unwrap();
-    write_day(&dir, d, &[tcp(23, src(1), "192.0.2.1", at(d, 1))]).unwrap();
+    write_day(&dir, d, &[tcp(23, &src(1), "192.0.2.1", at(d, 1))]).unwrap();
     // Beside --dir: a day file with a marker port and address, and a secret.
     write_day(
         &base,
         d - 1,
-        &[tcp(
-            31337,
-            "203.0.113.250".into(),
-            "192.0.2.1",
-            at(d - 1, 1),
-        )],
+        &[tcp(31337, "203.0.113.250", "192.0.2.1", at(d - 1, 1))],
     )
     .unwrap();
     std::fs::write(base.join("secret.txt"), "SENTINEL-7f3a\n").unwrap();
@@ -463,7 +458,7 @@ fn the_page_follows_the_growing_newest_file() {
         .unwrap();
     let d = day_from_name(LAST).unwrap();
     for i in 0..5 {
-        writeln!(f, "{}", tcp(8080, src(5000 + i), "192.0.2.9", at(d, 99))).unwrap();
+        writeln!(f, "{}", tcp(8080, &src(5000 + i), "192.0.2.9", at(d, 99))).unwrap();
     }
     drop(f);
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -8,17 +8,20 @@
 //! - the unit, the bpffs mount, sysusers.d and tmpfiles.d entries from
 //!   packaging/, with the maintainer scripts cargo-deb writes for them.
 
-use std::{path::PathBuf, process::Command};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use anyhow::{Context as _, Result, bail};
 
 use crate::{cargo, image, status};
 
 /// The cargo-deb release `setup` installs (its rust-version is 1.85).
-pub const CARGO_DEB_VERSION: &str = "3.8.0";
+pub(crate) const CARGO_DEB_VERSION: &str = "3.8.0";
 
 /// Build the package; returns the path of the .deb.
-pub fn build(toolchain: &str) -> Result<PathBuf> {
+pub(crate) fn build(toolchain: &str) -> Result<PathBuf> {
     ensure_cargo_deb()?;
     let binary = image::build_static(toolchain)?;
     let release_dir = binary.parent().context("binary without a directory")?;
@@ -67,7 +70,7 @@ pub fn build(toolchain: &str) -> Result<PathBuf> {
         .lines()
         .rev()
         .map(str::trim)
-        .find(|l| l.ends_with(".deb"))
+        .find(|l| Path::new(l).extension().is_some_and(|e| e == "deb"))
         .map(PathBuf::from)
         .with_context(|| format!("cargo deb printed no package path: {stdout}"))?;
     Ok(deb)

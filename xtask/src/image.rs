@@ -20,7 +20,7 @@ use anyhow::{Context as _, Result, bail};
 use crate::{cargo, status, workspace_root};
 
 /// The Rust target of the static binary.
-pub const TARGET: &str = "x86_64-unknown-linux-gnu";
+pub(crate) const TARGET: &str = "x86_64-unknown-linux-gnu";
 
 /// What the context of the full build holds (everything else, `target/`
 /// above all, stays out).
@@ -36,7 +36,7 @@ const SOURCES: &[&str] = &[
 ];
 
 /// podman if present, else docker.
-pub fn engine() -> Result<&'static str> {
+pub(crate) fn engine() -> Result<&'static str> {
     for engine in ["podman", "docker"] {
         if Command::new(engine)
             .arg("--version")
@@ -49,14 +49,13 @@ pub fn engine() -> Result<&'static str> {
     bail!("neither podman nor docker is installed (apt-get install podman runc)")
 }
 
-pub fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"))
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
 }
 
 /// Build the static release binary; returns its path.
-pub fn build_static(toolchain: &str) -> Result<PathBuf> {
+pub(crate) fn build_static(toolchain: &str) -> Result<PathBuf> {
     let var = format!(
         "CARGO_TARGET_{}_RUSTFLAGS",
         TARGET.to_uppercase().replace('-', "_")
@@ -78,7 +77,7 @@ pub fn build_static(toolchain: &str) -> Result<PathBuf> {
 
 /// The run stage of packaging/Containerfile (from its last `FROM`), taking
 /// the binary from the build context instead of the build stage.
-pub fn run_stage(containerfile: &str) -> Result<String> {
+pub(crate) fn run_stage(containerfile: &str) -> Result<String> {
     let start = containerfile
         .rfind("\nFROM ")
         .context("packaging/Containerfile has no run stage")?;
@@ -98,8 +97,10 @@ fn label_args() -> Vec<String> {
         .output()
         .ok()
         .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_else(|| "unknown".to_owned());
+        .map_or_else(
+            || "unknown".to_owned(),
+            |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+        );
     vec![
         "--build-arg".to_owned(),
         format!("VERSION={}", env!("CARGO_PKG_VERSION")),
@@ -109,7 +110,7 @@ fn label_args() -> Vec<String> {
 }
 
 /// The run stage holding `binary` as `/tsusen`.
-pub fn build_local(engine: &str, binary: &Path, tag: &str) -> Result<()> {
+pub(crate) fn build_local(engine: &str, binary: &Path, tag: &str) -> Result<()> {
     let context = std::env::temp_dir().join(format!("tsusen-image-{}", std::process::id()));
     let _ = fs::remove_dir_all(&context);
     fs::create_dir_all(&context)?;
@@ -134,7 +135,7 @@ pub fn build_local(engine: &str, binary: &Path, tag: &str) -> Result<()> {
 /// The full multi-stage build from a clean copy of the sources. podman and
 /// buildah also apply packaging/Containerfile.containerignore (read beside
 /// the Containerfile), which keeps any nested `target/` or `.git` out.
-pub fn build_full(engine: &str, tag: &str) -> Result<()> {
+pub(crate) fn build_full(engine: &str, tag: &str) -> Result<()> {
     let root = workspace_root();
     let context = std::env::temp_dir().join(format!("tsusen-src-{}", std::process::id()));
     let _ = fs::remove_dir_all(&context);
@@ -159,7 +160,7 @@ pub fn build_full(engine: &str, tag: &str) -> Result<()> {
     result
 }
 
-pub fn run(local: bool, tag: &str) -> Result<()> {
+pub(crate) fn run(local: bool, tag: &str) -> Result<()> {
     let engine = engine()?;
     if local {
         let toolchain = crate::setup::run(false)?;

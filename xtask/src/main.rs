@@ -190,7 +190,7 @@ fn status(cmd: &mut Command) -> Result<()> {
         .status()
         .with_context(|| format!("failed to start {cmd:?}"))?;
     if !status.success() {
-        bail!("{:?} failed ({status})", cmd.get_program());
+        bail!("{} failed ({status})", cmd.get_program().display());
     }
     Ok(())
 }

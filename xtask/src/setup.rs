@@ -53,7 +53,7 @@ const TEST_TOOL_PACKAGES: &[(&str, &str)] = &[
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// Make the eBPF build possible; returns the rustup toolchain to build it with.
-pub fn run(test_tools: bool) -> Result<String> {
+pub(crate) fn run(test_tools: bool) -> Result<String> {
     if test_tools {
         install_test_tools()?;
     }
@@ -91,7 +91,7 @@ pub fn run(test_tools: bool) -> Result<String> {
     }
 }
 
-pub fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // SAFETY: no arguments, cannot fail.
     unsafe { libc_geteuid() == 0 }
 }

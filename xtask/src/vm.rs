@@ -28,6 +28,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use std::fmt::Write as _;
+
 use anyhow::{Context as _, Result, bail};
 
 use crate::{setup, status, workspace_root};
@@ -408,7 +410,8 @@ fn private_sources(suite: &str, mirrors: &Mirrors) -> String {
     };
     let mut sources = format!("deb {signed}{} {suite} main\n", mirrors.archive);
     if let Some(security) = &mirrors.security {
-        sources += &format!("deb {signed}{security} {suite}-security main\n");
+        writeln!(sources, "deb {signed}{security} {suite}-security main")
+            .expect("a String takes any write");
     }
     sources
 }
@@ -545,7 +548,7 @@ fn extract_modules(deb: &Path, dir: &Path, release: &str) -> Result<()> {
     let mut todo: Vec<String> = MODULES
         .iter()
         .filter(|m| !is_builtin(m))
-        .map(|m| m.to_string())
+        .map(std::string::ToString::to_string)
         .collect();
     while !todo.is_empty() {
         let mut batch = Vec::new();
@@ -757,7 +760,9 @@ fn is_static_elf(path: &Path) -> Result<bool> {
     };
     for i in 0..usize::from(phnum) {
         const PT_INTERP: u32 = 3;
-        let offset = phoff as usize + i * usize::from(phentsize);
+        let offset = usize::try_from(phoff)
+            .unwrap_or(usize::MAX)
+            .saturating_add(i * usize::from(phentsize));
         match u32_at(offset) {
             Some(PT_INTERP) => return Ok(false),
             Some(_) => {}
@@ -872,8 +877,8 @@ impl Cpio {
             u32::try_from(content.len()).expect("initramfs files are < 4 GiB"),
             0, // devmajor
             0, // devminor
-            (rdev >> 32) as u32,
-            rdev as u32,
+            u32::try_from(rdev >> 32).expect("the high half of a u64"),
+            u32::try_from(rdev & 0xffff_ffff).expect("the low half of a u64"),
             u32::try_from(name.len() + 1).expect("short names"),
             0, // check
         ];
@@ -1163,7 +1168,7 @@ mod tests {
             "linux-image-5.10.0-47-amd64",
         ]
         .iter()
-        .map(|n| n.to_string())
+        .map(std::string::ToString::to_string)
         .collect();
         assert_eq!(
             newest_kernel_package(KernelLine::V6_1, names.clone()).as_deref(),
@@ -1258,7 +1263,7 @@ http://mirror.example/debian/ bookworm-updates Packages
         for skipped in 0..STEPS.len() + EXPECTED_ROWS.len() {
             let mut console = passing_console(check_61);
             console.remove(1 + skipped);
-            assert_eq!(verdict(KernelLine::V6_1, &console).len(), 1, "{}", skipped);
+            assert_eq!(verdict(KernelLine::V6_1, &console).len(), 1, "{skipped}");
         }
         let mut console = passing_console(check_61);
         console.pop();

@@ -9,7 +9,7 @@ use nix::time::{ClockId, clock_gettime};
 fn now_ns(clock: ClockId) -> u64 {
     // Both clocks exist on every Linux; a failure would be a broken kernel.
     let ts = clock_gettime(clock).expect("clock_gettime");
-    ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
+    ts.tv_sec().cast_unsigned() * 1_000_000_000 + ts.tv_nsec().cast_unsigned()
 }
 
 /// The kernel's monotonic clock (what bpf_ktime_get_ns() returns).

@@ -15,7 +15,7 @@ use nix::sys::socket::{
 pub fn list() -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir("/sys/class/net")
         .map(|dir| {
-            dir.filter_map(|e| e.ok())
+            dir.filter_map(std::result::Result::ok)
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .collect()
         })
@@ -100,13 +100,18 @@ const _: () = assert!(
 fn getlink_request(ifindex: u32) -> Vec<u8> {
     let mut request = Vec::with_capacity(NLMSG_HDRLEN + IFINFOMSG_LEN);
     // nlmsghdr: len, type, flags, seq, pid (the kernel's: 0).
-    request.extend(((NLMSG_HDRLEN + IFINFOMSG_LEN) as u32).to_ne_bytes());
+    let len = u32::try_from(NLMSG_HDRLEN + IFINFOMSG_LEN).expect("a fixed, small size");
+    request.extend(len.to_ne_bytes());
     request.extend(libc::RTM_GETLINK.to_ne_bytes());
-    request.extend((libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    request.extend(
+        u16::try_from(libc::NLM_F_REQUEST)
+            .expect("a u16 flag")
+            .to_ne_bytes(),
+    );
     request.extend(1u32.to_ne_bytes());
     request.extend(0u32.to_ne_bytes());
     // ifinfomsg: family (AF_UNSPEC), pad, type, index, flags, change.
-    request.extend([libc::AF_UNSPEC as u8, 0]);
+    request.extend([u8::try_from(libc::AF_UNSPEC).expect("a u8 family"), 0]);
     request.extend(0u16.to_ne_bytes());
     request.extend(ifindex.to_ne_bytes());
     request.extend(0u32.to_ne_bytes());
@@ -125,7 +130,7 @@ fn parse_xdp_query(answer: &[u8]) -> io::Result<XdpQuery> {
     }
     let len = (u32_at(answer, 0) as usize).min(answer.len());
     let kind = u16_at(answer, 4);
-    if kind == libc::NLMSG_ERROR as u16 {
+    if i32::from(kind) == libc::NLMSG_ERROR {
         let errno = answer
             .get(header..header + 4)
             .map(|b| i32::from_ne_bytes(b.try_into().unwrap()))

@@ -145,7 +145,11 @@ pub fn write_tables(ebpf: &mut Ebpf, tables: &Tables, wall_offset_ns: u64) -> Re
         let stale: Vec<Key<[u8; 16]>> = trie
             .keys()
             .filter_map(Result::ok)
-            .filter(|k| !wanted.contains(&(k.data(), k.prefix_len() as u8)))
+            .filter(|k| {
+                // A prefix length is at most 128: it fits.
+                let len = u8::try_from(k.prefix_len()).unwrap_or(u8::MAX);
+                !wanted.contains(&(k.data(), len))
+            })
             .collect();
         for key in stale {
             trie.remove(&key)
@@ -160,8 +164,8 @@ pub fn write_tables(ebpf: &mut Ebpf, tables: &Tables, wall_offset_ns: u64) -> Re
         .map_mut(maps::IGNORED_PORTS)
         .context("missing IGNORED_PORTS")?;
     let mut ports: Array<&mut MapData, u64> = Array::try_from(map)?;
-    for (index, word) in tables.ignored_ports.iter().enumerate() {
-        ports.set(index as u32, word, 0)?;
+    for (index, word) in (0u32..).zip(tables.ignored_ports.iter()) {
+        ports.set(index, word, 0)?;
     }
     set_config(
         ebpf,

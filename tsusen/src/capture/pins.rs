@@ -124,7 +124,7 @@ impl Pins {
     }
 }
 
-#[allow(
+#[expect(
     clippy::unnecessary_cast,
     reason = "f_type is i64 on x86_64 but narrower on other architectures"
 )]

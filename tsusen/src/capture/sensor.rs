@@ -451,13 +451,12 @@ fn severed(err: &anyhow::Error) -> bool {
 }
 
 fn pin_or_own(link: XdpLink, path: &Path, iface: &str) -> Result<Attached> {
-    match FdLink::try_from(link) {
-        Ok(fd) => Ok(Attached::Pinned(fd.pin(path)?)),
-        Err(_) => {
-            // A netlink attachment (kernel < 5.9): it outlives the daemon by
-            // itself, but cannot be pinned or adopted.
-            warn!("{iface}: XDP attached through netlink (kernel < 5.9); restarts re-attach");
-            Ok(Attached::Owned)
-        }
+    if let Ok(fd) = FdLink::try_from(link) {
+        Ok(Attached::Pinned(fd.pin(path)?))
+    } else {
+        // A netlink attachment (kernel < 5.9): it outlives the daemon by
+        // itself, but cannot be pinned or adopted.
+        warn!("{iface}: XDP attached through netlink (kernel < 5.9); restarts re-attach");
+        Ok(Attached::Owned)
     }
 }

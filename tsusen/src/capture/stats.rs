@@ -63,8 +63,8 @@ pub fn sum_counters(map: &Map) -> Result<[u64; Stat::COUNT as usize]> {
         .max_entries();
     let array: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map)?;
     let mut totals = [0u64; Stat::COUNT as usize];
-    for (index, total) in totals.iter_mut().enumerate().take(present as usize) {
-        let per_cpu = array.get(&(index as u32), 0).context("reading STATS")?;
+    for (index, total) in (0..present).zip(totals.iter_mut()) {
+        let per_cpu = array.get(&index, 0).context("reading STATS")?;
         *total = per_cpu.iter().sum();
     }
     Ok(totals)

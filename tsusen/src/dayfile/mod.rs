@@ -123,6 +123,11 @@ pub const SECS_PER_DAY: i64 = 86_400;
 
 /// The UTC day (days since 1970-01-01) of Unix seconds. Like the kernel's
 /// `wall_ns / NS_PER_DAY` key, it wraps past 2149-06-06 (day 65535).
+#[expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "day numbers wrap like the kernel's u16 day key"
+)]
 pub fn day_of(secs: i64) -> u16 {
     secs.div_euclid(SECS_PER_DAY) as u16
 }

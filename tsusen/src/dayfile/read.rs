@@ -377,12 +377,11 @@ fn mixed_lines(
     each: &mut impl FnMut(u64, Line<'_, '_>) -> Flow,
 ) -> Flow {
     for line in bytes.split_inclusive(|&b| b == b'\n') {
-        let flow = match std::str::from_utf8(line) {
-            Ok(text) => text_lines(text, line_no, each),
-            Err(_) => {
-                *line_no += 1;
-                each(*line_no, Line::NotUtf8)
-            }
+        let flow = if let Ok(text) = std::str::from_utf8(line) {
+            text_lines(text, line_no, each)
+        } else {
+            *line_no += 1;
+            each(*line_no, Line::NotUtf8)
         };
         if flow == Flow::Stop {
             return Flow::Stop;
@@ -496,7 +495,7 @@ mod tests {
     fn five_bad_lines_are_named_and_the_rest_counted_in_one_line() {
         let mut text = format!("{HEADER}\n");
         for i in 0..8 {
-            text.push_str(&format!("bad {i}\n{ROW}\n"));
+            text = format!("{text}bad {i}\n{ROW}\n");
         }
         let (rows, counts, warnings) = read(text.as_bytes(), &mut reading(Foreign::SkipFile));
         assert_eq!(rows.len(), 8);

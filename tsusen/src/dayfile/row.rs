@@ -39,7 +39,7 @@ impl Row {
             dst_port: key.dst_port,
             src_ip: unmapped(&key.src_ip),
             dst_ip: unmapped(&key.dst_ip),
-            timestamp: (seen.wall_ns / 1_000_000_000) as i64,
+            timestamp: (seen.wall_ns / 1_000_000_000).cast_signed(),
         }
     }
 
@@ -233,7 +233,7 @@ mod tests {
     fn key_and_entry_round_trip() {
         let row: Row = "UDP 53 203.0.113.9 192.0.2.1 1764000000".parse().unwrap();
         let key = row.key();
-        assert_eq!(key.day, (1_764_000_000i64 / 86_400) as u16);
+        assert_eq!(key.day, 20_416);
         let seen = FirstSeen {
             wall_ns: 1_764_000_000_123_456_789,
         };

@@ -15,7 +15,7 @@ const ENOTSUPP: i32 = 524;
 
 /// Whether the kernel lacks batch operations (before 5.6 the command is
 /// unknown: EINVAL); then the caller uses per-key calls.
-pub fn unsupported(err: &io::Error) -> bool {
+pub(super) fn unsupported(err: &io::Error) -> bool {
     matches!(
         err.raw_os_error(),
         Some(code) if code == Errno::EINVAL as i32 || code == Errno::EOPNOTSUPP as i32 || code == ENOTSUPP
@@ -23,7 +23,10 @@ pub fn unsupported(err: &io::Error) -> bool {
 }
 
 /// Read every entry of a hash map, `chunk` at a time.
-pub fn lookup_all<K: Pod, V: Pod>(map: BorrowedFd<'_>, chunk: usize) -> io::Result<Vec<(K, V)>> {
+pub(super) fn lookup_all<K: Pod, V: Pod>(
+    map: BorrowedFd<'_>,
+    chunk: usize,
+) -> io::Result<Vec<(K, V)>> {
     let batches = MapBatches::<K>::new(map)?;
     let mut out = Vec::new();
     let mut chunk = chunk.max(1);
@@ -62,7 +65,7 @@ pub fn lookup_all<K: Pod, V: Pod>(map: BorrowedFd<'_>, chunk: usize) -> io::Resu
 
 /// Delete these keys; keys already gone (evicted) are skipped. Returns how
 /// many were deleted.
-pub fn delete_all<K: Pod>(map: BorrowedFd<'_>, keys: &[K]) -> io::Result<usize> {
+pub(super) fn delete_all<K: Pod>(map: BorrowedFd<'_>, keys: &[K]) -> io::Result<usize> {
     let batches = MapBatches::<K>::new(map)?;
     let mut deleted = 0;
     let mut rest = keys;
@@ -73,7 +76,7 @@ pub fn delete_all<K: Pod>(map: BorrowedFd<'_>, keys: &[K]) -> io::Result<usize> 
             Ok(()) => rest = &rest[done..],
             // The key at `done` is gone already: skip it, go on.
             Err(err) if err.raw_os_error() == Some(Errno::ENOENT as i32) => {
-                rest = &rest[done + 1..]
+                rest = &rest[done + 1..];
             }
             Err(err) => return Err(err),
         }

@@ -148,9 +148,18 @@ pub fn row_budget(interval: std::time::Duration, now_ns: u64, written_today: usi
     if let Some(forced) = row_budget_forced() {
         return forced;
     }
-    let per_drain = (interval.as_secs().max(1) as usize).saturating_mul(ROWS_PER_SECOND);
+    let per_drain = usize::try_from(interval.as_secs().max(1))
+        .unwrap_or(usize::MAX)
+        .saturating_mul(ROWS_PER_SECOND);
     let into_day = (now_ns % tsusen_common::NS_PER_DAY) as f64 / tsusen_common::NS_PER_DAY as f64;
-    let allowed = DAY_BURST_ROWS + ((DAY_ROWS - DAY_BURST_ROWS) as f64 * into_day) as usize;
+    // 0 <= into_day < 1: the product lies between 0 and DAY_ROWS.
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "a fraction of DAY_ROWS, rounded down"
+    )]
+    let growth = ((DAY_ROWS - DAY_BURST_ROWS) as f64 * into_day) as usize;
+    let allowed = DAY_BURST_ROWS + growth;
     per_drain.min(allowed.saturating_sub(written_today))
 }
 
@@ -198,7 +207,8 @@ fn write(
     // Rows of the days that could be written count even when another failed.
     let written_before = store.stats.rows_written;
     drained.flush_failed = store.flush().is_err(); // logged by the store
-    drained.rows = (store.stats.rows_written - written_before) as usize;
+    drained.rows = usize::try_from(store.stats.rows_written - written_before)
+        .expect("one drain's rows fit in memory");
     let written: Vec<TupleKey> = entries
         .iter()
         .map(|(key, _)| *key)
@@ -292,7 +302,8 @@ mod tests {
         let mut all: Vec<(TupleKey, FirstSeen)> = (0..100u32)
             .map(|i| {
                 let mut entry = entries(0, 80..=80)[0];
-                entry.0.src_ip = tsusen_common::tuple::ipv4_mapped([198, 18, 0, i as u8]);
+                entry.0.src_ip =
+                    tsusen_common::tuple::ipv4_mapped([198, 18, 0, i.to_le_bytes()[0]]);
                 entry.1.wall_ns += u64::from(i);
                 entry
             })

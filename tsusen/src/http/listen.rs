@@ -78,7 +78,7 @@ impl ListenAddr {
                     .with_context(|| format!("cannot resolve {name:?}"))?
                     .collect();
                 // IPv4 first, so `localhost:PORT` is 127.0.0.1 wherever IPv6 is off or on.
-                addrs.sort_by_key(|a| a.is_ipv6());
+                addrs.sort_by_key(std::net::SocketAddr::is_ipv6);
                 if addrs.is_empty() {
                     bail!("{name:?} resolves to no address");
                 }

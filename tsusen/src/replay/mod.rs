@@ -170,7 +170,8 @@ impl Replay {
         if new_day {
             self.day = day;
             // Below END_WALL_NS: a day number fits.
-            self.store().forget_days_before(day as u16);
+            self.store()
+                .forget_days_before(u16::try_from(day).unwrap_or(u16::MAX));
         }
         Ok(())
     }
@@ -212,7 +213,9 @@ impl Replay {
         while let Some(packet) = pcap.next_packet() {
             match packet {
                 Ok(packet) => {
-                    self.packet(link, &packet.data, packet.timestamp.as_nanos() as u64)?;
+                    // Past the year 2554 a time saturates; the day check refuses it.
+                    let wall_ns = u64::try_from(packet.timestamp.as_nanos()).unwrap_or(u64::MAX);
+                    self.packet(link, &packet.data, wall_ns)?;
                     count += 1;
                 }
                 Err(err) => {
@@ -257,7 +260,8 @@ impl Replay {
                 Block::EnhancedPacket(epb) => {
                     let (link, clock) = interface(&interfaces, epb.interface_id, path)?;
                     // pcap-file hands over raw ticks as nanoseconds.
-                    let wall_ns = clock.wall_ns(epb.timestamp.as_nanos() as u64);
+                    let wall_ns =
+                        clock.wall_ns(u64::try_from(epb.timestamp.as_nanos()).unwrap_or(u64::MAX));
                     latest = Some(wall_ns);
                     self.packet(link, &epb.data, wall_ns)?;
                     count += 1;
@@ -273,12 +277,11 @@ impl Replay {
                     // Always interface 0; the data is padded to 4 bytes.
                     let (link, _) = interface(&interfaces, 0, path)?;
                     let len = (spb.original_len as usize).min(spb.data.len());
-                    match latest {
-                        Some(wall_ns) => self.packet(link, &spb.data[..len], wall_ns)?,
-                        None => {
-                            self.summary.packets += 1;
-                            self.summary.untimed += 1;
-                        }
+                    if let Some(wall_ns) = latest {
+                        self.packet(link, &spb.data[..len], wall_ns)?;
+                    } else {
+                        self.summary.packets += 1;
+                        self.summary.untimed += 1;
                     }
                     count += 1;
                 }
@@ -324,7 +327,7 @@ impl Clock {
                     if *secs > i64::MAX as u64 {
                         return Err(format!(
                             "if_tsoffset {} s is negative, which tsusen does not support",
-                            *secs as i64
+                            (*secs).cast_signed()
                         ));
                     }
                     clock.offset_ns = u128::from(*secs) * 1_000_000_000;
@@ -425,6 +428,10 @@ pub fn run(pcaps: &[PathBuf], out_dir: &Path, rules: &Rules) -> Result<()> {
 }
 
 #[cfg(test)]
+#[expect(
+    clippy::decimal_bitwise_operands,
+    reason = "if_tsresol is a flag bit with a decimal exponent: 0x80 | 10 reads as pcapng defines it"
+)]
 mod tests {
     use super::*;
 

@@ -91,17 +91,14 @@ impl<R: Recorded> HostSensor<R> {
             && let Some(flow) = classify::outbound_udp_flow(pkt, offset, ethertype)
             && self.tables.local.contains(&flow.local_ip)
         {
-            match self.tables.udp_flows.get_mut(&flow) {
-                Some(seen) => {
-                    if wall_ns.wrapping_sub(*seen) > UDP_FLOW_REFRESH_NS {
-                        *seen = wall_ns;
-                    }
+            if let Some(seen) = self.tables.udp_flows.get_mut(&flow) {
+                if wall_ns.wrapping_sub(*seen) > UDP_FLOW_REFRESH_NS {
+                    *seen = wall_ns;
                 }
-                None => {
-                    self.prune_flows(wall_ns);
-                    self.tables.udp_flows.insert(flow, wall_ns);
-                    self.stats[Stat::UdpFlowsSeen as usize] += 1;
-                }
+            } else {
+                self.prune_flows(wall_ns);
+                self.tables.udp_flows.insert(flow, wall_ns);
+                self.stats[Stat::UdpFlowsSeen as usize] += 1;
             }
         }
     }

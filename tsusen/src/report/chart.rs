@@ -58,7 +58,8 @@ fn draw(window: &Window, svg: &mut String) -> Result<(), Box<dyn std::error::Err
         return Ok(());
     }
     let (plot, legend) = root.split_horizontally(WIDTH - LEGEND_WIDTH);
-    let days = window.covered.len() as i32;
+    // A window is at most a few hundred days and a chart a dozen series.
+    let days = i32::try_from(window.covered.len()).expect("a window of days fits i32");
     let max = charted
         .iter()
         .flat_map(|s| s.counts.iter().copied())
@@ -68,7 +69,7 @@ fn draw(window: &Window, svg: &mut String) -> Result<(), Box<dyn std::error::Err
     let first_day = window.first_day;
     let label = |i: &i32| {
         if (0..days).contains(i) {
-            date(first_day + *i as u16)[5..].to_owned()
+            date(first_day + u16::try_from(*i).unwrap_or(0))[5..].to_owned()
         } else {
             String::new()
         }
@@ -80,7 +81,7 @@ fn draw(window: &Window, svg: &mut String) -> Result<(), Box<dyn std::error::Err
         .build_cartesian_2d(-1..days, (0.8f64..f64::from(max) * 1.6).log_scale())?;
     chart
         .configure_mesh()
-        .x_labels((days as usize).clamp(2, 12))
+        .x_labels(usize::try_from(days).unwrap_or(0).clamp(2, 12))
         .x_label_formatter(&label)
         .y_label_formatter(&|v| format!("{v:.0}"))
         .y_desc("distinct sources (log)")
@@ -93,9 +94,9 @@ fn draw(window: &Window, svg: &mut String) -> Result<(), Box<dyn std::error::Err
         let points: Vec<(i32, f64)> = series
             .counts
             .iter()
-            .enumerate()
-            .filter(|(_, n)| **n > 0)
-            .map(|(i, &n)| (i as i32, f64::from(n)))
+            .zip(0..)
+            .filter(|(n, _)| **n > 0)
+            .map(|(&n, day)| (day, f64::from(n)))
             .collect();
         // A day without sources has no place on a log scale: break the line.
         for run in points.chunk_by(|a, b| b.0 == a.0 + 1) {
@@ -119,7 +120,7 @@ fn draw(window: &Window, svg: &mut String) -> Result<(), Box<dyn std::error::Err
     let last = window.covered.len() - 1;
     let font = ("sans-serif", 13).into_font();
     for (index, series) in charted.iter().enumerate() {
-        let y = 24 + 20 * index as i32;
+        let y = 24 + 20 * i32::try_from(index).expect("a dozen series at most");
         legend.draw(&PathElement::new(
             vec![(4, y), (26, y)],
             color(index).stroke_width(3),
@@ -130,7 +131,7 @@ fn draw(window: &Window, svg: &mut String) -> Result<(), Box<dyn std::error::Err
             font.clone(),
         ))?;
     }
-    let y = 24 + 20 * charted.len() as i32 + 10;
+    let y = 24 + 20 * i32::try_from(charted.len()).expect("a dozen series at most") + 10;
     legend.draw(&Circle::new((15, y), 7, SPIKE.stroke_width(2)))?;
     legend.draw(&Text::new(
         format!("spike ({})", spikes.len()),

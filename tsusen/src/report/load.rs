@@ -99,7 +99,8 @@ impl Loader {
             return Ok(refresh);
         };
         let first_shown = newest.saturating_sub(self.options.days.max(1) - 1);
-        let first_needed = first_shown.saturating_sub(BASELINE_DAYS as u16);
+        let first_needed =
+            first_shown.saturating_sub(u16::try_from(BASELINE_DAYS).expect("a baseline of weeks"));
         let wanted: Vec<DayFile> = files
             .into_iter()
             .filter(|f| f.day >= first_needed)
@@ -124,7 +125,7 @@ impl Loader {
             .collect();
         refresh.read = stale.len();
         refresh.changed |= !stale.is_empty();
-        for (file, aggregate, mut warnings) in read_parallel(stale, &mut self.interner) {
+        for (file, aggregate, mut warnings) in read_parallel(&stale, &mut self.interner) {
             if file.day == newest {
                 warnings
                     .lines
@@ -189,11 +190,11 @@ fn read_one(file: &DayFile, details: bool) -> (Option<LocalDay>, Warnings) {
 /// Read files on every core, adopting them into the interner in day order so
 /// ids (and with them tie-breaks) are the same from run to run.
 fn read_parallel(
-    files: Vec<(DayFile, bool)>,
+    files: &[(DayFile, bool)],
     interner: &mut Interner,
 ) -> Vec<(DayFile, DayAggregate, Warnings)> {
     let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
+        .map_or(1, std::num::NonZero::get)
         .min(files.len());
     let next = AtomicUsize::new(0);
     let (tx, rx) = mpsc::channel();
@@ -201,7 +202,7 @@ fn read_parallel(
     std::thread::scope(|scope| {
         for _ in 0..workers {
             let tx = tx.clone();
-            let (next, files) = (&next, &files);
+            let next = &next;
             scope.spawn(move || {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);

@@ -102,7 +102,7 @@ pub struct ServeArgs {
 }
 
 /// Run `tsusen report`.
-pub fn report(args: ReportArgs) -> Result<()> {
+pub fn report(args: &ReportArgs) -> Result<()> {
     let mut loader = Loader::new(args.view.dir.clone(), args.view.options());
     loader.refresh()?.new_warnings.log();
     let html = static_page(&loader, args.details_rows)?;

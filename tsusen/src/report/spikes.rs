@@ -59,11 +59,18 @@ pub fn baseline(history: &[u32]) -> Option<Baseline> {
 /// Linear interpolation between order statistics (numpy's default).
 fn quantile(sorted: &[f64], q: f64) -> f64 {
     let pos = q * (sorted.len() - 1) as f64;
+    // 0 <= pos <= len - 1, so both order statistics exist.
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "pos lies in 0..=len-1 and is already floored or ceiled"
+    )]
     let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
 #[cfg(test)]
+#[expect(clippy::float_cmp, reason = "the expected values are exact in binary")]
 mod tests {
     use super::*;
 

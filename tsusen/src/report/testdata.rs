@@ -2,6 +2,11 @@
 //! deterministic for a seed, and only benchmarking (198.18.0.0/15) and
 //! documentation (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32)
 //! addresses.
+#![expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "made-up days, ports and addresses are drawn within their ranges"
+)]
 
 use std::{
     fs::File,
@@ -69,7 +74,7 @@ pub fn generate(dir: &Path, spec: &Spec) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let days: Vec<u16> = (0..spec.days).map(|i| spec.first_day + i).collect();
     let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
+        .map_or(1, std::num::NonZero::get)
         .min(days.len().max(1));
     let results: Vec<Result<PathBuf>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
@@ -242,7 +247,7 @@ fn day_rows(spec: &Spec, day: u16) -> Vec<Row> {
                 dst_port: port,
                 src_ip: src,
                 dst_ip: destination(d, v6),
-                timestamp: day_start + rng.below(SECS_PER_DAY as u64) as i64,
+                timestamp: day_start + rng.below(SECS_PER_DAY as u64).cast_signed(),
             });
         }
     }

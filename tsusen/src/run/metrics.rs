@@ -237,16 +237,18 @@ impl Metrics {
         self.capped_rows
             .inc_by(delta(now.pending_dropped, self.last.pending_dropped));
         self.evicted.inc_by(delta(now.evicted, self.last.evicted));
-        self.pending.set(now.pending as i64);
-        self.map_entries.set(now.map_entries as i64);
-        self.local_networks.set(now.local_networks as i64);
+        self.pending.set(now.pending.cast_signed());
+        self.map_entries.set(now.map_entries.cast_signed());
+        self.local_networks.set(now.local_networks.cast_signed());
         self.last_flush.set(now.flush_unix);
         self.bad_lines
             .inc_by(delta(now.bad_lines, self.last.bad_lines));
-        self.blocked_days.set(now.blocked_days as i64);
-        self.kept_entries.set(now.kept_entries as i64);
-        self.deferred_entries.set(now.deferred_entries as i64);
-        self.detached_interfaces.set(now.links_detached as i64);
+        self.blocked_days.set(now.blocked_days.cast_signed());
+        self.kept_entries.set(now.kept_entries.cast_signed());
+        self.deferred_entries
+            .set(now.deferred_entries.cast_signed());
+        self.detached_interfaces
+            .set(now.links_detached.cast_signed());
         if now.all_written {
             self.last_successful_write.set(now.flush_unix);
         }

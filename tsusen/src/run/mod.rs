@@ -46,12 +46,12 @@ impl Clock {
         let now = chrono::Utc::now()
             .timestamp_nanos_opt()
             .expect("now is in range");
-        (now + self.skew_ns) as u64
+        (now + self.skew_ns).cast_unsigned()
     }
 
     /// The offset the kernel adds to its monotonic clock.
     fn kernel_offset(self) -> u64 {
-        capture::clock::wall_offset_ns().wrapping_add(self.skew_ns as u64)
+        capture::clock::wall_offset_ns().wrapping_add(self.skew_ns.cast_unsigned())
     }
 
     /// Time until just after the next UTC midnight, when the day that ended
@@ -354,7 +354,7 @@ impl Daemon {
             .as_mut()
             .expect("the sensor runs until shutdown");
         let now = self.clock.wall_ns();
-        let written_today = self.store.tuples((now / NS_PER_DAY) as u16)?;
+        let written_today = self.store.tuples(tsusen_common::classify::day_of(now))?;
         self.drain.row_budget = if self.stopping {
             usize::MAX
         } else {
@@ -387,7 +387,7 @@ impl Daemon {
             );
         }
         let kernel = sensor.stats()?;
-        let today = (self.clock.wall_ns() / NS_PER_DAY) as u16;
+        let today = tsusen_common::classify::day_of(self.clock.wall_ns());
         // Yesterday stays in memory for late entries; older days are on disk.
         self.store.forget_days_before(today.saturating_sub(1));
 
@@ -423,7 +423,7 @@ impl Daemon {
                 evicted: self.drain.evicted,
                 map_entries: drained.entries as u64,
                 local_networks: self.tables.local.len() as u64,
-                flush_unix: (self.clock.wall_ns() / 1_000_000_000) as i64,
+                flush_unix: (self.clock.wall_ns() / 1_000_000_000).cast_signed(),
                 links_detached: detached.len() as u64,
                 bad_lines: stats.bad_lines,
                 blocked_days: self.store.blocked_days() as u64,

@@ -62,7 +62,11 @@ pub fn changes(old: &Settings, new: &Settings) -> Vec<Change> {
     let interval = |s: &Settings| humantime::format_duration(s.flush_interval).to_string();
     let ports = |s: &Settings| port_list(&s.tables.ignored_ports);
     let nets = |s: &Settings| show(&networks(&s.tables.ignored_nets));
-    let metrics = |s: &Settings| s.metrics.as_ref().map_or("off".into(), |a| a.to_string());
+    let metrics = |s: &Settings| {
+        s.metrics
+            .as_ref()
+            .map_or("off".into(), std::string::ToString::to_string)
+    };
     let values: [(&'static str, String, String); 13] = [
         ("iface", ifaces(old), ifaces(new)),
         ("xdp-mode", mode(old), mode(new)),

@@ -18,7 +18,7 @@ use std::{
 
 /// Which file a path named.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Identity {
+pub(super) struct Identity {
     dev: u64,
     ino: u64,
 }
@@ -33,7 +33,7 @@ impl Identity {
 }
 
 /// An open day file, locked until dropped.
-pub struct Locked {
+pub(super) struct Locked {
     pub file: File,
     pub id: Identity,
     /// Its length once locked.
@@ -46,7 +46,7 @@ const LOCK_WAIT: Duration = Duration::from_secs(5);
 
 /// Open and lock the day file at `path` for reading, or for appending
 /// (created if missing). `None`: there is no file and `append` is false.
-pub fn open(path: &Path, append: bool) -> io::Result<Option<Locked>> {
+pub(super) fn open(path: &Path, append: bool) -> io::Result<Option<Locked>> {
     // A file replaced between the open and the lock is opened again.
     for _ in 0..3 {
         let options = || {
@@ -130,7 +130,7 @@ fn lock(file: &File) -> io::Result<()> {
 }
 
 /// Cut the locked file at `path` to `len` (it must still be the same file).
-pub fn cut(path: &Path, locked: &Locked, len: u64) -> io::Result<()> {
+pub(super) fn cut(path: &Path, locked: &Locked, len: u64) -> io::Result<()> {
     let file = OpenOptions::new().write(true).open(path)?;
     if Identity::of(&file.metadata()?) != locked.id {
         return Err(io::Error::other("replaced while being repaired"));
@@ -141,12 +141,12 @@ pub fn cut(path: &Path, locked: &Locked, len: u64) -> io::Result<()> {
 
 /// The end of the last complete line in `from..len`, or `from` if there is
 /// none.
-pub fn complete_len(file: &mut File, from: u64, len: u64) -> io::Result<u64> {
+pub(super) fn complete_len(file: &mut File, from: u64, len: u64) -> io::Result<u64> {
     let mut end = len;
     let mut buf = [0u8; 4096];
     while end > from {
         let start = end.saturating_sub(buf.len() as u64).max(from);
-        let chunk = &mut buf[..(end - start) as usize];
+        let chunk = &mut buf[..usize::try_from(end - start).expect("at most one buffer")];
         file.seek(SeekFrom::Start(start))?;
         file.read_exact(chunk)?;
         if let Some(pos) = memchr::memrchr(b'\n', chunk) {

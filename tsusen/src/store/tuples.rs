@@ -46,27 +46,27 @@ impl Hasher for Identity {
 }
 
 #[derive(Default)]
-pub struct TupleSet(HashSet<u64, BuildHasherDefault<Identity>>);
+pub(super) struct TupleSet(HashSet<u64, BuildHasherDefault<Identity>>);
 
 impl TupleSet {
     /// Whether the tuple was not in the set yet.
-    pub fn insert(&mut self, key: &TupleKey) -> bool {
+    pub(super) fn insert(&mut self, key: &TupleKey) -> bool {
         self.0.insert(fingerprint(key))
     }
 
-    pub fn contains(&self, key: &TupleKey) -> bool {
+    pub(super) fn contains(&self, key: &TupleKey) -> bool {
         self.0.contains(&fingerprint(key))
     }
 
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.0.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
-    pub fn reserve(&mut self, additional: usize) {
+    pub(super) fn reserve(&mut self, additional: usize) {
         self.0.reserve(additional);
     }
 }
@@ -116,8 +116,9 @@ mod tests {
     fn a_million_distinct_tuples_are_a_million_entries() {
         let mut set = TupleSet::default();
         for i in 0..1_000_000u32 {
-            let mut k = key((i & 0xffff) as u16, 1);
-            k.src_ip = ipv4_mapped([198, 18, (i >> 16) as u8, 1]);
+            let [lo, hi, third, _] = i.to_le_bytes();
+            let mut k = key(u16::from_le_bytes([lo, hi]), 1);
+            k.src_ip = ipv4_mapped([198, 18, third, 1]);
             assert!(set.insert(&k), "collision at {i}");
         }
         assert_eq!(set.len(), 1_000_000);

@@ -10,7 +10,7 @@ use aya::{
     maps::{HashMap, MapData},
     programs::{SchedClassifier, TestRun as _, TestRunOptions, Xdp},
 };
-use tsusen_common::{FirstSeen, FlowKey, NS_PER_DAY, Stat, TupleKey, maps};
+use tsusen_common::{FirstSeen, FlowKey, Stat, TupleKey, maps};
 
 use crate::{capture, replay::sensor::Verdict, tables::Tables};
 
@@ -200,7 +200,7 @@ impl KernelSensor {
 
     /// The kernel's UTC day (it follows TEST_WALL_NS).
     pub fn day(&self) -> u16 {
-        (TEST_WALL_NS / NS_PER_DAY) as u16
+        tsusen_common::classify::day_of(TEST_WALL_NS)
     }
 }
 

@@ -1,6 +1,10 @@
 //! Packets as bytes, for tests and benchmarks: every header the rules look at,
 //! built field by field so a test can break exactly one thing.
 //! Addresses come from the documentation and benchmarking ranges.
+#![expect(
+    clippy::cast_possible_truncation,
+    reason = "test packets are far shorter than 64 KiB, their header fields within range"
+)]
 
 use std::net::IpAddr;
 

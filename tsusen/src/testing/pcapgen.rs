@@ -1,4 +1,8 @@
 //! Generated captures for the replay benchmark: a mass scan's worth of packets.
+#![expect(
+    clippy::cast_possible_truncation,
+    reason = "generated captures: short packets, counts and times within their fields"
+)]
 
 use std::{fs::File, io::BufWriter, path::Path, time::Duration};
 

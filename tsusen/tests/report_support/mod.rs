@@ -13,14 +13,14 @@ use std::{
 };
 
 /// A fresh directory under the target dir, unique per test.
-pub fn tempdir(name: &str) -> PathBuf {
+pub(crate) fn tempdir(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("report-{name}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
-pub struct Server {
+pub(crate) struct Server {
     pub addr: SocketAddr,
     child: Child,
 }
@@ -28,12 +28,12 @@ pub struct Server {
 impl Server {
     /// `tsusen serve --dir DIR --listen 127.0.0.1:0 --refresh 1 EXTRA...`,
     /// with `TSUSEN_AUTH` only as given in `env`.
-    pub fn start(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+    pub(crate) fn start(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         Server::start_with(Command::new(env!("CARGO_BIN_EXE_tsusen")), dir, extra, env)
     }
 
     /// The same, under `prlimit --nofile=N:N` (soft and hard open-files limit).
-    pub fn start_with_nofile(dir: &Path, extra: &[&str], nofile: u64) -> Server {
+    pub(crate) fn start_with_nofile(dir: &Path, extra: &[&str], nofile: u64) -> Server {
         let mut cmd = Command::new("prlimit");
         cmd.arg(format!("--nofile={nofile}:{nofile}"))
             .arg(env!("CARGO_BIN_EXE_tsusen"));
@@ -73,27 +73,27 @@ impl Server {
         Server { addr, child }
     }
 
-    pub fn url(&self, target: &str) -> String {
+    pub(crate) fn url(&self, target: &str) -> String {
         format!("http://{}{target}", self.addr)
     }
 
-    pub fn get(&self, target: &str) -> Response {
+    pub(crate) fn get(&self, target: &str) -> Response {
         self.get_with(target, &[])
     }
 
-    pub fn get_with(&self, target: &str, headers: &[(&str, &str)]) -> Response {
+    pub(crate) fn get_with(&self, target: &str, headers: &[(&str, &str)]) -> Response {
         let mut request = format!(
             "GET {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
             self.addr
         );
         for (k, v) in headers {
-            request.push_str(&format!("{k}: {v}\r\n"));
+            request.extend([k, ": ", v, "\r\n"]);
         }
         request.push_str("\r\n");
         raw(self.addr, request.as_bytes())
     }
 
-    pub fn json(&self, target: &str) -> serde_json::Value {
+    pub(crate) fn json(&self, target: &str) -> serde_json::Value {
         let r = self.get(target);
         assert_eq!(r.status, 200, "{target}: {}", r.body);
         assert!(
@@ -106,7 +106,7 @@ impl Server {
 }
 
 impl Server {
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 }
@@ -119,14 +119,14 @@ impl Drop for Server {
 }
 
 #[derive(Debug)]
-pub struct Response {
+pub(crate) struct Response {
     pub status: u16,
     pub head: String,
     pub body: String,
 }
 
 impl Response {
-    pub fn header(&self, name: &str) -> Option<String> {
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
         self.head.lines().skip(1).find_map(|l| {
             let (k, v) = l.split_once(':')?;
             k.trim()
@@ -137,7 +137,7 @@ impl Response {
 }
 
 /// Send bytes as they are, read the whole response (the server closes).
-pub fn raw(addr: SocketAddr, request: &[u8]) -> Response {
+pub(crate) fn raw(addr: SocketAddr, request: &[u8]) -> Response {
     exchange(
         TcpStream::connect(addr).unwrap(),
         request,
@@ -146,7 +146,7 @@ pub fn raw(addr: SocketAddr, request: &[u8]) -> Response {
 }
 
 /// [`raw`] from the local address `from` (e.g. 127.0.0.2).
-pub fn raw_from(from: std::net::IpAddr, addr: SocketAddr, request: &[u8]) -> Response {
+pub(crate) fn raw_from(from: std::net::IpAddr, addr: SocketAddr, request: &[u8]) -> Response {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
@@ -159,7 +159,7 @@ pub fn raw_from(from: std::net::IpAddr, addr: SocketAddr, request: &[u8]) -> Res
 }
 
 /// [`raw`] waiting up to `patience` for the answer (behind queued connections).
-pub fn raw_patient(addr: SocketAddr, request: &[u8], patience: Duration) -> Response {
+pub(crate) fn raw_patient(addr: SocketAddr, request: &[u8], patience: Duration) -> Response {
     exchange(TcpStream::connect(addr).unwrap(), request, patience)
 }
 

@@ -2,6 +2,10 @@
 //! protocol/port and, for shown days, one entry per (protocol, port, source)
 //! with its destinations. [`DayBuilder`] works with day-local ids (files are
 //! read in parallel); the [`Interner`] makes them global.
+#![expect(
+    clippy::cast_possible_truncation,
+    reason = "ids, counts and offsets are u32/i32 by design (fewer than 2^32 addresses and rows in a day, offsets within a day); packed fields are unpacked"
+)]
 
 use std::{fmt, net::IpAddr};
 

@@ -1,5 +1,9 @@
 //! The details table: every (protocol, port, source) over the shown days,
 //! its filters and its pages.
+#![expect(
+    clippy::cast_possible_truncation,
+    reason = "day indices of a window (at most a few hundred days) and u32 ids, as in day.rs"
+)]
 
 use std::net::IpAddr;
 

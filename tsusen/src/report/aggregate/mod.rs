@@ -21,9 +21,10 @@ use crate::dayfile::day_name;
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) of Unix seconds.
 pub fn utc_time(secs: i64) -> String {
-    chrono::DateTime::from_timestamp(secs, 0)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-        .unwrap_or_else(|| secs.to_string())
+    chrono::DateTime::from_timestamp(secs, 0).map_or_else(
+        || secs.to_string(),
+        |t| t.format("%Y-%m-%d %H:%M:%S").to_string(),
+    )
 }
 
 /// `YYYY-MM-DD` of a day number (re-exported for views).

@@ -1,5 +1,9 @@
 //! The window: the shown days' series, folded or charted, and their spikes,
 //! built from the day aggregates.
+#![expect(
+    clippy::cast_possible_truncation,
+    reason = "day indices of a window fit u16 (a window is at most a few hundred days)"
+)]
 
 use std::{net::IpAddr, sync::Arc};
 

@@ -111,7 +111,7 @@ async fn check(
     let allowed = state
         .limiter
         .lock()
-        .unwrap_or_else(|e| e.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .allow(peer.ip());
     if !allowed {
         let mut r = error(StatusCode::TOO_MANY_REQUESTS, "too many requests");

@@ -78,12 +78,17 @@ struct AppState {
 
 impl AppState {
     fn snapshot(&self) -> Arc<Snapshot> {
-        Arc::clone(&self.snapshot.read().unwrap_or_else(|e| e.into_inner()))
+        Arc::clone(
+            &self
+                .snapshot
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 }
 
 /// Run `tsusen serve`.
-pub fn serve(args: ServeArgs) -> Result<()> {
+pub fn serve(args: &ServeArgs) -> Result<()> {
     let addr: ListenAddr = args.listen.parse().map_err(|_| {
         anyhow!(
             "bad --listen {:?}: {}",
@@ -141,7 +146,10 @@ fn refresh_loop(mut loader: Loader, state: &AppState, every: Duration) {
                 r.new_warnings.log();
                 match Snapshot::build(&loader) {
                     Ok(s) => {
-                        *state.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(s)
+                        *state
+                            .snapshot
+                            .write()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(s);
                     }
                     Err(err) => log::warn!("cannot rebuild the report: {err:#}"),
                 }
@@ -163,7 +171,7 @@ async fn shutdown() {
     };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
+        () = term => {}
     }
 }
 

@@ -103,7 +103,7 @@ impl Daemon {
     }
 
     pub fn pid(&self) -> i32 {
-        self.child.id() as i32
+        self.child.id().cast_signed()
     }
 
     /// Every stderr line so far.
@@ -185,14 +185,13 @@ impl Daemon {
                 && self
                     .wait_line_from(lines.len(), left, |l| Flush::parse(l).is_some())
                     .is_some();
-            if !more && self.flushes().len() <= after {
-                panic!(
-                    "[{}] no flush line #{} within {timeout:?}; log:\n{}",
-                    self.label,
-                    after + 1,
-                    self.tail()
-                );
-            }
+            assert!(
+                more || self.flushes().len() > after,
+                "[{}] no flush line #{} within {timeout:?}; log:\n{}",
+                self.label,
+                after + 1,
+                self.tail()
+            );
         }
     }
 

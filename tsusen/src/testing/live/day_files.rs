@@ -142,7 +142,7 @@ pub fn count_rows(dir: &Path) -> usize {
         .values()
         .map(|path| {
             let bytes = fs::read(path).unwrap_or_default();
-            let lines = bytes.iter().filter(|&&b| b == b'\n').count();
+            let lines = memchr::memchr_iter(b'\n', &bytes).count();
             let header = usize::from(bytes.starts_with(HEADER.as_bytes()));
             lines.saturating_sub(header)
         })
@@ -163,6 +163,10 @@ pub fn wait_rows(dir: &Path, n: usize, timeout: Duration) -> usize {
 }
 
 /// Compare the rows' tuples to `expected`; a short, readable difference.
+#[expect(
+    clippy::implicit_hasher,
+    reason = "the tests' expected sets use the default hasher"
+)]
 pub fn assert_tuples(rows: &[DayRow], expected: &HashSet<Tuple>, what: &str) {
     let got: HashSet<Tuple> = rows.iter().map(DayRow::tuple).collect();
     assert_eq!(got.len(), rows.len(), "{what}: a tuple appears twice");

@@ -58,7 +58,8 @@ pub fn why_not(tools: &[&str]) -> String {
 /// receiver falls behind, which would look like a sensor losing rows).
 pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A directory under /run for one test, with its own bpffs mounted at

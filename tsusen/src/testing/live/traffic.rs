@@ -105,7 +105,7 @@ impl Sweep {
     /// The achieved send rate, first frame to last.
     pub fn pps(&self) -> f64 {
         let first = self.first_frame.unwrap_or_default();
-        let secs = (self.last_frame - first).as_secs_f64();
+        let secs = self.last_frame.checked_sub(first).unwrap().as_secs_f64();
         if secs > 0.0 {
             self.frames as f64 / secs
         } else {
