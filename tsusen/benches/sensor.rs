@@ -4,14 +4,13 @@
 //!    its wall time and CPU per row written.
 //! 2. Memory: the resident size with 1,000,000 and 2,000,000 tuples written
 //!    today (the second million gives the cost per row).
-//! 3. `tsusen replay` end to end on one core (no root needed).
-//! 4. A masscan sweep at the fastest rate masscan reaches here, through a veth
+//! 3. A masscan sweep at the fastest rate masscan reaches here, through a veth
 //!    into the running daemon: rows recorded / distinct probes sent, and the
 //!    daemon's CPU seconds / wall seconds during the sweep.
-//! 5. A 60-second spoofed SYN flood (`tcpreplay --topspeed`, every packet of
+//! 4. A 60-second spoofed SYN flood (`tcpreplay --topspeed`, every packet of
 //!    its capture a new tuple) into the daemon at `--flush-interval 1s`: its
 //!    CPU and peak resident size, and what the flood bound cost.
-//! 6. Side by side, one run, one veth, the same two streams (one tuple
+//! 5. Side by side, one run, one veth, the same two streams (one tuple
 //!    repeated; a new tuple per packet): the sender's rate with tsusen, an
 //!    nftables dynamic set and `tcpdump -w` with a SYN filter, each as a
 //!    ratio to nothing attached.
@@ -31,9 +30,7 @@ use aya::maps::HashMap;
 use tsusen::{
     capture::sensor::Sensor,
     drain::Drain,
-    replay::Replay,
     store::DayStore,
-    tables::{Tables, parse_net},
     testing::{TestNet, have_program, is_root, pcapgen, unique_name},
 };
 use tsusen_common::{FirstSeen, TupleKey, maps, tuple::ipv4_mapped};
@@ -134,38 +131,6 @@ fn drain_and_memory() {
         met(one_mb <= 100.0),
         rss_two.saturating_sub(rss_before) as f64 / 1024.0,
         store.tuples(today).unwrap(),
-    );
-    fs::remove_dir_all(&dir).unwrap();
-}
-
-fn replay_throughput() {
-    const PACKETS: u32 = 1_000_000;
-    let dir = std::env::temp_dir().join(unique_name("bench-replay"));
-    fs::create_dir_all(&dir).unwrap();
-    let pcap = dir.join("scan.pcap");
-    pcapgen::write_scan_pcap(&pcap, PACKETS, 1_795_521_600).unwrap();
-    let mut tables = Tables::default();
-    tables.local.insert(parse_net("192.0.2.0/24").unwrap());
-    tables.local.insert(parse_net("2001:db8:1::/48").unwrap());
-    // Best and median of three: what the core allows, and how noisy it was.
-    let mut rates = Vec::new();
-    let mut rows = 0;
-    for run in 0..3 {
-        let out = dir.join(format!("out{run}"));
-        let started = Instant::now();
-        let store = DayStore::open(&out, usize::MAX).unwrap();
-        let mut replay = Replay::new(tables.clone(), store);
-        replay.file(&pcap).unwrap();
-        replay.store().flush().unwrap();
-        rates.push(f64::from(PACKETS) / started.elapsed().as_secs_f64() / 1e6);
-        rows = replay.summary.rows;
-    }
-    rates.sort_by(f64::total_cmp);
-    println!(
-        "replay, end to end on one core: {PACKETS} packets -> {rows} rows: best {:.2}, median {:.2} M packets/s (target >= 2.5: {})",
-        rates[2],
-        rates[1],
-        met(rates[2] >= 2.5)
     );
     fs::remove_dir_all(&dir).unwrap();
 }
@@ -672,7 +637,6 @@ fn main() {
         side_by_side();
         return;
     }
-    replay_throughput();
     if !is_root() {
         println!("SKIPPED the live sensor measurements: needs root");
         return;
