@@ -391,16 +391,7 @@ impl Sensor {
             .into_iter()
             .partition(|(_, program, _)| *program == XDP_PROGRAM);
         self.attached = others;
-        for (iface, program, attached) in xdp {
-            if let Attached::Pinned(link) = attached {
-                // Our fd is the last reference once the pin is gone: the
-                // link detaches when it drops.
-                let link = link
-                    .unpin()
-                    .with_context(|| format!("unpinning {program} on {iface}"))?;
-                drop(link);
-            }
-        }
+        unpin_links(xdp)?;
         // Attachments without a pin belong to the program: unloading it
         // detaches them (a netlink attachment too).
         let xdp: &mut Xdp = program(&mut self.ebpf, XDP_PROGRAM)?.try_into()?;
@@ -416,15 +407,7 @@ impl Sensor {
             attached,
             ..
         } = self;
-        for (iface, program, attached) in attached {
-            if let Attached::Pinned(link) = attached {
-                // Unpinned and dropped: the last reference goes, the link detaches.
-                let link = link
-                    .unpin()
-                    .with_context(|| format!("unpinning {program} on {iface}"))?;
-                drop(link);
-            }
-        }
+        unpin_links(attached)?;
         drop(ebpf);
         if let Some(pins) = pins {
             pins.remove_own()?;
@@ -448,6 +431,21 @@ fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::
 /// Whether an error is the kernel's ENOLINK: a link whose interface is gone.
 fn severed(err: &anyhow::Error) -> bool {
     crate::sys::errno(err.as_ref()) == Some(nix::errno::Errno::ENOLINK)
+}
+
+/// Remove the pins of these links and drop them: our fd is the last
+/// reference once the pin is gone, so each link detaches. Attachments
+/// without a pin stay with their program.
+fn unpin_links(attached: Vec<(String, &'static str, Attached)>) -> Result<()> {
+    for (iface, program, attached) in attached {
+        if let Attached::Pinned(link) = attached {
+            let link = link
+                .unpin()
+                .with_context(|| format!("unpinning {program} on {iface}"))?;
+            drop(link);
+        }
+    }
+    Ok(())
 }
 
 fn pin_or_own(link: XdpLink, path: &Path, iface: &str) -> Result<Attached> {
