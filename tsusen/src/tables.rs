@@ -239,6 +239,39 @@ mod tests {
     }
 
     #[test]
+    fn many_prefixes_of_one_length_are_found_as_a_few_are() {
+        // Past FEW prefixes of a length, lookups go through the hash set.
+        for count in [1u8, 8, 9, 40] {
+            let mut nets = Networks::default();
+            for i in 0..count {
+                nets.insert(parse_net(&format!("198.51.{i}.0/24")).unwrap());
+            }
+            nets.insert(parse_net("2001:db8::/32").unwrap());
+            for i in 0..count {
+                assert!(nets.contains(&ipv4_mapped([198, 51, i, 7])), "{count}: {i}");
+            }
+            assert!(!nets.contains(&ipv4_mapped([198, 51, count, 7])), "{count}");
+            assert!(
+                nets.contains(
+                    &"2001:db8:5::1"
+                        .parse::<std::net::Ipv6Addr>()
+                        .unwrap()
+                        .octets()
+                )
+            );
+            assert!(
+                !nets.contains(
+                    &"2001:db9::1"
+                        .parse::<std::net::Ipv6Addr>()
+                        .unwrap()
+                        .octets()
+                )
+            );
+            assert_eq!(nets.len(), usize::from(count) + 1);
+        }
+    }
+
+    #[test]
     fn host_bits_in_a_prefix_mean_its_network() {
         assert_eq!(
             parse_net("198.51.100.7/24").unwrap().to_string(),
