@@ -20,7 +20,23 @@ use tsusen_common::{FlowKey, IGNORED_PORT_WORDS, classify, config::flags, tuple:
 pub struct Networks {
     /// Masked address by prefix length (in the 128-bit mapped form).
     by_len: BTreeMap<u8, HashSet<u128, foldhash::fast::RandomState>>,
+    /// The same, for lookups (every packet makes a few): per prefix length
+    /// its mask and, while there are few, the addresses in a list, compared
+    /// in a line instead of hashed.
+    lookup: Vec<Lookup>,
 }
+
+#[derive(Clone, Debug)]
+struct Lookup {
+    len: u8,
+    mask: u128,
+    /// Every address of this length while there are at most [`FEW`]; empty
+    /// (and `by_len` asked) beyond.
+    few: Vec<u128>,
+}
+
+/// Up to this many prefixes of one length are compared in a line.
+const FEW: usize = 8;
 
 /// A prefix in the mapped form: (address, prefix length out of 128).
 fn mapped_prefix(net: &IpNet) -> ([u8; 16], u8) {
@@ -45,6 +61,19 @@ impl Networks {
             .entry(len)
             .or_default()
             .insert(mask(u128::from_be_bytes(addr), len));
+        self.lookup = self
+            .by_len
+            .iter()
+            .map(|(&len, set)| Lookup {
+                len,
+                mask: mask(u128::MAX, len),
+                few: if set.len() <= FEW {
+                    set.iter().copied().collect()
+                } else {
+                    Vec::new()
+                },
+            })
+            .collect();
     }
 
     pub fn is_empty(&self) -> bool {
@@ -57,9 +86,14 @@ impl Networks {
 
     pub fn contains(&self, ip: &[u8; 16]) -> bool {
         let addr = u128::from_be_bytes(*ip);
-        self.by_len
-            .iter()
-            .any(|(&len, set)| set.contains(&mask(addr, len)))
+        self.lookup.iter().any(|lookup| {
+            let masked = addr & lookup.mask;
+            if lookup.few.is_empty() {
+                self.by_len[&lookup.len].contains(&masked)
+            } else {
+                lookup.few.contains(&masked)
+            }
+        })
     }
 
     /// Every prefix, in the mapped form.
@@ -202,6 +236,39 @@ mod tests {
         assert!(!nets.contains(&ip("2001:db8:2::1")));
         // An IPv4 prefix never matches IPv6 addresses and vice versa.
         assert!(!nets.contains(&ip("::c633:6401")));
+    }
+
+    #[test]
+    fn many_prefixes_of_one_length_are_found_as_a_few_are() {
+        // Past FEW prefixes of a length, lookups go through the hash set.
+        for count in [1u8, 8, 9, 40] {
+            let mut nets = Networks::default();
+            for i in 0..count {
+                nets.insert(parse_net(&format!("198.51.{i}.0/24")).unwrap());
+            }
+            nets.insert(parse_net("2001:db8::/32").unwrap());
+            for i in 0..count {
+                assert!(nets.contains(&ipv4_mapped([198, 51, i, 7])), "{count}: {i}");
+            }
+            assert!(!nets.contains(&ipv4_mapped([198, 51, count, 7])), "{count}");
+            assert!(
+                nets.contains(
+                    &"2001:db8:5::1"
+                        .parse::<std::net::Ipv6Addr>()
+                        .unwrap()
+                        .octets()
+                )
+            );
+            assert!(
+                !nets.contains(
+                    &"2001:db9::1"
+                        .parse::<std::net::Ipv6Addr>()
+                        .unwrap()
+                        .octets()
+                )
+            );
+            assert_eq!(nets.len(), usize::from(count) + 1);
+        }
     }
 
     #[test]

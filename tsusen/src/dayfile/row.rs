@@ -131,15 +131,7 @@ impl Row {
         for ip in [self.src_ip, self.dst_ip] {
             out.push(b' ');
             match ip {
-                IpAddr::V4(v4) => {
-                    let [a, b, c, d] = v4.octets();
-                    for (i, octet) in [a, b, c, d].into_iter().enumerate() {
-                        if i > 0 {
-                            out.push(b'.');
-                        }
-                        out.extend_from_slice(num.format(octet).as_bytes());
-                    }
-                }
+                IpAddr::V4(v4) => write_dotted_quad(v4.octets(), out),
                 IpAddr::V6(v6) => {
                     use std::io::Write as _;
                     write!(out, "{v6}").expect("writing to a Vec");
@@ -150,6 +142,44 @@ impl Row {
         out.extend_from_slice(num.format(self.timestamp).as_bytes());
         out.push(b'\n');
     }
+}
+
+/// Each octet's decimal digits, then their count: a dotted quad is four
+/// table lookups instead of four integer formattings.
+static OCTETS: [[u8; 4]; 256] = {
+    let mut table = [[0u8; 4]; 256];
+    let mut i = 0;
+    while i < 256 {
+        #[expect(clippy::cast_possible_truncation, reason = "i < 256")]
+        let n = i as u8;
+        table[i] = if n >= 100 {
+            [b'0' + n / 100, b'0' + n / 10 % 10, b'0' + n % 10, 3]
+        } else if n >= 10 {
+            [b'0' + n / 10, b'0' + n % 10, 0, 2]
+        } else {
+            [b'0' + n, 0, 0, 1]
+        };
+        i += 1;
+    }
+    table
+};
+
+/// Append `a.b.c.d`, as `Ipv4Addr`'s `Display` writes it.
+fn write_dotted_quad(octets: [u8; 4], out: &mut Vec<u8>) {
+    // Four octets of at most three digits and three dots: 15 bytes.
+    let mut text = [0u8; 16];
+    let mut len = 0;
+    for (i, octet) in octets.into_iter().enumerate() {
+        if i > 0 {
+            text[len] = b'.';
+            len += 1;
+        }
+        let digits = &OCTETS[usize::from(octet)];
+        // Copy all three (the table pads with zeros): no loop over the count.
+        text[len..len + 3].copy_from_slice(&digits[..3]);
+        len += usize::from(digits[3]);
+    }
+    out.extend_from_slice(&text[..len]);
 }
 
 impl Row {
@@ -252,6 +282,22 @@ mod tests {
             let mut out = Vec::new();
             row.write_line(&mut out);
             assert_eq!(String::from_utf8(out).unwrap(), format!("{row}\n"));
+        }
+    }
+
+    #[test]
+    fn every_octet_is_written_as_display_writes_it() {
+        for n in 0..=255u8 {
+            for quad in [
+                [n, 0, 9, 10],
+                [255, n, 99, 100],
+                [1, 22, n, 200],
+                [0, 0, 0, n],
+            ] {
+                let mut out = Vec::new();
+                write_dotted_quad(quad, &mut out);
+                assert_eq!(out, std::net::Ipv4Addr::from(quad).to_string().as_bytes());
+            }
         }
     }
 
