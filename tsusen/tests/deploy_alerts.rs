@@ -7,7 +7,10 @@
 use std::{collections::BTreeSet, path::Path, process::Command};
 
 use serde_json::Value;
-use tsusen::{skip_unless, testing::have_program};
+use tsusen::{
+    skip_unless,
+    testing::{have_program, run_command},
+};
 
 fn packaging() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging"))
@@ -20,18 +23,7 @@ fn yaml(name: &str) -> Value {
 }
 
 fn promtool(args: &[&str]) {
-    let out = Command::new("promtool")
-        .current_dir(packaging())
-        .args(args)
-        .output()
-        .expect("promtool");
-    assert!(
-        out.status.success(),
-        "promtool {}:\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_command(Command::new("promtool").current_dir(packaging()).args(args));
 }
 
 #[test]

@@ -73,24 +73,21 @@ fn image_binary() -> (PathBuf, bool) {
 /// Run podman with this test's containers.conf (no default ulimits, which
 /// fail here without CAP_SYS_RESOURCE) and runc (crun fails on this cgroup
 /// layout); see the guide's "Containers here".
-fn podman(conf: &Path, args: &[&str]) -> Output {
-    Command::new("podman")
+fn podman_command(conf: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new("podman");
+    command
         .env("CONTAINERS_CONF", conf)
         .args(["--runtime", "runc"])
-        .args(args)
-        .output()
-        .expect("podman")
+        .args(args);
+    command
+}
+
+fn podman(conf: &Path, args: &[&str]) -> Output {
+    podman_command(conf, args).output().expect("podman")
 }
 
 fn podman_ok(conf: &Path, args: &[&str]) -> String {
-    let out = podman(conf, args);
-    assert!(
-        out.status.success(),
-        "podman {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    tsusen::testing::run_command(&mut podman_command(conf, args))
 }
 
 /// The image, the container and the temp dir; removed on drop.

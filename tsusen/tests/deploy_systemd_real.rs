@@ -218,8 +218,9 @@ impl Container {
     }
 
     /// `sh -c script` inside the container (all its namespaces), as root.
-    fn sh(&self, script: &str) -> Output {
-        Command::new("nsenter")
+    fn sh_command(&self, script: &str) -> Command {
+        let mut command = Command::new("nsenter");
+        command
             .args(["--all", "--target", &self.leader.to_string(), "--"])
             .args([
                 "/usr/bin/env",
@@ -228,22 +229,17 @@ impl Container {
                 "LANG=C.UTF-8",
             ])
             .args(["sh", "-c", script])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn sh(&self, script: &str) -> Output {
+        self.sh_command(script).output().unwrap()
     }
 
     /// stdout of a script that must succeed.
     fn ok(&self, script: &str) -> String {
-        let out = self.sh(script);
-        assert!(
-            out.status.success(),
-            "`{script}` failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        tsusen::testing::run_command(&mut self.sh_command(script))
     }
 
     /// stdout and stderr of a script, whatever its status.

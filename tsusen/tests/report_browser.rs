@@ -36,36 +36,31 @@ fn artifacts() -> PathBuf {
 fn chromium(name: &str, args: &[&str]) -> (String, PathBuf) {
     let profile = tempdir(&format!("chromium-{name}"));
     let netlog = profile.join("netlog.json");
-    let out = Command::new("timeout")
-        .args(["120", "chromium"])
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            // Nothing leaves the machine, whatever asks.
-            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-            "--virtual-time-budget=5000",
-        ])
-        .arg(format!(
-            "--user-data-dir={}",
-            profile.join("profile").display()
-        ))
-        .arg(format!("--log-net-log={}", netlog.display()))
-        .args(args)
-        .output()
-        .expect("run chromium");
-    assert!(
-        out.status.success(),
-        "chromium {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = tsusen::testing::run_command(
+        Command::new("timeout")
+            .args(["120", "chromium"])
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--hide-scrollbars",
+                // Nothing leaves the machine, whatever asks.
+                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+                "--virtual-time-budget=5000",
+            ])
+            .arg(format!(
+                "--user-data-dir={}",
+                profile.join("profile").display()
+            ))
+            .arg(format!("--log-net-log={}", netlog.display()))
+            .args(args),
     );
-    (String::from_utf8_lossy(&out.stdout).into_owned(), netlog)
+    (stdout, netlog)
 }
 
 /// URLs of requests the page made (Chromium's own background requests have

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use aya::{
-    Ebpf,
+    Ebpf, TestRunResult,
     maps::{HashMap, MapData},
-    programs::{SchedClassifier, TestRun as _, TestRunOptions, Xdp},
+    programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
 use tsusen_common::{FirstSeen, FlowKey, Stat, TupleKey, maps};
 
@@ -18,10 +18,10 @@ use crate::{capture, replay::sensor::Verdict, tables::Tables};
 /// wall-clock offset) so both sides agree on the day.
 pub const TEST_WALL_NS: u64 = 1_795_521_600 * 1_000_000_000;
 
-/// XDP_PASS, from linux/bpf.h.
-const XDP_PASS: u32 = 2;
-/// TC_ACT_OK, from linux/pkt_cls.h.
-const TC_ACT_OK: u32 = 0;
+/// What a program returns to let the packet go on, and its name: XDP_PASS,
+/// from linux/bpf.h, and TC_ACT_OK, from linux/pkt_cls.h.
+const XDP_PASS: (u32, &str) = (2, "XDP_PASS");
+const TC_ACT_OK: (u32, &str) = (0, "TC_ACT_OK");
 
 pub struct KernelSensor {
     ebpf: Ebpf,
@@ -108,7 +108,7 @@ impl KernelSensor {
 
     /// Run the program `repeat` times on `packet`; returns the mean time per run.
     pub fn time(&self, packet: &[u8], repeat: u32) -> Result<Duration> {
-        time_program(self.xdp()?, packet, repeat)
+        test_run(self.xdp()?, packet, repeat, XDP_PASS)
     }
 
     /// Run the TC egress program (loaded on first use) once on `packet`, as
@@ -122,16 +122,7 @@ impl KernelSensor {
         if egress.fd().is_err() {
             egress.load()?;
         }
-        let result = egress.test_run(TestRunOptions {
-            data_in: Some(packet),
-            ..TestRunOptions::default()
-        })?;
-        if result.return_value != TC_ACT_OK {
-            bail!(
-                "the egress program returned {} instead of TC_ACT_OK",
-                result.return_value
-            );
-        }
+        test_run(egress, packet, 1, TC_ACT_OK)?;
         Ok(())
     }
 
@@ -155,7 +146,7 @@ impl KernelSensor {
         if program.fd().is_err() {
             program.load()?;
         }
-        time_program(program, packet, repeat)
+        test_run(program, packet, repeat, XDP_PASS)
     }
 
     /// Run the program once on `packet` and say what it decided, from the
@@ -204,15 +195,25 @@ impl KernelSensor {
     }
 }
 
-fn time_program(xdp: &Xdp, packet: &[u8], repeat: u32) -> Result<Duration> {
-    let result = xdp.test_run(TestRunOptions {
+/// Run a packet program `repeat` times on `packet` (BPF_PROG_TEST_RUN); an
+/// error unless it returned `pass`. Returns the mean time per run.
+fn test_run<P>(
+    program: &P,
+    packet: &[u8],
+    repeat: u32,
+    (pass, pass_name): (u32, &str),
+) -> Result<Duration>
+where
+    P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = TestRunResult>,
+{
+    let result = program.test_run(TestRunOptions {
         data_in: Some(packet),
         repeat,
         ..TestRunOptions::default()
     })?;
-    if result.return_value != XDP_PASS {
+    if result.return_value != pass {
         bail!(
-            "the program returned {} instead of XDP_PASS",
+            "the program returned {} instead of {pass_name}",
             result.return_value
         );
     }

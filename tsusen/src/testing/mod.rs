@@ -217,16 +217,21 @@ pub fn one_error_line(out: &std::process::Output) -> String {
     errors[0].to_owned()
 }
 
-/// Run a command, panic with its stderr on failure, return its stdout.
+/// Run a program, panic with its output on failure, return its stdout.
 pub fn run(program: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(program)
-        .args(args)
+    run_command(std::process::Command::new(program).args(args))
+}
+
+/// [`run`] for a command with more than arguments (environment, directory).
+pub fn run_command(command: &mut std::process::Command) -> String {
+    let out = command
         .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
     assert!(
         out.status.success(),
-        "{program} {}: {}",
-        args.join(" "),
+        "{command:?}: {}:\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
