@@ -415,28 +415,28 @@ fn stderr_lines(args: &[&str], journal: bool) -> Vec<String> {
         .collect()
 }
 
-/// A pcap cut short: replaying it logs a warning and an info line.
-fn truncated_pcap(dir: &TempDir) -> PathBuf {
+/// Replay a pcap cut short (it logs a warning and an info line) into `dir`,
+/// under journald or not; its stderr lines.
+fn replay_truncated_pcap(dir: &TempDir, journal: bool) -> Vec<String> {
     let data = fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/scan.pcap")).unwrap();
-    let path = dir.path("cut.pcap");
-    fs::write(&path, &data[..data.len() - 7]).unwrap();
-    path
-}
-
-#[test]
-fn under_journald_lines_carry_their_priority_and_no_timestamp() {
-    let dir = TempDir::new();
-    let pcap = truncated_pcap(&dir);
+    let pcap = dir.path("cut.pcap");
+    fs::write(&pcap, &data[..data.len() - 7]).unwrap();
     let out = dir.path("out");
-    let lines = stderr_lines(
+    stderr_lines(
         &[
             "replay",
             "--out-dir",
             out.to_str().unwrap(),
             pcap.to_str().unwrap(),
         ],
-        true,
-    );
+        journal,
+    )
+}
+
+#[test]
+fn under_journald_lines_carry_their_priority_and_no_timestamp() {
+    let dir = TempDir::new();
+    let lines = replay_truncated_pcap(&dir, true);
     assert!(
         lines
             .iter()
@@ -474,18 +474,8 @@ fn under_journald_lines_carry_their_priority_and_no_timestamp() {
 #[test]
 fn elsewhere_lines_keep_their_timestamp_and_level() {
     let dir = TempDir::new();
-    let pcap = truncated_pcap(&dir);
-    let out = dir.path("out");
     // JOURNAL_STREAM inherited but naming another stream: not the journal.
-    let lines = stderr_lines(
-        &[
-            "replay",
-            "--out-dir",
-            out.to_str().unwrap(),
-            pcap.to_str().unwrap(),
-        ],
-        false,
-    );
+    let lines = replay_truncated_pcap(&dir, false);
     let replayed = lines
         .iter()
         .find(|l| l.contains("replayed "))
