@@ -176,7 +176,7 @@ fn a_spike_above_both_bounds_is_flagged() {
     assert_eq!(spike.service.to_string(), "TCP 23");
     assert_eq!(spike.baseline.days, 28);
     assert_eq!(spike.baseline.median, 20.0);
-    assert!(spike.baseline.threshold() < 60.0);
+    assert!(spike.threshold < 60.0);
 }
 
 #[test]

@@ -69,3 +69,39 @@
   var start = parseInt(new URLSearchParams(location.search).get("offset") || "0", 10);
   load(isNaN(start) ? 0 : start, false);
 })();
+// The time-of-day view: a click on a series or spike row shows that day and
+// port by hour, drawn by the server (/hours.svg) and swapped in.
+(function () {
+  var figure = document.getElementById("hours-chart");
+  if (!figure) { return; }
+  function show(day, proto, port) {
+    var p = new URLSearchParams({ day: day, proto: proto });
+    if (port && port !== "-") { p.set("port", port); }
+    fetch("/hours.svg?" + p.toString(), { credentials: "same-origin" })
+      .then(function (r) {
+        if (!r.ok) { throw new Error(r.statusText); }
+        return r.text();
+      })
+      .then(function (text) {
+        var svg = new DOMParser().parseFromString(text, "image/svg+xml").documentElement;
+        figure.replaceChildren(document.importNode(svg, true));
+        figure.dataset.shown = [day, proto, port].join(" ");
+      })
+      .catch(function (e) { figure.dataset.shown = "error: " + e.message; });
+  }
+  function clickable(id, cellsOf) {
+    var table = document.getElementById(id);
+    if (!table) { return; }
+    table.classList.add("clickable");
+    table.tBodies[0].addEventListener("click", function (e) {
+      var row = e.target.closest("tr");
+      if (row) { show.apply(null, cellsOf(row, table)); }
+    });
+  }
+  function text(row, i) { return row.cells[i].textContent.trim(); }
+  // Spikes: date, protocol, port; series: (swatch), protocol, port on the newest day.
+  clickable("spike-table", function (row) { return [text(row, 0), text(row, 1), text(row, 2)]; });
+  clickable("series-table", function (row, table) {
+    return [table.dataset.day, text(row, 1), text(row, 2)];
+  });
+})();
