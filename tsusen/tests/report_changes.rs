@@ -335,3 +335,25 @@ fn the_pages_show_ratio_change_trend_and_hours() {
         "the static file stays script-free"
     );
 }
+
+#[test]
+fn a_bad_spike_k_is_one_error_line() {
+    for bad in ["-1", "101", "nope", "NaN", "inf"] {
+        for command in ["report", "serve"] {
+            let k = format!("--spike-k={bad}");
+            let mut args = vec![command, "--dir", "/nonexistent", &k];
+            if command == "report" {
+                args.extend(["--out", "/nonexistent/r.html"]);
+            }
+            let out = Command::new(env!("CARGO_BIN_EXE_tsusen"))
+                .args(&args)
+                .output()
+                .unwrap();
+            let line = tsusen::testing::one_error_line(&out);
+            assert!(
+                line.contains("--spike-k") && line.contains("from 0 to 100"),
+                "{args:?}: {line}"
+            );
+        }
+    }
+}
