@@ -84,8 +84,15 @@
       })
       .then(function (text) {
         var svg = new DOMParser().parseFromString(text, "image/svg+xml").documentElement;
-        figure.replaceChildren(document.importNode(svg, true));
+        svg = document.importNode(svg, true);
+        // As the inline charts: no namespace URL in the page (HTML supplies it).
+        svg.removeAttribute("xmlns");
+        figure.replaceChildren(svg);
         figure.dataset.shown = [day, proto, port].join(" ");
+        // In the URL too, so the view can be shared (other parameters kept).
+        var q = new URLSearchParams(location.search);
+        q.set("hours", [day, proto, port].join("/"));
+        history.replaceState(history.state, "", "?" + q.toString());
       })
       .catch(function (e) { figure.dataset.shown = "error: " + e.message; });
   }
@@ -104,4 +111,7 @@
   clickable("series-table", function (row, table) {
     return [table.dataset.day, text(row, 1), text(row, 2)];
   });
+  // ?hours=DATE/PROTO/PORT: show that one from the start.
+  var asked = (new URLSearchParams(location.search).get("hours") || "").split("/");
+  if (asked.length === 3) { show(asked[0], asked[1], asked[2]); }
 })();
