@@ -7,7 +7,7 @@
     reason = "ids, counts and offsets are u32/i32 by design (fewer than 2^32 addresses and rows in a day, offsets within a day); packed fields are unpacked"
 )]
 
-use std::{fmt, net::IpAddr, sync::Arc};
+use std::{fmt, net::IpAddr};
 
 use rustc_hash::FxHashMap;
 use tsusen_common::classify::has_ports;
@@ -210,10 +210,9 @@ pub struct DayAggregate {
     pub rows: u64,
     /// Distinct sources per protocol/port, sorted by protocol/port.
     pub services: Vec<(ProtoPort, u32)>,
-    /// Shared with the windows built from it (the time-of-day view reads
-    /// its keys). Keys are grouped by protocol/port in the order of
-    /// `services`, each group as long as its count.
-    pub(super) details: Option<Arc<DayDetails>>,
+    /// Keys are grouped by protocol/port in the order of `services`, each
+    /// group as long as its count (the time-of-day view relies on it).
+    pub(super) details: Option<DayDetails>,
 }
 
 impl DayAggregate {
@@ -266,7 +265,7 @@ impl Interner {
                 })
                 .collect();
             let dsts = local.dsts.iter().map(|&d| ids[d as usize]).collect();
-            Arc::new(DayDetails { keys, dsts })
+            DayDetails { keys, dsts }
         });
         DayAggregate {
             day: local.day,

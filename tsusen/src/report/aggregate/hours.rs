@@ -1,31 +1,44 @@
 //! Time of day: one (day, protocol/port)'s distinct sources by the UTC hour
-//! each was first seen that day, so one sees when a wave started. Read from
-//! the day's per-source first-seen times, which the window shares with the
-//! loaded day (nothing is copied per request but the day's port list).
+//! each was first seen that day, so one sees when a wave started. The window
+//! keeps one byte per (protocol, port, source) of each shown day, its hour,
+//! rather than the day's details: a server holding an old window while it
+//! reads the new day's files holds no second copy of them.
 
-use std::sync::Arc;
-
-use super::{DayAggregate, ProtoPort, Window, day::DayDetails};
+use super::{DayAggregate, ProtoPort, Window};
 use crate::dayfile::SECS_PER_DAY;
 
 /// Seconds in an hour.
 const HOUR: i64 = 3600;
 
-/// A shown day's per-source first-seen times, shared with its aggregate.
+/// A shown day's sources by the hour they were first seen.
 #[derive(Debug)]
 pub(super) struct ShownDay {
     day: u16,
-    /// Distinct sources per protocol/port: where each one's keys are.
+    /// Distinct sources per protocol/port: where each one's hours are.
     services: Vec<(ProtoPort, u32)>,
-    details: Arc<DayDetails>,
+    /// The first-seen hour of each (protocol, port, source), grouped by
+    /// protocol/port in the order of `services`.
+    hours: Vec<u8>,
 }
 
 impl ShownDay {
     pub(super) fn of(day: &DayAggregate) -> Option<ShownDay> {
+        let details = day.details.as_ref()?;
+        let day_start = i64::from(day.day) * SECS_PER_DAY;
+        let hours = details
+            .keys
+            .iter()
+            .map(|key| {
+                // A row stamped outside its day (a hand-edited file) counts
+                // in the nearest hour of the day.
+                let hour = (key.first_seen - day_start).div_euclid(HOUR).clamp(0, 23);
+                u8::try_from(hour).expect("0..=23")
+            })
+            .collect();
         Some(ShownDay {
             day: day.day,
             services: day.services.clone(),
-            details: Arc::clone(day.details.as_ref()?),
+            hours,
         })
     }
 }
@@ -67,12 +80,8 @@ impl Window {
         }
         let start: usize = shown.services[..at].iter().map(|&(_, n)| n as usize).sum();
         let len = shown.services[at].1 as usize;
-        let day_start = i64::from(day) * SECS_PER_DAY;
-        for key in &shown.details.keys[start..start + len] {
-            // A row stamped outside its day (a hand-edited file) counts in
-            // the nearest hour of the day.
-            let hour = ((key.first_seen - day_start).div_euclid(HOUR)).clamp(0, 23);
-            hours.counts[usize::try_from(hour).expect("0..=23")] += 1;
+        for &hour in &shown.hours[start..start + len] {
+            hours.counts[usize::from(hour)] += 1;
         }
         Some(hours)
     }

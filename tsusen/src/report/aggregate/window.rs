@@ -301,7 +301,7 @@ pub struct Window {
     pub today: Today,
     pub(super) details: Vec<Detail>,
     pub(super) ips: Arc<Vec<IpAddr>>,
-    /// The shown days' first-seen times, for [`Window::hours`].
+    /// The shown days' first-seen hours, for [`Window::hours`].
     pub(super) shown_days: Vec<ShownDay>,
 }
 
