@@ -10,7 +10,7 @@ use std::{
     process::Command,
 };
 
-use report_support::{Server, tempdir};
+use report_support::{Server, tempdir, write_report};
 use tsusen::{
     dayfile::{day_from_name, day_name},
     report::{
@@ -268,14 +268,7 @@ fn served_and_static_pages_in_headless_chromium() {
 
     // The static file, from file://: same chart and spike, and no requests.
     let out = artifacts().join("report-static.html");
-    let status = Command::new(env!("CARGO_BIN_EXE_tsusen"))
-        .args(["report", "--dir"])
-        .arg(&dir)
-        .arg("--out")
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    write_report(&dir, &out);
     let file_url = format!("file://{}", out.display());
     let (dom, netlog) = chromium("static", &["--dump-dom", &file_url]);
     assert_chart(&dom, &window, spike);

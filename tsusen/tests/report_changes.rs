@@ -8,7 +8,7 @@ mod report_support;
 
 use std::{collections::BTreeMap, path::Path, process::Command};
 
-use report_support::{Server, tempdir};
+use report_support::{Server, tempdir, write_report};
 use serde_json::Value;
 use tsusen::{
     dayfile::{day_from_name, day_name},
@@ -45,19 +45,14 @@ fn generated(name: &str, rows_per_day: usize) -> std::path::PathBuf {
 /// The Python computation's answer.
 fn expected(dir: &Path, k: &str, spike_min: &str, hours: &[String]) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/report_changes.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .arg(dir)
-        .args(["30", k, spike_min])
-        .args(hours)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = tsusen::testing::run_command(
+        Command::new("python3")
+            .arg(script)
+            .arg(dir)
+            .args(["30", k, spike_min])
+            .args(hours),
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    serde_json::from_str(&out).unwrap()
 }
 
 fn close(a: &Value, b: &Value, what: &str) {
@@ -291,14 +286,7 @@ fn the_pages_show_ratio_change_trend_and_hours() {
     // Enough rows for a chart of several series.
     let dir = generated("changes-pages", 40_000);
     let out = dir.join("..").join("changes-pages.html");
-    let status = Command::new(env!("CARGO_BIN_EXE_tsusen"))
-        .args(["report", "--dir"])
-        .arg(&dir)
-        .arg("--out")
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    write_report(&dir, &out);
     let html = std::fs::read_to_string(&out).unwrap();
     let server = Server::start(&dir, &[], &[]);
     let served = server.get("/");
