@@ -16,7 +16,8 @@ use std::{
 use tsusen::{
     dayfile::{Row, day_from_name},
     report::{
-        aggregate::{DetailFilter, ProtoPort, Window, WindowOptions},
+        aggregate::{DayCounts, DetailFilter, ProtoPort, Trends, Window, WindowOptions},
+        chart::{self, ChartView},
         load::Loader,
         testdata::write_day,
     },
@@ -723,4 +724,74 @@ fn hours_count_each_source_once_at_its_first_probe() {
     assert_eq!(w.hours(d, tcp(80)).unwrap().total(), 0);
     assert_eq!(w.hours(d + 1, tcp(22)), None);
     assert_eq!(w.hours(d - 30, tcp(22)), None);
+}
+
+/// Series, spikes and the chart come from per-day counts alone
+/// ([`Trends`]): the window's own counts give the window's chart, and
+/// counts a filter kept give a chart of what it kept.
+#[test]
+fn trends_from_per_day_counts_draw_the_windows_chart_or_a_filtered_one() {
+    let (dir, _) = ports_files(
+        "trends-counts",
+        20,
+        &[22, 23, 80],
+        |i, port| match (port, i) {
+            (23, 19) => 90,
+            _ => 12 + u32::from(port % 7) + u32::from(i % 3),
+        },
+        |i| i == 4,
+    );
+    let (_, w) = load(&dir, WindowOptions::default());
+    assert_eq!(w.spikes.len(), 1);
+    let per_day: Vec<(u16, Vec<(ProtoPort, u32)>)> = w
+        .days()
+        .zip(&w.covered)
+        .enumerate()
+        .filter(|(_, (_, covered))| **covered)
+        .map(|(i, (day, _))| {
+            let services = w
+                .series
+                .iter()
+                .filter(|s| s.counts[i] > 0)
+                .map(|s| (s.service, s.counts[i]))
+                .collect();
+            (day, services)
+        })
+        .collect();
+    let counts = |keep: &dyn Fn(ProtoPort) -> bool| -> Vec<Vec<(ProtoPort, u32)>> {
+        per_day
+            .iter()
+            .map(|(_, services)| services.iter().copied().filter(|(s, _)| keep(*s)).collect())
+            .collect()
+    };
+    let build = |kept: &[Vec<(ProtoPort, u32)>]| {
+        let days: Vec<DayCounts<'_>> = per_day
+            .iter()
+            .zip(kept)
+            .map(|((day, _), services)| DayCounts {
+                day: *day,
+                services,
+            })
+            .collect();
+        Trends::build(&days, &w.options)
+    };
+
+    let all = counts(&|_| true);
+    let trends = build(&all);
+    assert_eq!(trends.spikes.len(), 1);
+    assert_eq!(trends.spikes[0].ratio, w.spikes[0].ratio);
+    assert_eq!(
+        chart::view_svg(&ChartView::of_trends(&trends, w.options.top)).unwrap(),
+        chart::trends_svg(&w).unwrap(),
+        "the same chart"
+    );
+
+    // A filter that drops TCP 23: its line, spike and legend are gone.
+    let without = counts(&|s| s.port != 23);
+    let filtered = build(&without);
+    assert!(filtered.spikes.is_empty());
+    let svg = chart::view_svg(&ChartView::of_trends(&filtered, w.options.top)).unwrap();
+    assert!(!svg.contains("TCP 23 ("), "no TCP 23 in the legend");
+    assert!(svg.contains("TCP 22 ("));
+    assert!(svg.contains(">\nspike (0)\n</text>"));
 }
