@@ -10,7 +10,7 @@ use std::{
     process::Command,
 };
 
-use report_support::{Server, tempdir};
+use report_support::{Server, tempdir, write_report};
 use tsusen::{
     dayfile::{day_from_name, day_name},
     report::{
@@ -129,6 +129,16 @@ fn assert_chart(dom: &str, window: &Window, spike: ProtoPort) {
         marked + 1,
         "one marker per spike, and the legend's"
     );
+    // A tooltip per drawn point (days with sources).
+    let points: usize = charted
+        .iter()
+        .map(|s| s.counts.iter().filter(|&&n| n > 0).count())
+        .sum();
+    assert_eq!(
+        svg.matches("<title>").count(),
+        points,
+        "a tooltip per point"
+    );
 }
 
 fn assert_spike_listed(dom: &str, day: u16, spike: ProtoPort) {
@@ -138,6 +148,10 @@ fn assert_spike_listed(dom: &str, day: u16, spike: ProtoPort) {
         spike.port
     );
     assert!(dom.contains(&row), "spike table lacks {row}");
+    // Ranked by ratio: the generated wave comes first.
+    let table = &dom[dom.find("id=\"spike-table\"").unwrap()..];
+    let first = table.find("<tr class=\"spike\">").unwrap();
+    assert!(table[first..].starts_with(&row), "the largest spike first");
 }
 
 #[test]
@@ -184,7 +198,11 @@ fn served_and_static_pages_in_headless_chromium() {
     let server = Server::start(&dir, &[], &[]);
     let origin = server.url("");
     let origin = origin.trim_end_matches('/');
-    let url = server.url("/?ip=198.18.0.0/20&port=23&proto=TCP");
+    // ?hours= asks for TCP 23's hours on the last day instead of the spike's.
+    let url = server.url(&format!(
+        "/?ip=198.18.0.0/20&port=23&proto=TCP&hours={}/TCP/23",
+        day_name(last)
+    ));
     let (dom, netlog) = chromium("served", &["--dump-dom", &url]);
     std::fs::write(artifacts().join("report-served.html"), &dom).unwrap();
     assert_chart(&dom, &window, spike);
@@ -213,10 +231,24 @@ fn served_and_static_pages_in_headless_chromium() {
             "{row}"
         );
     }
+    let hours = &dom[dom.find("<figure id=\"hours-chart\"").unwrap()..];
+    assert!(
+        hours.starts_with(&format!(
+            "<figure id=\"hours-chart\" data-shown=\"{} TCP 23\">",
+            day_name(last)
+        )),
+        "the script swapped in the asked hours: {}",
+        &hours[..200]
+    );
+    assert!(hours.contains(&format!("TCP 23 on {}:", day_name(last))));
     assert_no_urls(&dom, Some(origin));
     let requests = page_requests(&netlog);
     assert!(
         requests.iter().any(|u| u.contains("/api/details?")),
+        "{requests:?}"
+    );
+    assert!(
+        requests.iter().any(|u| u.contains("/hours.svg?")),
         "{requests:?}"
     );
     for request in &requests {
@@ -236,14 +268,7 @@ fn served_and_static_pages_in_headless_chromium() {
 
     // The static file, from file://: same chart and spike, and no requests.
     let out = artifacts().join("report-static.html");
-    let status = Command::new(env!("CARGO_BIN_EXE_tsusen"))
-        .args(["report", "--dir"])
-        .arg(&dir)
-        .arg("--out")
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    write_report(&dir, &out);
     let file_url = format!("file://{}", out.display());
     let (dom, netlog) = chromium("static", &["--dump-dom", &file_url]);
     assert_chart(&dom, &window, spike);

@@ -4,18 +4,21 @@
 //! (protocol, port, source) with its destinations as interned ids.
 //!
 //! [`day`] reduces one day file, [`window`] builds the trends and spikes,
-//! [`details`] the details table, [`today`] the newest day's lists.
+//! [`details`] the details table, [`today`] the newest day's lists,
+//! [`hours`] a day's sources by hour.
 
 mod day;
 mod details;
+mod hours;
 mod today;
 mod window;
 
 pub use self::{
     day::{DayAggregate, DayBuilder, Interner, LocalDay, ProtoPort},
     details::{Detail, DetailFilter, DetailPage},
+    hours::Hours,
     today::{Busiest, Today},
-    window::{Series, Spike, Window, WindowOptions},
+    window::{Change, DayCounts, Series, Spike, Trend, Trends, Window, WindowOptions},
 };
 use crate::dayfile::day_name;
 

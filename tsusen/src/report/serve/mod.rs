@@ -33,7 +33,8 @@ use axum::{
 };
 
 pub use self::api::{
-    DetailQuery, details_json, spikes_json, summary_json, today_json, trends_json,
+    DetailQuery, HoursQuery, SeriesQuery, details_json, hours_json, series_json, spikes_json,
+    summary_json, today_json, trends_json,
 };
 use self::{
     api::{error, not_found},
@@ -187,6 +188,9 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/api/today", get(api::today))
         .route("/api/details", get(api::details))
         .route("/api/day/{date}", get(api::day))
+        .route("/api/series", get(api::series))
+        .route("/api/hours", get(api::hours))
+        .route("/hours.svg", get(api::hours_svg))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
