@@ -15,6 +15,7 @@ pub mod chart;
 pub mod html;
 pub mod load;
 pub mod serve;
+pub mod source;
 pub mod spikes;
 #[cfg(any(test, feature = "test-helpers"))]
 pub mod testdata;
@@ -139,6 +140,7 @@ impl Page {
         let generated = utc_time(chrono::Utc::now().timestamp());
         let about = html::About {
             files: loader.files(),
+            unit: loader.unit(),
             warnings: &warnings,
             generated: &generated,
         };
