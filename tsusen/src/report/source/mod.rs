@@ -10,6 +10,7 @@
 //! [`clickhouse`] asks ClickHouse (`--clickhouse`), where SQL does the
 //! aggregation.
 
+pub mod clickhouse;
 pub mod files;
 
 use std::{ops::RangeInclusive, time::SystemTime};
