@@ -79,3 +79,19 @@ fn cluster_replicates_an_insert_to_the_other_replica() {
     cluster.wait_replicated("t", 3, Duration::from_secs(60));
     assert_eq!(second.query("SELECT sum(x) FROM t"), "6\n");
 }
+
+#[test]
+fn a_node_without_merges_keeps_a_row_inserted_twice() {
+    let why = why_not_node();
+    skip_unless!(why.is_empty(), &why);
+    for (node, stored) in [(Node::start(), 1), (Node::start_without_merges(), 2)] {
+        node.query("CREATE TABLE t (x UInt32) ENGINE = ReplacingMergeTree ORDER BY x");
+        for _ in 0..2 {
+            node.insert("INSERT INTO t FORMAT TSV", b"1\n").unwrap();
+        }
+        // What a background merge would do, now.
+        node.query("OPTIMIZE TABLE t");
+        assert_eq!(node.count("SELECT count() FROM t"), stored);
+        assert_eq!(node.count("SELECT count() FROM t FINAL"), 1);
+    }
+}

@@ -147,6 +147,8 @@ pub struct Node {
     /// The `default` user's password ("" for none).
     password: String,
     replication: Option<Replication>,
+    /// Whether background merges run (see [`Node::start_without_merges`]).
+    merges: bool,
     child: Option<Child>,
 }
 
@@ -165,15 +167,24 @@ impl Node {
 
     /// A node whose `default` user needs `password` (auth tests).
     pub fn start_with_password(password: &str) -> Node {
-        Node::start_new("ch", password, None)
+        Node::start_new(password, true)
     }
 
-    fn start_new(tag: &str, password: &str, replication: Option<Replication>) -> Node {
+    /// A node that never merges parts: a `ReplacingMergeTree` then keeps
+    /// every row inserted twice, so a test sees duplicates a shipper stored
+    /// (`count()` against `count()` with `FINAL`) instead of a background
+    /// merge hiding them at a random moment.
+    pub fn start_without_merges() -> Node {
+        Node::start_new("", false)
+    }
+
+    fn start_new(password: &str, merges: bool) -> Node {
         let mut node = Node {
-            dir: temp_dir(tag),
+            dir: temp_dir("ch"),
             ports: Ports::free(),
             password: password.to_owned(),
-            replication,
+            replication: None,
+            merges,
             child: None,
         };
         for _ in 0..5 {
@@ -363,6 +374,19 @@ impl Node {
     <mlock_executable>false</mlock_executable>
 "
         );
+        if !self.merges {
+            // No part is small enough to merge; and as every insert stays a
+            // part of its own, many parts must not slow or refuse inserts.
+            config.push_str(
+                r"    <merge_tree>
+        <max_bytes_to_merge_at_max_space_in_pool>1</max_bytes_to_merge_at_max_space_in_pool>
+        <max_bytes_to_merge_at_min_space_in_pool>1</max_bytes_to_merge_at_min_space_in_pool>
+        <parts_to_delay_insert>100000</parts_to_delay_insert>
+        <parts_to_throw_insert>100000</parts_to_throw_insert>
+    </merge_tree>
+",
+            );
+        }
         if let Some(r) = &self.replication {
             let [tcp1, tcp2] = r.replica_tcp_ports;
             let _ = write!(
@@ -541,6 +565,16 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start() -> Cluster {
+        Cluster::start_new(true)
+    }
+
+    /// A cluster whose nodes never merge parts (see
+    /// [`Node::start_without_merges`]).
+    pub fn start_without_merges() -> Cluster {
+        Cluster::start_new(false)
+    }
+
+    fn start_new(merges: bool) -> Cluster {
         let zookeeper = ZooKeeper::start();
         for _ in 0..5 {
             let ports = [Ports::free(), Ports::free()];
@@ -553,6 +587,7 @@ impl Cluster {
                     replica_tcp_ports: [ports[0].tcp, ports[1].tcp],
                     replica: format!("r{}", i + 1),
                 }),
+                merges,
                 child: None,
             });
             let mut taken = false;
