@@ -347,7 +347,7 @@ fn serve_picks_up_rows_shipped_while_it_runs() {
     let dir = day_files("ch-refresh", 3);
     let rows = rows_of(&dir);
     let last = day_from_name("2026-01-30").unwrap();
-    let node = Node::start();
+    let mut node = Node::start();
     create_table(&node, "tsusen.attempts");
     let (old, newest): (Vec<Row>, Vec<Row>) = rows
         .into_iter()
@@ -372,6 +372,19 @@ fn serve_picks_up_rows_shipped_while_it_runs() {
     ] {
         assert_eq!(server.json(endpoint), as_served(&files[part]), "{endpoint}");
     }
+
+    // ClickHouse gone: the views stay served (refreshes fail and are
+    // logged); what is asked at request time is a 502 with the one line.
+    node.kill9();
+    let r = server.get("/api/series/sensors?proto=TCP&port=5555");
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert!(
+        r.body.contains("is clickhouse-server running"),
+        "{}",
+        r.body
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(server.json("/api/spikes"), as_served(&files["spikes"]));
 }
 
 /// Poll `/api/summary` until `unchanged` no longer holds (a refresh ran).

@@ -104,12 +104,13 @@ impl DaySource for ClickHouseDays {
             "SELECT toUInt16(day), count() FROM {} WHERE 1{} GROUP BY day ORDER BY day FORMAT TabSeparated",
             self.table, self.sensor_filter
         ))?;
-        let mut days = Vec::with_capacity(counts.len());
+        let mut days = Vec::new();
         for line in counts.lines() {
             let [day, count] = fields(line)?;
+            let day = parse(day)?;
             days.push(Listed {
-                day: parse(day)?,
-                name: format!("{} in ClickHouse", day_name(parse(day)?)),
+                day,
+                name: format!("{} in ClickHouse", day_name(day)),
                 stamp: Stamp::Rows {
                     count: parse(count)?,
                     newest: 0,
