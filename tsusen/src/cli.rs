@@ -40,6 +40,8 @@ pub enum Command {
     Serve(crate::report::ServeArgs),
     /// Check that this host can run the sensor: kernel, BPF, privileges, interfaces, bpffs, out-dir.
     Check(CheckArgs),
+    /// Ship the rows of a directory of day files into ClickHouse, then follow it.
+    Ship(crate::ship::ShipArgs),
 }
 
 #[derive(Args, Debug, Clone, Default)]
