@@ -237,6 +237,7 @@ pub fn run_command(command: &mut std::process::Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+pub mod clickhouse;
 pub mod kernel;
 pub mod live;
 pub mod packet;
