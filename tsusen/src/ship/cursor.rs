@@ -181,9 +181,17 @@ mod tests {
         cursor.save(&path).unwrap();
         let loaded = Cursor::load(&path).unwrap();
         assert_eq!(loaded.files["2026-11-24.csv"], file);
-        assert_eq!(loaded.files["2026-11-24.csv"].format(), Some(Format::OriginalLater));
+        assert_eq!(
+            loaded.files["2026-11-24.csv"].format(),
+            Some(Format::OriginalLater)
+        );
         fs::write(&path, b"{").unwrap();
-        assert!(Cursor::load(&path).unwrap_err().to_string().contains("remove it"));
+        assert!(
+            Cursor::load(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("remove it")
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -129,10 +129,8 @@ impl Shipper {
 
     /// Show a progress bar on stderr while more than one file is behind.
     pub fn with_progress_bar(mut self) -> Self {
-        let bar = indicatif::ProgressBar::with_draw_target(
-            None,
-            indicatif::ProgressDrawTarget::stderr(),
-        );
+        let bar =
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
         bar.set_style(
             indicatif::ProgressStyle::with_template(
                 "{bar:40} {pos}/{len} rows ({per_sec}, {eta} left) {msg}",
@@ -191,7 +189,9 @@ impl Shipper {
                 .any(|f| f.path.file_name().and_then(|n| n.to_str()) == Some(name.as_str()))
         });
         let behind = self.rows_behind(&files).map_err(Stop::Local)?;
-        self.metrics.rows_behind.set(i64::try_from(behind).unwrap_or(i64::MAX));
+        self.metrics
+            .rows_behind
+            .set(i64::try_from(behind).unwrap_or(i64::MAX));
         if let Some(bar) = &self.progress
             && behind > 0
         {
@@ -202,7 +202,9 @@ impl Shipper {
             self.ship_file(&file.path, wake)?;
         }
         self.metrics.rows_behind.set(0);
-        self.metrics.last_success.set(chrono::Utc::now().timestamp());
+        self.metrics
+            .last_success
+            .set(chrono::Utc::now().timestamp());
         Ok(())
     }
 
@@ -256,7 +258,9 @@ impl Shipper {
         state.learn_head(&head);
         // A batch in flight when the last run ended: the same bytes again.
         if let Some(end) = state.in_flight {
-            let batch = self.read_batch(path, &state, Some(end)).map_err(Stop::Local)?;
+            let batch = self
+                .read_batch(path, &state, Some(end))
+                .map_err(Stop::Local)?;
             let stored = match (&batch.first, &batch.last) {
                 (Some(first), Some(last)) if self.table.cluster.is_none() => {
                     self.batch_stored(first, last, wake)?
@@ -300,7 +304,8 @@ impl Shipper {
     /// Read the batch after `state.offset`: up to `end`, or up to
     /// [`BATCH_BYTES`] cut after the last newline; its rows as TSV.
     fn read_batch(&self, path: &Path, state: &FileCursor, end: Option<u64>) -> Result<Batch> {
-        let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let mut file =
+            File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         file.seek(SeekFrom::Start(state.offset))
             .with_context(|| format!("cannot read {}", path.display()))?;
         let want = end.map_or(BATCH_BYTES as u64, |end| end - state.offset);
@@ -396,10 +401,14 @@ impl Shipper {
         self.shipped += rows;
         self.metrics.rows_shipped.inc_by(rows);
         let behind = self.metrics.rows_behind.get();
+        self.metrics.rows_behind.set(
+            behind
+                .saturating_sub(i64::try_from(rows).unwrap_or(i64::MAX))
+                .max(0),
+        );
         self.metrics
-            .rows_behind
-            .set(behind.saturating_sub(i64::try_from(rows).unwrap_or(i64::MAX)).max(0));
-        self.metrics.last_success.set(chrono::Utc::now().timestamp());
+            .last_success
+            .set(chrono::Utc::now().timestamp());
         if let Some(bar) = &self.progress {
             bar.set_position(self.shipped);
         }
@@ -447,7 +456,12 @@ impl Shipper {
     /// A request failed: count it, log it (once while it lasts), and wait
     /// before the next try; or stop, if it is for good and this shipper
     /// stops on those.
-    fn failed(&mut self, err: ClickHouseError, failures: u32, wake: Option<&Wake>) -> Result<(), Stop> {
+    fn failed(
+        &mut self,
+        err: ClickHouseError,
+        failures: u32,
+        wake: Option<&Wake>,
+    ) -> Result<(), Stop> {
         self.metrics.error(err.cause);
         if !err.cause.is_transient() && self.on_refusal == OnRefusal::Stop {
             return Err(Stop::Refused(err));
@@ -536,7 +550,9 @@ struct Batch {
 }
 
 fn file_name(path: &Path) -> &str {
-    path.file_name().and_then(|n| n.to_str()).unwrap_or_default()
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
 }
 
 /// The wait after `failures` failed tries: [`RETRY_FIRST`] doubled each
