@@ -40,6 +40,8 @@ pub enum Command {
     Serve(crate::report::ServeArgs),
     /// Check that this host can run the sensor: kernel, BPF, privileges, interfaces, bpffs, out-dir.
     Check(CheckArgs),
+    /// Ship the rows of a directory of day files into ClickHouse, then follow it.
+    Ship(crate::ship::ShipArgs),
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -92,6 +94,12 @@ pub struct RunArgs {
     /// Replace an XDP program already attached to an interface.
     #[arg(long)]
     pub force: bool,
+    /// Ship rows to ClickHouse after each flush (see `tsusen ship`).
+    #[command(flatten)]
+    pub clickhouse: crate::clickhouse::ClickHouseArgs,
+    /// The name this sensor's rows are stored under in ClickHouse [default: this host's name].
+    #[arg(long, value_name = "NAME")]
+    pub sensor: Option<String>,
     /// TOML file with the same keys as these flags (e.g. `out-dir = "/srv/tsusen"`); flags win.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -114,6 +122,8 @@ impl From<RunArgs> for config::RunFlags {
             metrics_auth_file: args.metrics_auth_file,
             max_pending: args.max_pending,
             force: args.force,
+            clickhouse: args.clickhouse,
+            sensor: args.sensor,
             config: args.config,
             clock_start: args.clock_start,
         }

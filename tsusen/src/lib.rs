@@ -9,6 +9,7 @@
 pub mod capture;
 pub mod check;
 pub mod cli;
+pub mod clickhouse;
 pub mod config;
 pub mod dayfile;
 pub mod drain;
@@ -20,6 +21,7 @@ pub mod named_file;
 pub mod replay;
 pub mod report;
 pub mod run;
+pub mod ship;
 pub mod store;
 pub mod sys;
 pub mod tables;

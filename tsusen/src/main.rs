@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Command::Report(args) => tsusen::report::report(&args),
         Command::Serve(args) => tsusen::report::serve::serve(&args),
         Command::Check(args) => tsusen::check::run(args.into()),
+        Command::Ship(args) => tsusen::ship::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
