@@ -322,6 +322,50 @@ impl Node {
         }
     }
 
+    /// Freeze the server (SIGSTOP): connections are still accepted and
+    /// requests land in its sockets, but nothing is answered until
+    /// [`Node::thaw`]. A request sent now is in flight for as long as the
+    /// test wants. Keep it short: ZooKeeper ends a frozen replica's session
+    /// after 30 s.
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Let a [`Node::freeze`]d server run again (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = self.pid().expect("the server runs");
+        // SAFETY: kill(2) on our own child, not reaped yet (so its pid is
+        // not reused).
+        let rc = unsafe { libc::kill(pid.cast_signed(), signal) };
+        assert_eq!(rc, 0, "kill: {}", io::Error::last_os_error());
+    }
+
+    /// Connections to the HTTP port holding bytes the server has not read:
+    /// requests in flight at a [`Node::freeze`]d server (`ss`).
+    pub fn requests_waiting(&self) -> usize {
+        let out = super::run(
+            "ss",
+            &[
+                "-tnH",
+                "state",
+                "established",
+                &format!("( sport = :{} )", self.ports.http),
+            ],
+        );
+        out.lines()
+            .filter(|l| {
+                l.split_whitespace()
+                    .next()
+                    .and_then(|q| q.parse::<u64>().ok())
+                    .is_some_and(|recv_q| recv_q > 0)
+            })
+            .count()
+    }
+
     /// Start the server again on the same ports, config and data (after
     /// [`Node::kill9`]); waits for `/ping`.
     pub fn restart(&mut self) {
