@@ -173,6 +173,14 @@ fn stored_rows(node: &Node, table: &str) -> Vec<StoredRow> {
         .collect()
 }
 
+/// Inserted blocks a replica dropped because it had them already (since
+/// its start).
+fn duplicate_blocks(node: &Node) -> u64 {
+    let out =
+        node.query("SELECT sum(value) FROM system.events WHERE event = 'DuplicatedInsertedBlocks'");
+    out.trim().parse().unwrap_or(0)
+}
+
 /// Distinct rows (whole tuples with `first_seen`) per sensor in `table`,
 /// as `node` answers now (an error while a node is down counts as none).
 fn distinct_per_sensor(node: &Node, table: &str) -> BTreeMap<String, u64> {
@@ -294,8 +302,12 @@ fn three_sensors_ship_to_a_replicated_cluster_exactly_once_across_kill9() {
         scan.finish(Duration::from_secs(60));
     }
 
-    // Round 3: kill -9 sensor b's shipper while it ships a sweep, start it
-    // again on its cursor.
+    // Round 3: kill -9 sensor b's shipper with a batch in flight, start it
+    // again on its cursor. Its first replica (node 1) is frozen, so the
+    // batch it sends for the sweep waits there, unanswered; thawed after
+    // the restart, node 1 gets the dead shipper's batch and the same bytes
+    // again from the new one.
+    let duplicates_before = duplicate_blocks(&cluster.nodes[1]);
     {
         let Sensor {
             name,
@@ -304,23 +316,42 @@ fn three_sensors_ship_to_a_replicated_cluster_exactly_once_across_kill9() {
             ship_args,
             ..
         } = &mut sensors[1];
+        let frozen = &cluster.nodes[1];
+        frozen.freeze();
         let scan = sweep(live, "21-220", 256 * 200);
-        wait_shipped(&cluster.nodes[witness], name, 256 * 20 + 1, CATCH_UP);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while frozen.requests_waiting() == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{name}'s shipper sent nothing to the frozen node within 30 s"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
         shipper.as_mut().unwrap().kill9();
-        thread::sleep(Duration::from_secs(1));
         *shipper = Some(start_shipper(name, &live.bin, ship_args));
+        frozen.thaw();
         scan.finish(Duration::from_secs(60));
     }
 
-    // Round 4: kill -9 ClickHouse node 0 while sensor c's sweep is shipped
-    // (sensors a and c send there first); the shippers go on to node 1.
-    // Then node 0 comes back on the same data.
+    // Round 4: kill -9 ClickHouse node 0 with sensor c's batch in flight
+    // there (frozen first, so the batch waits in it); its shipper goes on
+    // to node 1. Then node 0 comes back on the same data and catches up.
     {
         let sensor = &sensors[2];
+        let killed = &mut cluster.nodes[0];
+        killed.freeze();
         let scan = sweep(&sensor.live, "21-220", 256 * 200);
-        let before = wait_shipped(&cluster.nodes[witness], sensor.name, 256 * 20 + 1, CATCH_UP);
-        cluster.nodes[0].kill9();
-        wait_shipped(&cluster.nodes[witness], sensor.name, before + 1, CATCH_UP);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while killed.requests_waiting() == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{}'s shipper sent nothing to the frozen node within 30 s",
+                sensor.name
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+        killed.kill9();
+        wait_shipped(&cluster.nodes[witness], sensor.name, 256 * 20 + 1, CATCH_UP);
         scan.finish(Duration::from_secs(60));
         cluster.nodes[0].restart();
     }
@@ -336,12 +367,22 @@ fn three_sensors_ship_to_a_replicated_cluster_exactly_once_across_kill9() {
         sensor.daemon.as_mut().unwrap().terminate_cleanly();
     }
     wait_caught_up(&cluster.nodes[witness], &sensors);
+    // `ship` has no shutdown of its own to wait for: SIGTERM ends it
+    // wherever it is, like a crash (shipping is at-least-once).
     for sensor in &mut sensors {
-        sensor.shipper.as_mut().unwrap().terminate_cleanly();
+        sensor.shipper.as_mut().unwrap().terminate();
     }
     for node in &cluster.nodes {
         node.query(&format!("SYSTEM SYNC REPLICA {LOCAL_TABLE}"));
     }
+    // Node 1 read the dead shipper's batch when thawed, and the same bytes
+    // from its successor: one of the two was dropped as a block it had.
+    let dropped = duplicate_blocks(&cluster.nodes[1]) - duplicates_before;
+    eprintln!("node 1 dropped {dropped} re-sent block(s) as duplicates");
+    assert!(
+        dropped >= 1,
+        "the batch in flight at the kill was sent again"
+    );
 
     // Exactly once: per sensor, the rows of its day files (read strictly),
     // and the same rows on the Distributed table and on each replica.
