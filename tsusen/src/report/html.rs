@@ -55,6 +55,8 @@ pub enum Mode {
 /// Context the page states about its input.
 pub struct About<'a> {
     pub files: usize,
+    /// What `files` counts: "day files", "days in ClickHouse".
+    pub unit: &'a str,
     pub warnings: &'a [String],
     pub generated: &'a str,
 }
@@ -84,16 +86,17 @@ pub fn top(window: &Window, chart_svg: &str, about: &About<'_>, mode: Mode) -> S
 {style}
 </head><body>
 <header><h1>tsusen</h1>
-<p class="meta">Distinct source addresses per protocol/port and UTC day, {range} ({days} days, {files} day files, {rows} rows). Generated {generated} UTC.</p></header>
+<p class="meta">Distinct source addresses per protocol/port and UTC day, {range} ({days} days, {files} {unit}, {rows} rows). Generated {generated} UTC.</p></header>
 "#,
         range = esc(&range),
         days = window.covered.len(),
         files = about.files,
+        unit = esc(about.unit),
         rows = window.rows,
         generated = esc(about.generated),
     );
     if window.is_empty() {
-        h.push_str("<p>No day files found.</p>\n");
+        let _ = writeln!(h, "<p>No {} found.</p>", esc(about.unit));
     }
     trends(&mut h, window, chart_svg);
     spikes(&mut h, window);

@@ -1,11 +1,13 @@
-//! Keeping day aggregates in step with the directory: read new and changed
-//! files (size or mtime differ), keep the rest, drop what left the window.
-//! The report reads once; the server calls [`Loader::refresh`] on a timer.
+//! Keeping day aggregates in step with a [`DaySource`]: read new and
+//! changed days (their [`Stamp`](super::source::Stamp) differs), keep the
+//! rest, drop what left the window. The report reads once; the server calls
+//! [`Loader::refresh`] on a timer.
 
 use std::{
     collections::BTreeMap,
     path::PathBuf,
     sync::{
+        Arc,
         atomic::{AtomicUsize, Ordering},
         mpsc,
     },
@@ -14,27 +16,27 @@ use std::{
 use anyhow::Result;
 
 use super::{
-    aggregate::{DayAggregate, DayBuilder, Interner, LocalDay, Window, WindowOptions},
+    aggregate::{DayAggregate, Interner, Window, WindowOptions},
+    source::{DayRead, DaySource, Listed, Listing, files::DayFiles},
     spikes::BASELINE_DAYS,
 };
-use crate::dayfile::{self, DayFile, Warnings, day_name};
+use crate::dayfile::{self, Warnings, day_name};
 
 struct Cached {
-    file: DayFile,
+    listed: Listed,
     aggregate: DayAggregate,
     warnings: Warnings,
 }
 
-/// Day aggregates of one directory, cached by file size and mtime.
+/// Day aggregates of one source, cached by the days' stamps.
 pub struct Loader {
-    dir: PathBuf,
+    source: Arc<dyn DaySource>,
     options: WindowOptions,
     interner: Interner,
     days: BTreeMap<u16, Cached>,
     newest: Option<u16>,
     listing: Warnings,
 }
-
 /// What one refresh did.
 #[derive(Clone, Debug, Default)]
 pub struct Refresh {
@@ -47,9 +49,14 @@ pub struct Refresh {
 }
 
 impl Loader {
+    /// Over a directory of day files.
     pub fn new(dir: PathBuf, options: WindowOptions) -> Self {
+        Loader::with_source(Arc::new(DayFiles::new(dir, None)), options)
+    }
+
+    pub fn with_source(source: Arc<dyn DaySource>, options: WindowOptions) -> Self {
         Loader {
-            dir,
+            source,
             options,
             interner: Interner::default(),
             days: BTreeMap::new(),
@@ -58,19 +65,28 @@ impl Loader {
         }
     }
 
-    /// Bring the cache in step with the directory.
+    /// The source read, for what the window does not hold (the per-sensor
+    /// breakdown).
+    pub fn source(&self) -> Arc<dyn DaySource> {
+        Arc::clone(&self.source)
+    }
+
+    /// Bring the cache in step with the source. On an error the days read
+    /// before it stay cached and the rest are tried again next time.
     pub fn refresh(&mut self) -> Result<Refresh> {
-        let mut listing = Warnings::default();
-        let mut files = dayfile::list_day_files(&self.dir, &mut listing)?;
-        // A file dated after today (a stray 2149-06-06.csv, a clock gone
+        let Listing {
+            days: mut listed,
+            warnings: mut listing,
+        } = self.source.list()?;
+        // A day dated after today (a stray 2149-06-06.csv, a clock gone
         // wrong) must not become the newest day and push the real ones out.
         let today = dayfile::today();
-        files.retain(|f| {
+        listed.retain(|f| {
             let future = f.day > today;
             if future {
                 listing.push(format!(
                     "{}: skipped: dated after today ({} UTC)",
-                    f.path.display(),
+                    f.name,
                     day_name(today)
                 ));
             }
@@ -86,7 +102,7 @@ impl Loader {
         }
         self.listing = listing;
 
-        let newest = files.last().map(|f| f.day);
+        let newest = listed.last().map(|f| f.day);
         if newest != self.newest {
             // The window moved (or this is the first load): start over, so
             // ids of addresses that left the window don't pile up.
@@ -101,7 +117,7 @@ impl Loader {
         let first_shown = newest.saturating_sub(self.options.days.max(1) - 1);
         let first_needed =
             first_shown.saturating_sub(u16::try_from(BASELINE_DAYS).expect("a baseline of weeks"));
-        let wanted: Vec<DayFile> = files
+        let wanted: Vec<Listed> = listed
             .into_iter()
             .filter(|f| f.day >= first_needed)
             .collect();
@@ -111,12 +127,12 @@ impl Loader {
             .retain(|day, _| wanted.iter().any(|f| f.day == *day));
         refresh.changed |= self.days.len() != before;
 
-        let stale: Vec<(DayFile, bool)> = wanted
+        let stale: Vec<(Listed, bool)> = wanted
             .into_iter()
             .filter(|f| {
                 self.days
                     .get(&f.day)
-                    .is_none_or(|c| c.file.len != f.len || c.file.modified != f.modified)
+                    .is_none_or(|c| c.listed.stamp != f.stamp)
             })
             .map(|f| {
                 let details = f.day >= first_shown;
@@ -125,14 +141,15 @@ impl Loader {
             .collect();
         refresh.read = stale.len();
         refresh.changed |= !stale.is_empty();
-        for (file, aggregate, mut warnings) in read_parallel(&stale, &mut self.interner) {
-            if file.day == newest {
+        let (read, failed) = read_parallel(self.source.as_ref(), &stale, &mut self.interner);
+        for (listed, aggregate, mut warnings) in read {
+            if listed.day == newest {
                 warnings
                     .lines
                     .retain(|l| !l.ends_with(dayfile::INCOMPLETE_LAST_LINE));
             }
-            // Only what is new for this file, so a growing file isn't re-reported.
-            let old = self.days.get(&file.day).map(|c| &c.warnings.lines);
+            // Only what is new for this day, so a growing file isn't re-reported.
+            let old = self.days.get(&listed.day).map(|c| &c.warnings.lines);
             refresh.new_warnings.lines.extend(
                 warnings
                     .lines
@@ -141,15 +158,18 @@ impl Loader {
                     .cloned(),
             );
             self.days.insert(
-                file.day,
+                listed.day,
                 Cached {
-                    file,
+                    listed,
                     aggregate,
                     warnings,
                 },
             );
         }
-        Ok(refresh)
+        match failed {
+            Some(err) => Err(err),
+            None => Ok(refresh),
+        }
     }
 
     /// The window over what is cached.
@@ -168,37 +188,32 @@ impl Loader {
             .collect()
     }
 
-    /// Day files read into the cache.
+    /// Days read into the cache (day files, or days in ClickHouse).
     pub fn files(&self) -> usize {
         self.days.len()
     }
-}
 
-fn read_one(file: &DayFile, details: bool) -> (Option<LocalDay>, Warnings) {
-    let mut warnings = Warnings::default();
-    let mut builder = DayBuilder::new(file.day, details);
-    match dayfile::read_day_file(&file.path, &mut warnings, |row| builder.add(row)) {
-        Ok(_) => (Some(builder.finish()), warnings),
-        Err(err) => {
-            // Vanished or unreadable between listing and reading: skip it.
-            warnings.push(format!("{}: skipped: {err:#}", file.path.display()));
-            (None, warnings)
-        }
+    /// What the page calls them ("day files").
+    pub fn unit(&self) -> &'static str {
+        self.source.unit()
     }
 }
 
-/// Read files on every core, adopting them into the interner in day order so
-/// ids (and with them tie-breaks) are the same from run to run.
+/// Read days on every core, adopting them into the interner in day order so
+/// ids (and with them tie-breaks) are the same from run to run. Stops
+/// adopting at the first day the source fails on, and returns that error.
 fn read_parallel(
-    files: &[(DayFile, bool)],
+    source: &dyn DaySource,
+    days: &[(Listed, bool)],
     interner: &mut Interner,
-) -> Vec<(DayFile, DayAggregate, Warnings)> {
+) -> (Vec<(Listed, DayAggregate, Warnings)>, Option<anyhow::Error>) {
     let workers = std::thread::available_parallelism()
         .map_or(1, std::num::NonZero::get)
-        .min(files.len());
+        .min(days.len());
     let next = AtomicUsize::new(0);
-    let (tx, rx) = mpsc::channel();
-    let mut out = Vec::with_capacity(files.len());
+    let (tx, rx) = mpsc::channel::<(usize, Result<DayRead>)>();
+    let mut out = Vec::with_capacity(days.len());
+    let mut failed = None;
     std::thread::scope(|scope| {
         for _ in 0..workers {
             let tx = tx.clone();
@@ -206,10 +221,12 @@ fn read_parallel(
             scope.spawn(move || {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((file, details)) = files.get(i) else {
+                    let Some((listed, details)) = days.get(i) else {
                         break;
                     };
-                    if tx.send((i, read_one(file, *details))).is_err() {
+                    let result = source.read_day(listed, *details);
+                    let stop = result.is_err();
+                    if tx.send((i, result)).is_err() || stop {
                         break;
                     }
                 }
@@ -220,16 +237,24 @@ fn read_parallel(
         let mut want = 0;
         for (i, result) in rx {
             pending.insert(i, result);
-            while let Some((local, warnings)) = pending.remove(&want) {
-                let file = files[want].0.clone();
-                if let Some(local) = local {
-                    out.push((file, interner.adopt(local), warnings));
-                } else {
-                    warnings.log();
+            while failed.is_none() {
+                let Some(result) = pending.remove(&want) else {
+                    break;
+                };
+                match result {
+                    Ok((Some(local), warnings)) => {
+                        out.push((days[want].0.clone(), interner.adopt(local), warnings));
+                    }
+                    Ok((None, warnings)) => warnings.log(),
+                    Err(err) => {
+                        // The others stop at their next day.
+                        next.store(days.len(), Ordering::Relaxed);
+                        failed = Some(err);
+                    }
                 }
                 want += 1;
             }
         }
     });
-    out
+    (out, failed)
 }

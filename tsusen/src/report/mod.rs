@@ -1,11 +1,13 @@
-//! The report: trends, spikes and details from the day files, as one static
+//! The report: trends, spikes and details from the day files (or from the
+//! rows a fleet shipped to ClickHouse), as one static
 //! HTML file (`tsusen report`) or served live with JSON endpoints (`tsusen
 //! serve`).
 //!
-//! Day files are found and read by [`crate::dayfile`];
+//! Days come from a [`source`]: a directory of day files (read by
+//! [`crate::dayfile`]) or ClickHouse (aggregated in SQL);
 //! [`aggregate`] reduces each day to compact counts and builds the window,
 //! [`spikes`] is the spike rule, [`load`] keeps aggregates in step with the
-//! directory, [`chart`] draws the SVG, [`html`] renders the page (its style
+//! source, [`chart`] draws the SVG, [`html`] renders the page (its style
 //! and script are `assets/`), [`Page`] assembles it once for both commands,
 //! [`serve`] the server, `testdata` makes up day files for tests and the
 //! benchmark (only with the `test-helpers` feature).
@@ -15,6 +17,7 @@ pub mod chart;
 pub mod html;
 pub mod load;
 pub mod serve;
+pub mod source;
 pub mod spikes;
 #[cfg(any(test, feature = "test-helpers"))]
 pub mod testdata;
@@ -22,23 +25,33 @@ pub mod testdata;
 use std::{
     io::Write as _,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, anyhow};
 
 #[cfg(any(test, feature = "test-helpers"))]
 pub use self::testdata::{bench_inputs, generate};
 use self::{
     aggregate::{DetailFilter, Window, WindowOptions, utc_time},
     load::Loader,
+    source::{DaySource, clickhouse::ClickHouseDays, files::DayFiles},
 };
+use crate::{clickhouse::ClickHouseArgs, exit};
 
 /// What both commands show.
 #[derive(clap::Args, Debug, Clone)]
+#[command(group(clap::ArgGroup::new("source").args(["dir", "urls"]).required(true)))]
 pub struct ViewArgs {
-    /// Directory of day files (YYYY-MM-DD.csv, UTC); nothing else in it is read.
+    /// Directory of day files (YYYY-MM-DD.csv, UTC); nothing else in it is read. Or --clickhouse.
     #[arg(long, value_name = "DIR")]
-    pub dir: PathBuf,
+    pub dir: Option<PathBuf>,
+    /// Read the rows sensors shipped to ClickHouse instead of --dir (--clickhouse URL, the flags below).
+    #[command(flatten)]
+    pub clickhouse: ClickHouseArgs,
+    /// With --clickhouse: only this sensor's rows (repeatable; default every sensor). With --dir: the directory's sensor name in the per-sensor breakdown (default the directory's name).
+    #[arg(long = "sensor", value_name = "NAME")]
+    pub sensors: Vec<String>,
     /// Days shown, ending with the newest day file up to today (UTC; files dated later are skipped with a warning).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u16).range(1..=366))]
     pub days: u16,
@@ -57,6 +70,35 @@ pub struct ViewArgs {
 }
 
 impl ViewArgs {
+    /// Where the days come from: `--dir` or `--clickhouse` (clap makes sure
+    /// exactly one is given).
+    pub fn source(&self) -> Result<Arc<dyn DaySource>> {
+        let Some(dir) = &self.dir else {
+            let span = self
+                .days
+                .saturating_add(u16::try_from(spikes::BASELINE_DAYS).expect("a baseline of weeks"));
+            return Ok(Arc::new(ClickHouseDays::connect(
+                &self.clickhouse,
+                &self.sensors,
+                span,
+            )?));
+        };
+        if self.sensors.len() > 1 {
+            return Err(exit::config(anyhow!(
+                "--dir holds one sensor's day files: give at most one --sensor (its name), or read several from --clickhouse"
+            )));
+        }
+        Ok(Arc::new(DayFiles::new(
+            dir.clone(),
+            self.sensors.first().cloned(),
+        )))
+    }
+
+    /// A loader over [`ViewArgs::source`].
+    pub fn loader(&self) -> Result<Loader> {
+        Ok(Loader::with_source(self.source()?, self.options()))
+    }
+
     pub fn options(&self) -> WindowOptions {
         WindowOptions {
             days: self.days,
@@ -93,7 +135,7 @@ pub struct ServeArgs {
     /// A host name clients may use in the Host header besides IP addresses and localhost (repeatable).
     #[arg(long = "allow-host", value_name = "NAME")]
     pub allow_hosts: Vec<String>,
-    /// Seconds between checks of the directory for new or grown files (1 to 3600).
+    /// Seconds between checks of --dir for new or grown files, or of --clickhouse for new rows (1 to 3600).
     #[arg(long, value_name = "SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub refresh: u64,
     /// Requests per second per client (bursts of twice that; loopback is one client, IPv6 a /64); 0 for no limit (at most 100000).
@@ -103,14 +145,15 @@ pub struct ServeArgs {
 
 /// Run `tsusen report`.
 pub fn report(args: &ReportArgs) -> Result<()> {
-    let mut loader = Loader::new(args.view.dir.clone(), args.view.options());
+    let mut loader = args.view.loader()?;
     loader.refresh()?.new_warnings.log();
     let html = static_page(&loader, args.details_rows)?;
     write_atomically(&args.out, html.as_bytes())?;
     log::info!(
-        "wrote {} ({} day files)",
+        "wrote {} ({} {})",
         args.out.display(),
-        loader.files()
+        loader.files(),
+        loader.unit()
     );
     Ok(())
 }
@@ -139,6 +182,7 @@ impl Page {
         let generated = utc_time(chrono::Utc::now().timestamp());
         let about = html::About {
             files: loader.files(),
+            unit: loader.unit(),
             warnings: &warnings,
             generated: &generated,
         };

@@ -40,10 +40,21 @@ impl Server {
         Server::start_with(cmd, dir, extra, &[])
     }
 
+    /// `tsusen serve SOURCE... --listen 127.0.0.1:0 --refresh 1` for another
+    /// source than `--dir` (`--clickhouse URL ...`).
+    pub(crate) fn start_from(source: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tsusen"));
+        cmd.arg("serve").args(source);
+        Server::spawn(cmd, &[], env)
+    }
+
     fn start_with(mut cmd: Command, dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
-        cmd.args(["serve", "--dir"])
-            .arg(dir)
-            .args(["--listen", "127.0.0.1:0", "--refresh", "1"])
+        cmd.args(["serve", "--dir"]).arg(dir);
+        Server::spawn(cmd, extra, env)
+    }
+
+    fn spawn(mut cmd: Command, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        cmd.args(["--listen", "127.0.0.1:0", "--refresh", "1"])
             .args(extra)
             .env_remove("TSUSEN_AUTH")
             .env("RUST_LOG", "warn")

@@ -187,6 +187,30 @@ impl DayBuilder {
     }
 }
 
+impl LocalDay {
+    /// A baseline day from distinct-source counts alone, for a source that
+    /// counts them itself (ClickHouse): no details.
+    pub fn from_counts(day: u16, mut services: Vec<(ProtoPort, u32)>, rows: u64) -> LocalDay {
+        services.sort_unstable_by_key(|&(service, _)| service);
+        LocalDay {
+            day,
+            ips: Vec::new(),
+            services,
+            keys: Vec::new(),
+            dsts: Vec::new(),
+            rows,
+            with_details: false,
+        }
+    }
+
+    /// Set the day's row count, for a source whose builder saw each
+    /// (protocol, port, source, destination) once while it stores more rows
+    /// (one per sensor that saw it).
+    pub fn set_rows(&mut self, rows: u64) {
+        self.rows = rows;
+    }
+}
+
 /// One (protocol, port, source) on one day.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct DayKey {

@@ -1,7 +1,9 @@
 //! `tsusen serve`: the report's views, live, and JSON endpoints.
 //!
 //! Requests never name a file: every response comes from the aggregates a
-//! background thread keeps in step with `--dir` (see [`super::load`]). The
+//! background thread keeps in step with `--dir` or `--clickhouse` (see
+//! [`super::load`]), but for the per-sensor breakdown ([`sensors`]), which
+//! over ClickHouse is asked for at request time. The
 //! one path parameter, `/api/day/{date}`, must be a canonical `YYYY-MM-DD` and
 //! is looked up in memory. Only GET and HEAD without a body are accepted, URIs
 //! are capped, the Host header must name this server (no DNS rebinding), each
@@ -15,6 +17,7 @@
 mod api;
 mod auth;
 mod limit;
+mod sensors;
 
 use std::{
     io::Write as _,
@@ -39,7 +42,7 @@ use self::{
     api::{error, not_found},
     limit::Limiter,
 };
-use super::{Page, ServeArgs, html, load::Loader};
+use super::{Page, ServeArgs, html, load::Loader, source::DaySource};
 use crate::http::{auth::Auth, connections, listen::ListenAddr};
 
 /// Everything a request may read: rebuilt whenever the files change.
@@ -70,6 +73,8 @@ impl Snapshot {
 
 struct AppState {
     snapshot: RwLock<Arc<Snapshot>>,
+    /// For what is asked at request time (the per-sensor breakdown).
+    source: Arc<dyn DaySource>,
     auth: Option<Auth>,
     limiter: Mutex<Limiter>,
     /// Host names besides IP addresses and localhost (`--allow-host`).
@@ -100,11 +105,12 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
     let how_to_auth = "give --auth-file FILE or set TSUSEN_AUTH (a token, or user:password)";
     addr.check("--listen", auth.is_some(), how_to_auth)?;
     connections::raise_nofile_limit();
-    let mut loader = Loader::new(args.view.dir.clone(), args.view.options());
+    let mut loader = args.view.loader()?;
     loader.refresh()?.new_warnings.log();
     let listener = addr.bind("--listen", auth.is_some(), how_to_auth)?;
     let state = Arc::new(AppState {
         snapshot: RwLock::new(Arc::new(Snapshot::build(&loader)?)),
+        source: loader.source(),
         auth,
         limiter: Mutex::new(Limiter::new(args.rate_limit)),
         allowed_hosts: args
@@ -187,6 +193,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/api/today", get(api::today))
         .route("/api/details", get(api::details))
         .route("/api/day/{date}", get(api::day))
+        .route("/api/series/sensors", get(sensors::series_sensors))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
