@@ -13,10 +13,13 @@
 //! even stored (the nodes never merge, so nothing hides one), on the
 //! Distributed table and on each replica.
 
+mod report_support;
+
 use std::{
     collections::{BTreeMap, BTreeSet},
     fmt::Write as _,
-    path::Path,
+    fs,
+    path::{Path, PathBuf},
     thread,
     time::{Duration, Instant},
 };
@@ -29,6 +32,8 @@ use tsusen::{
         live::{self, Daemon, Live},
     },
 };
+
+use self::report_support::Server;
 
 /// The masscan sweeps' source: an address of no namespace, so nothing
 /// answers and each probe is sent once.
@@ -112,6 +117,57 @@ fn sweep<'a>(live: &'a Live, ports: &str, probes: u64) -> live::Masscan<'a> {
         SCAN_SOURCE,
         &live.scratch.dir,
     )
+}
+
+/// The union of the sensors' day files in one directory, day by day (the
+/// rows of every sensor, one after the other): what the fleet saw, for
+/// `tsusen report --dir`.
+fn union_of_day_files(sensors: &[Sensor], dir: &Path) -> PathBuf {
+    let union = dir.join("union");
+    fs::create_dir_all(&union).unwrap();
+    let mut days: BTreeMap<String, String> = BTreeMap::new();
+    for sensor in sensors {
+        for (date, path) in live::day_files(&sensor.live.out_dir()) {
+            let text = fs::read_to_string(path).unwrap();
+            let rows = text.split_once('\n').expect("a header line").1;
+            days.entry(date)
+                .or_insert_with(|| format!("{}\n", live::HEADER))
+                .push_str(rows);
+        }
+    }
+    for (date, text) in days {
+        fs::write(union.join(format!("{date}.csv")), text).unwrap();
+    }
+    union
+}
+
+/// Every details row `serve` has, paged through, in a fixed order (rows
+/// that tie in the table's order come in the order sources were read).
+fn all_details(server: &Server) -> Vec<serde_json::Value> {
+    let mut rows = Vec::new();
+    loop {
+        let page = server.json(&format!("/api/details?offset={}&limit=1000", rows.len()));
+        let got = page["rows"].as_array().unwrap();
+        if got.is_empty() {
+            assert_eq!(page["total"], rows.len(), "details total");
+            break;
+        }
+        rows.extend(got.iter().cloned());
+    }
+    rows.sort_by_key(|r| {
+        (
+            r["proto"].to_string(),
+            r["port"].to_string(),
+            r["src"].to_string(),
+        )
+    });
+    rows
+}
+
+/// The 200 ports only sensor `i` is swept on (rounds 2 to 4): the fleet's
+/// sensors see some scans together and some alone.
+fn own_ports(i: u16) -> String {
+    format!("{}-{}", 21 + 1000 * i, 220 + 1000 * i)
 }
 
 /// The rows as the cluster stores them: (day, sensor, proto, dst_port,
@@ -289,7 +345,7 @@ fn three_sensors_ship_to_a_replicated_cluster_exactly_once_across_kill9() {
         let Sensor {
             name, daemon, live, ..
         } = &mut sensors[0];
-        let scan = sweep(live, "21-220", 256 * 200);
+        let scan = sweep(live, &own_ports(0), 256 * 200);
         let mut first = daemon.take().unwrap();
         let wrote = first
             .wait_line_from(first.flushes().len(), Duration::from_secs(10), |l| {
@@ -318,7 +374,7 @@ fn three_sensors_ship_to_a_replicated_cluster_exactly_once_across_kill9() {
         } = &mut sensors[1];
         let frozen = &cluster.nodes[1];
         frozen.freeze();
-        let scan = sweep(live, "21-220", 256 * 200);
+        let scan = sweep(live, &own_ports(1), 256 * 200);
         let deadline = Instant::now() + Duration::from_secs(30);
         while frozen.requests_waiting() == 0 {
             assert!(
@@ -340,7 +396,7 @@ fn three_sensors_ship_to_a_replicated_cluster_exactly_once_across_kill9() {
         let sensor = &sensors[2];
         let killed = &mut cluster.nodes[0];
         killed.freeze();
-        let scan = sweep(&sensor.live, "21-220", 256 * 200);
+        let scan = sweep(&sensor.live, &own_ports(2), 256 * 200);
         let deadline = Instant::now() + Duration::from_secs(30);
         while killed.requests_waiting() == 0 {
             assert!(
@@ -387,9 +443,12 @@ fn three_sensors_ship_to_a_replicated_cluster_exactly_once_across_kill9() {
     // Exactly once: per sensor, the rows of its day files (read strictly),
     // and the same rows on the Distributed table and on each replica.
     let mut expected = BTreeSet::new();
-    for sensor in &sensors {
+    for (i, sensor) in (0u16..).zip(&sensors) {
         let out = sensor.live.out_dir();
-        let swept = live::sweep_tuples("198.18.1", 1..=240, SCAN_SOURCE);
+        let mut swept = live::sweep_tuples("198.18.1", 1..=20, SCAN_SOURCE);
+        swept.extend(live::sweep_tuples("198.18.1", 221..=240, SCAN_SOURCE));
+        let own = 21 + 1000 * i..=220 + 1000 * i;
+        swept.extend(live::sweep_tuples("198.18.1", own, SCAN_SOURCE));
         live::assert_tuples(&live::all_rows(&out), &swept, sensor.name);
         expected.extend(rows_from_day_files(sensor.name, &out));
     }
@@ -419,4 +478,31 @@ fn three_sensors_ship_to_a_replicated_cluster_exactly_once_across_kill9() {
             }
         }
     }
+
+    // The report from the cluster (through the Distributed table, from
+    // either replica) equals the report from the union of the day files:
+    // the page's series, spikes, today and every details row.
+    let union = union_of_day_files(&sensors, &sensors[0].live.scratch.dir);
+    let from_files = Server::start(&union, &[], &[]);
+    let mut source = vec!["--clickhouse-cluster", CLUSTER];
+    for url in &urls {
+        source.extend(["--clickhouse", url]);
+    }
+    let from_cluster = Server::start_from(&source, &[]);
+    for endpoint in ["/api/trends", "/api/spikes", "/api/today"] {
+        assert_eq!(
+            from_cluster.json(endpoint),
+            from_files.json(endpoint),
+            "{endpoint}: the cluster against the union of the day files"
+        );
+    }
+    assert_eq!(
+        from_cluster.json("/api/summary")["rows"],
+        from_files.json("/api/summary")["rows"]
+    );
+    assert_eq!(
+        all_details(&from_cluster),
+        all_details(&from_files),
+        "details"
+    );
 }
