@@ -105,7 +105,12 @@ fn a_frozen_node_holds_a_request_until_thawed() {
     node.freeze();
     std::thread::scope(|scope| {
         let insert = scope.spawn(|| node.insert("INSERT INTO t FORMAT TSV", b"1\n2\n"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while node.requests_waiting() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no request waiting at the frozen node"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         assert!(!insert.is_finished(), "no answer while frozen");

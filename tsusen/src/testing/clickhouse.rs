@@ -103,6 +103,18 @@ fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// Spawn `command` in `dir`, its stdout and stderr to the file `log` there.
+fn spawn_in(dir: &Path, log: &str, command: &mut Command) -> Child {
+    let out = fs::File::create(dir.join(log)).unwrap();
+    command
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"))
+}
+
 /// Kill a child with SIGKILL and reap it.
 fn kill9(child: &mut Child) {
     let _ = child.kill();
@@ -200,19 +212,12 @@ impl Node {
     /// Write the config for the current ports and spawn the server.
     fn spawn(&mut self) {
         self.write_config();
-        let log = self.dir.join("stdout.log");
-        let out = fs::File::create(&log).unwrap();
-        let child = Command::new("clickhouse-server")
-            .arg(format!(
-                "--config-file={}",
-                self.dir.join("config.xml").display()
-            ))
-            .current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| panic!("clickhouse-server: {e}"));
+        let mut command = Command::new("clickhouse-server");
+        command.arg(format!(
+            "--config-file={}",
+            self.dir.join("config.xml").display()
+        ));
+        let child = spawn_in(&self.dir, "stdout.log", &mut command);
         self.child = Some(child);
     }
 
@@ -329,6 +334,28 @@ impl Node {
     /// after 30 s.
     pub fn freeze(&self) {
         self.signal(libc::SIGSTOP);
+        // kill(2) returns before the threads stop: on a busy machine one may
+        // still accept and read a request for a while. Frozen is when every
+        // thread's state in /proc is T (stopped).
+        let tasks = format!("/proc/{}/task", self.pid().expect("the server runs"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let stopped = fs::read_dir(&tasks).unwrap().flatten().all(|task| {
+                fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+                    // The state follows the command name in parentheses.
+                    stat.rsplit_once(") ")
+                        .is_some_and(|(_, rest)| rest.starts_with('T'))
+                })
+            });
+            if stopped {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "clickhouse-server not stopped 30 s after SIGSTOP"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Let a [`Node::freeze`]d server run again (SIGCONT).
@@ -527,22 +554,16 @@ impl ZooKeeper {
         )
         .unwrap();
         let log = self.dir.join("zookeeper.log");
-        let out = fs::File::create(&log).unwrap();
-        let child = Command::new("java")
-            .args([
-                "-Xmx256m",
-                &format!("-Dzookeeper.log.dir={dir}"),
-                "-cp",
-                &format!("{ZOOKEEPER_CONF}:{ZOOKEEPER_JAR}:{SLF4J_SIMPLE}"),
-                "org.apache.zookeeper.server.ZooKeeperServerMain",
-                &format!("{dir}/zoo.cfg"),
-            ])
-            .current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| panic!("java (zookeeper): {e}"));
+        let mut command = Command::new("java");
+        command.args([
+            "-Xmx256m",
+            &format!("-Dzookeeper.log.dir={dir}"),
+            "-cp",
+            &format!("{ZOOKEEPER_CONF}:{ZOOKEEPER_JAR}:{SLF4J_SIMPLE}"),
+            "org.apache.zookeeper.server.ZooKeeperServerMain",
+            &format!("{dir}/zoo.cfg"),
+        ]);
+        let child = spawn_in(&self.dir, "zookeeper.log", &mut command);
         self.child = Some(child);
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
