@@ -173,30 +173,12 @@ impl Shipper {
 
     /// Ship every complete row of every day file.
     fn pass(&mut self, wake: Option<&Wake>) -> Result<(), Stop> {
+        let files = self.look().map_err(Stop::Local)?;
         while !self.table_ready {
             match self.prepare() {
                 Ok(()) => self.recovered(),
                 Err(err) => self.failed(err, 0, wake)?,
             }
-        }
-        let mut warnings = Warnings::default();
-        let files = dayfile::list_day_files(&self.dir, &mut warnings).map_err(Stop::Local)?;
-        warnings.log();
-        // Forget files that are gone.
-        self.cursor.files.retain(|name, _| {
-            files
-                .iter()
-                .any(|f| f.path.file_name().and_then(|n| n.to_str()) == Some(name.as_str()))
-        });
-        let behind = self.rows_behind(&files).map_err(Stop::Local)?;
-        self.metrics
-            .rows_behind
-            .set(i64::try_from(behind).unwrap_or(i64::MAX));
-        if let Some(bar) = &self.progress
-            && behind > 0
-        {
-            bar.set_length(self.shipped + behind);
-            bar.set_position(self.shipped);
         }
         for file in &files {
             self.ship_file(&file.path, wake)?;
@@ -206,6 +188,31 @@ impl Shipper {
             .last_success
             .set(chrono::Utc::now().timestamp());
         Ok(())
+    }
+
+    /// The day files now, and how many rows they hold that are not shipped
+    /// yet (the metric, and the progress bar's length).
+    fn look(&mut self) -> Result<Vec<dayfile::DayFile>> {
+        let mut warnings = Warnings::default();
+        let files = dayfile::list_day_files(&self.dir, &mut warnings)?;
+        warnings.log();
+        // Forget files that are gone.
+        self.cursor.files.retain(|name, _| {
+            files
+                .iter()
+                .any(|f| f.path.file_name().and_then(|n| n.to_str()) == Some(name.as_str()))
+        });
+        let behind = self.rows_behind(&files)?;
+        self.metrics
+            .rows_behind
+            .set(i64::try_from(behind).unwrap_or(i64::MAX));
+        if let Some(bar) = &self.progress
+            && behind > 0
+        {
+            bar.set_length(self.shipped + behind);
+            bar.set_position(self.shipped);
+        }
+        Ok(files)
     }
 
     /// Lines not shipped yet in `files` (a new file's header counts as one).
@@ -492,7 +499,11 @@ impl Shipper {
                         break;
                     }
                     match wake.recv_timeout(left) {
-                        Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                        // A flush: more rows may be behind.
+                        Ok(()) => {
+                            self.look().map_err(Stop::Local)?;
+                        }
+                        Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => return Err(Stop::Asked),
                     }
                 }
