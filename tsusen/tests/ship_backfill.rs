@@ -568,3 +568,33 @@ fn https_with_a_private_ca() {
     .unwrap();
     assert!(one_error_line(&out).contains("--clickhouse-ca /dev/null"));
 }
+
+/// A sensor killed mid-write leaves a torn last line, which its restart cuts
+/// before writing on: inside a file's first bytes, that must not look like
+/// a file rewritten under the shipper (only shipped bytes identify a file).
+#[test]
+fn a_torn_line_cut_early_in_a_file_is_not_taken_for_a_rewrite() {
+    let node = node_test!();
+    let dir = tempdir("torn");
+    let row = |port: u16| -> dayfile::Row {
+        format!("TCP {port} 198.18.0.1 192.0.2.1 1764000000")
+            .parse()
+            .unwrap()
+    };
+    let path = testdata::write_day(&dir, row(1).day(), &[row(1)]).unwrap();
+    let whole = fs::metadata(&path).unwrap().len();
+    let mut file = fs::OpenOptions::new().append(true).open(&path).unwrap();
+    file.write_all(b"TCP 3 198.19.2").unwrap();
+    ship_once_ok(&node, &dir, "t", "t.torn");
+    assert_eq!(node.count("SELECT count() FROM t.torn"), 1);
+
+    // The restart's cut, then more rows.
+    file.set_len(whole).unwrap();
+    for port in [2, 3] {
+        writeln!(file, "{}", row(port)).unwrap();
+    }
+    let log = ship_once_ok(&node, &dir, "t", "t.torn");
+    assert!(!log.contains("shipping it again"), "{log}");
+    let query = |sql: &str| node.query(sql);
+    assert_eq!(counts(query, "t.torn"), (3, 3, 3));
+}

@@ -42,8 +42,8 @@ pub struct Cursor {
 pub struct FileCursor {
     /// The file's inode when shipping began.
     pub inode: u64,
-    /// Its first bytes (up to [`HEAD_BYTES`]), hex: a file replaced by
-    /// another one on the same inode differs here.
+    /// Its first bytes (up to [`HEAD_BYTES`], and only bytes shipped), hex:
+    /// a file replaced by another one on the same inode differs here.
     pub head: String,
     /// Bytes shipped: the end of the last row ClickHouse acknowledged.
     pub offset: u64,
@@ -57,11 +57,11 @@ pub struct FileCursor {
 }
 
 impl FileCursor {
-    /// A cursor at the start of a file.
-    pub fn start(inode: u64, head: &[u8]) -> Self {
+    /// A cursor at the start of a file (its first bytes are learned as
+    /// they are shipped).
+    pub fn start(inode: u64) -> Self {
         FileCursor {
             inode,
-            head: hex(head),
             ..FileCursor::default()
         }
     }
@@ -90,7 +90,7 @@ impl FileCursor {
         None
     }
 
-    /// Remember more of the file's first bytes once it has grown.
+    /// Remember more of the file's first bytes once more of them are shipped.
     pub fn learn_head(&mut self, head: &[u8]) {
         if head.len() * 2 > self.head.len() {
             self.head = hex(head);
@@ -157,7 +157,8 @@ mod tests {
 
     #[test]
     fn a_file_replaced_or_truncated_is_noticed() {
-        let mut cursor = FileCursor::start(7, b"proto dst_port");
+        let mut cursor = FileCursor::start(7);
+        cursor.learn_head(b"proto dst_port");
         cursor.offset = 100;
         assert_eq!(cursor.changed(7, 120, b"proto dst_port src_ip"), None);
         assert!(cursor.changed(8, 120, b"proto dst_port").is_some());
@@ -174,7 +175,7 @@ mod tests {
         let path = path(&dir, "s1");
         assert!(Cursor::load(&path).unwrap().files.is_empty());
         let mut cursor = Cursor::default();
-        let mut file = FileCursor::start(1, b"x");
+        let mut file = FileCursor::start(1);
         file.set_format(Some(Format::OriginalLater));
         file.in_flight = Some(40);
         cursor.files.insert("2026-11-24.csv".into(), file.clone());

@@ -257,12 +257,11 @@ impl Shipper {
                         path.display()
                     );
                     self.metrics.cursor_resets.inc();
-                    FileCursor::start(inode, &head)
+                    FileCursor::start(inode)
                 }
             },
-            None => FileCursor::start(inode, &head),
+            None => FileCursor::start(inode),
         };
-        state.learn_head(&head);
         // A batch in flight when the last run ended: the same bytes again.
         if let Some(end) = state.in_flight {
             let batch = self
@@ -301,6 +300,10 @@ impl Shipper {
             self.cursor.save(&self.cursor_path).map_err(Stop::Local)?;
             self.send(&name, &mut state, &batch, wake)?;
         }
+        // Only shipped bytes identify the file: beyond them may be a torn
+        // line that the sensor's restart cuts.
+        let shipped = usize::try_from(state.offset).map_or(head.len(), |n| n.min(head.len()));
+        state.learn_head(&head[..shipped]);
         if self.cursor.files.get(&name) != Some(&state) {
             self.cursor.files.insert(name, state);
             self.cursor.save(&self.cursor_path).map_err(Stop::Local)?;
