@@ -54,8 +54,8 @@ pub struct ShipSettings {
 
 impl ShipSettings {
     fn resolve(
-        args: crate::clickhouse::ClickHouseArgs,
-        sensor: Option<String>,
+        args: &crate::clickhouse::ClickHouseArgs,
+        sensor: Option<&str>,
     ) -> Result<Option<Self>> {
         if args.urls.is_empty() {
             let others = [
@@ -76,7 +76,7 @@ impl ShipSettings {
         Ok(Some(ShipSettings {
             client: args.client()?,
             table: args.table()?,
-            sensor: crate::ship::sensor_name(sensor.as_deref())?,
+            sensor: crate::ship::sensor_name(sensor)?,
         }))
     }
 
@@ -223,8 +223,9 @@ impl Settings {
         if max_pending == 0 {
             bail!("--max-pending must be at least 1 (rows held while the out-dir refuses writes)");
         }
+        let sensor = args.sensor.or(file.sensor);
         let ship = ShipSettings::resolve(
-            crate::clickhouse::ClickHouseArgs {
+            &crate::clickhouse::ClickHouseArgs {
                 urls: pick(args.clickhouse.urls, file.clickhouse),
                 clickhouse_password_file: args
                     .clickhouse
@@ -237,7 +238,7 @@ impl Settings {
                     .clickhouse_cluster
                     .or(file.clickhouse_cluster),
             },
-            args.sensor.or(file.sensor),
+            sensor.as_deref(),
         )?;
         Ok(Settings {
             ifaces,

@@ -430,10 +430,13 @@ impl Shipper {
     fn batch_stored(&mut self, first: &Row, last: &Row, wake: Option<&Wake>) -> Result<bool, Stop> {
         let condition = |row: &Row| {
             let hex = |ip| {
+                use std::fmt::Write as _;
                 tsusen_common::tuple::mapped(ip)
                     .iter()
-                    .map(|b| format!("{b:02X}"))
-                    .collect::<String>()
+                    .fold(String::new(), |mut hex, b| {
+                        let _ = write!(hex, "{b:02X}");
+                        hex
+                    })
             };
             format!(
                 "(day = '{}' AND proto = {} AND dst_port = {} AND hex(src_ip) = '{}' AND hex(dst_ip) = '{}')",
