@@ -17,7 +17,8 @@ use std::{
 };
 
 use ship_support::{
-    counts, rows_in_files, rows_stored, ship_command, ship_once_ok, tempdir, url, wait_count,
+    counts, follow_command, rows_in_files, rows_stored, ship_command, ship_once_ok, tempdir, url,
+    wait_count,
 };
 use tsusen::{
     dayfile::{self, ORIGINAL_FIRST_HEADER, ORIGINAL_LATER_HEADER},
@@ -151,27 +152,13 @@ fn kill_9_mid_batch_then_restart_stores_every_row_once() {
     let expected = rows_in_files(&dir, "k");
     let n = expected.len() as u64;
     let cursor_path = dir.join(".tsusen-ship-k.json");
-    let url = url(&node);
-    let dir_arg = dir.display().to_string();
     let mut killed_in_flight = 0;
     for _ in 0..3 {
         let child = KillOnDrop(
-            ship_command(
-                &node,
-                &[
-                    "--dir",
-                    &dir_arg,
-                    "--clickhouse",
-                    &url,
-                    "--clickhouse-table",
-                    "t.k",
-                    "--sensor",
-                    "k",
-                ],
-            )
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+            follow_command(&node, &dir, "k", "t.k")
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
         );
         // Until a batch is in flight (or everything is shipped).
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -284,25 +271,11 @@ fn rows_wait_while_clickhouse_is_down_and_arrive_when_it_is_back() {
             .unwrap()
     };
     let path = testdata::write_day(&dir, row(1).day(), &[row(1), row(2)]).unwrap();
-    let url = url(&node);
-    let dir_arg = dir.display().to_string();
     let mut shipper = KillOnDrop(
-        ship_command(
-            &node,
-            &[
-                "--dir",
-                &dir_arg,
-                "--clickhouse",
-                &url,
-                "--clickhouse-table",
-                "t.d",
-                "--sensor",
-                "d",
-            ],
-        )
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap(),
+        follow_command(&node, &dir, "d", "t.d")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
     );
     let log = collect_lines(shipper.0.stderr.take().unwrap());
     let query = |sql: &str| node.try_query(sql);

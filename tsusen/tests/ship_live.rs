@@ -7,12 +7,9 @@
 
 mod ship_support;
 
-use std::{
-    thread,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
-use ship_support::{counts, rows_in_files, rows_stored, tempdir};
+use ship_support::{counts, rows_in_files, rows_stored, tempdir, wait_count};
 use tsusen::{
     live_test, skip_unless,
     testing::{
@@ -30,21 +27,13 @@ fn query<'a>(live: &'a Live, node: &'a Node) -> impl Fn(&str) -> String + Copy +
     move |sql: &str| in_netns(&live.net.sensor, || node.query(sql))
 }
 
-/// Wait until `table` holds `n` rows (a deadline for a failing test only).
+/// Wait until `table` holds `n` rows, asking from the sensor's namespace.
 fn wait_stored(live: &Live, node: &Node, table: &str, n: u64) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let count = in_netns(&live.net.sensor, || {
-            node.try_query(&format!("SELECT count() FROM {table}"))
-        })
-        .ok()
-        .and_then(|c| c.trim().parse().ok())
-        .unwrap_or(0);
-        if count >= n || Instant::now() > deadline {
-            return count;
-        }
-        thread::sleep(Duration::from_millis(200));
-    }
+    wait_count(
+        |sql: &str| in_netns(&live.net.sensor, || node.try_query(sql)),
+        table,
+        n,
+    )
 }
 
 fn url(node: &Node) -> String {

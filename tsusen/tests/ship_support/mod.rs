@@ -42,11 +42,11 @@ pub(crate) fn url(node: &Node) -> String {
     node.url().replacen("://", "://default@", 1)
 }
 
-/// `tsusen ship --once` of `dir` into `table` as `sensor`; its output.
-pub(crate) fn ship_once(node: &Node, dir: &Path, sensor: &str, table: &str) -> Output {
+/// `tsusen ship` following `dir` into `table` as `sensor`.
+pub(crate) fn follow_command(node: &Node, dir: &Path, sensor: &str, table: &str) -> Command {
     let url = url(node);
     let dir = dir.display().to_string();
-    let out = ship_command(
+    ship_command(
         node,
         &[
             "--dir",
@@ -57,11 +57,16 @@ pub(crate) fn ship_once(node: &Node, dir: &Path, sensor: &str, table: &str) -> O
             table,
             "--sensor",
             sensor,
-            "--once",
         ],
     )
-    .output()
-    .unwrap();
+}
+
+/// `tsusen ship --once` of `dir` into `table` as `sensor`; its output.
+pub(crate) fn ship_once(node: &Node, dir: &Path, sensor: &str, table: &str) -> Output {
+    let out = follow_command(node, dir, sensor, table)
+        .arg("--once")
+        .output()
+        .unwrap();
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     out
 }
