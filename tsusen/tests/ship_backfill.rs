@@ -17,8 +17,8 @@ use std::{
 };
 
 use ship_support::{
-    counts, follow_command, rows_in_files, rows_stored, ship_command, ship_once_ok, tempdir, url,
-    wait_count,
+    counts, follow_command, rows_in_files, rows_stored, ship_command, ship_once, ship_once_ok,
+    tempdir, url, wait_count,
 };
 use tsusen::{
     dayfile::{self, ORIGINAL_FIRST_HEADER, ORIGINAL_LATER_HEADER},
@@ -570,4 +570,33 @@ fn a_torn_line_cut_early_in_a_file_is_not_taken_for_a_rewrite() {
     assert!(!log.contains("shipping it again"), "{log}");
     let query = |sql: &str| node.query(sql);
     assert_eq!(counts(query, "t.torn"), (3, 3, 3));
+}
+
+/// Two shippers of one directory as one sensor would each ship every row on
+/// a cursor of their own: the second is refused.
+#[test]
+fn a_second_shipper_of_the_same_directory_and_sensor_is_refused() {
+    let node = node_test!();
+    let dir = tempdir("twice");
+    let _first = KillOnDrop(
+        follow_command(&node, &dir, "s", "t.a")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !dir.join(".tsusen-ship-s.lock").exists() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    // The lock file is made before the lock is taken: wait for the holder.
+    let out = loop {
+        let out = ship_once(&node, &dir, "s", "t.a");
+        if !out.status.success() || Instant::now() > deadline {
+            break out;
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    let line = one_error_line(&out);
+    assert!(line.contains("by another tsusen already"), "{line}");
+    assert!(ship_once(&node, &dir, "other", "t.a").status.success());
 }

@@ -313,6 +313,32 @@ mod tests {
     }
 
     #[test]
+    fn clickhouse_settings_come_from_the_file_and_flags_win() {
+        let text = "iface = \"lo\"\nclickhouse = \"http://tsusen@ch1:8123\"\nsensor = \"edge-1\"\nclickhouse-table = \"fleet.rows\"\nclickhouse-cluster = \"fleet\"\n";
+        let ship = resolve_file(text).unwrap().ship.expect("shipping on");
+        assert_eq!(ship.client.urls(), ["http://tsusen@ch1:8123/"]);
+        assert_eq!(ship.sensor, "edge-1");
+        assert_eq!(ship.table.qualified(), "fleet.rows");
+        assert_eq!(ship.table.cluster.as_deref(), Some("fleet"));
+        let path = write(text);
+        let args = RunFlags {
+            config: Some(path.clone()),
+            sensor: Some("edge-2".into()),
+            ..RunFlags::default()
+        };
+        let s = Settings::resolve(args).unwrap();
+        fs::remove_file(path).unwrap();
+        assert_eq!(s.ship.unwrap().sensor, "edge-2");
+
+        assert!(resolve_file("iface = \"lo\"\n").unwrap().ship.is_none());
+        let err = resolve_file("iface = \"lo\"\nsensor = \"x\"\n").unwrap_err();
+        assert!(err.to_string().contains("without clickhouse"), "{err}");
+        let err = resolve_file("iface = \"lo\"\nclickhouse = \"http://h:1\"\nsensor = \"a/b\"\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("--sensor"), "{err}");
+    }
+
+    #[test]
     fn a_list_key_takes_one_value_too() {
         let s = resolve_file(
             "iface = \"lo\"\nlocal = \"203.0.113.0/24\"\nignore-port = 23\nignore-net = \"198.51.100.0/24\"\n",

@@ -30,6 +30,33 @@ pub fn path(dir: &Path, sensor: &str) -> PathBuf {
     dir.join(format!(".tsusen-ship-{sensor}.json"))
 }
 
+/// One shipper per directory and sensor: a second one would ship the same
+/// rows on its own cursor. Held (an flock, which the kernel drops when the
+/// process ends, `kill -9` included) until dropped.
+pub fn lock(dir: &Path, sensor: &str) -> Result<nix::fcntl::Flock<File>> {
+    let path = dir.join(format!(".tsusen-ship-{sensor}.lock"));
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
+        |(_, errno)| {
+            if errno == nix::errno::Errno::EWOULDBLOCK {
+                anyhow::anyhow!(
+                    "{} is shipped as sensor {sensor} by another tsusen already (tsusen ship, \
+                     or run --clickhouse on it); stop that one first",
+                    dir.display()
+                )
+            } else {
+                anyhow::Error::new(std::io::Error::from(errno))
+                    .context(format!("locking {}", path.display()))
+            }
+        },
+    )
+}
+
 /// Where shipping stands in every day file of a directory.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Cursor {

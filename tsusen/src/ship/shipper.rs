@@ -90,6 +90,8 @@ pub struct Shipper {
     /// Shows progress on a terminal (`ship`).
     progress: Option<indicatif::ProgressBar>,
     last_report: Instant,
+    /// Held while this shipper lives: one per directory and sensor.
+    _lock: nix::fcntl::Flock<File>,
 }
 
 impl Shipper {
@@ -101,6 +103,7 @@ impl Shipper {
         on_refusal: OnRefusal,
     ) -> Result<Self> {
         schema::check_sensor(sensor)?;
+        let lock = cursor::lock(dir, sensor)?;
         let cursor_path = cursor::path(dir, sensor);
         let cursor = Cursor::load(&cursor_path)?;
         let client = if table.cluster.is_some() {
@@ -124,6 +127,7 @@ impl Shipper {
             started: Instant::now(),
             progress: None,
             last_report: Instant::now(),
+            _lock: lock,
         })
     }
 
