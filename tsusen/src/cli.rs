@@ -31,7 +31,8 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the sensor on one or more interfaces (needs root or CAP_BPF+CAP_PERFMON+CAP_NET_ADMIN).
-    Run(RunArgs),
+    // Boxed: the largest by far (its ClickHouse flags included).
+    Run(Box<RunArgs>),
     /// Feed pcap/pcapng files through the same rules and write day files (no root needed).
     Replay(ReplayArgs),
     /// Write trends, spikes and details of the day files as one self-contained HTML file.

@@ -54,8 +54,8 @@ pub struct ShipSettings {
 
 impl ShipSettings {
     fn resolve(
-        args: crate::clickhouse::ClickHouseArgs,
-        sensor: Option<String>,
+        args: &crate::clickhouse::ClickHouseArgs,
+        sensor: Option<&str>,
     ) -> Result<Option<Self>> {
         if args.urls.is_empty() {
             let others = [
@@ -76,7 +76,7 @@ impl ShipSettings {
         Ok(Some(ShipSettings {
             client: args.client()?,
             table: args.table()?,
-            sensor: crate::ship::sensor_name(sensor.as_deref())?,
+            sensor: crate::ship::sensor_name(sensor)?,
         }))
     }
 
@@ -223,8 +223,9 @@ impl Settings {
         if max_pending == 0 {
             bail!("--max-pending must be at least 1 (rows held while the out-dir refuses writes)");
         }
+        let sensor = args.sensor.or(file.sensor);
         let ship = ShipSettings::resolve(
-            crate::clickhouse::ClickHouseArgs {
+            &crate::clickhouse::ClickHouseArgs {
                 urls: pick(args.clickhouse.urls, file.clickhouse),
                 clickhouse_password_file: args
                     .clickhouse
@@ -237,7 +238,7 @@ impl Settings {
                     .clickhouse_cluster
                     .or(file.clickhouse_cluster),
             },
-            args.sensor.or(file.sensor),
+            sensor.as_deref(),
         )?;
         Ok(Settings {
             ifaces,
@@ -309,6 +310,32 @@ mod tests {
         let result = Settings::resolve(args);
         fs::remove_file(path).unwrap();
         result
+    }
+
+    #[test]
+    fn clickhouse_settings_come_from_the_file_and_flags_win() {
+        let text = "iface = \"lo\"\nclickhouse = \"http://tsusen@ch1:8123\"\nsensor = \"edge-1\"\nclickhouse-table = \"fleet.rows\"\nclickhouse-cluster = \"fleet\"\n";
+        let ship = resolve_file(text).unwrap().ship.expect("shipping on");
+        assert_eq!(ship.client.urls(), ["http://tsusen@ch1:8123/"]);
+        assert_eq!(ship.sensor, "edge-1");
+        assert_eq!(ship.table.qualified(), "fleet.rows");
+        assert_eq!(ship.table.cluster.as_deref(), Some("fleet"));
+        let path = write(text);
+        let args = RunFlags {
+            config: Some(path.clone()),
+            sensor: Some("edge-2".into()),
+            ..RunFlags::default()
+        };
+        let s = Settings::resolve(args).unwrap();
+        fs::remove_file(path).unwrap();
+        assert_eq!(s.ship.unwrap().sensor, "edge-2");
+
+        assert!(resolve_file("iface = \"lo\"\n").unwrap().ship.is_none());
+        let err = resolve_file("iface = \"lo\"\nsensor = \"x\"\n").unwrap_err();
+        assert!(err.to_string().contains("without clickhouse"), "{err}");
+        let err = resolve_file("iface = \"lo\"\nclickhouse = \"http://h:1\"\nsensor = \"a/b\"\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("--sensor"), "{err}");
     }
 
     #[test]

@@ -30,6 +30,33 @@ pub fn path(dir: &Path, sensor: &str) -> PathBuf {
     dir.join(format!(".tsusen-ship-{sensor}.json"))
 }
 
+/// One shipper per directory and sensor: a second one would ship the same
+/// rows on its own cursor. Held (an flock, which the kernel drops when the
+/// process ends, `kill -9` included) until dropped.
+pub fn lock(dir: &Path, sensor: &str) -> Result<nix::fcntl::Flock<File>> {
+    let path = dir.join(format!(".tsusen-ship-{sensor}.lock"));
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
+        |(_, errno)| {
+            if errno == nix::errno::Errno::EWOULDBLOCK {
+                anyhow::anyhow!(
+                    "{} is shipped as sensor {sensor} by another tsusen already (tsusen ship, \
+                     or run --clickhouse on it); stop that one first",
+                    dir.display()
+                )
+            } else {
+                anyhow::Error::new(std::io::Error::from(errno))
+                    .context(format!("locking {}", path.display()))
+            }
+        },
+    )
+}
+
 /// Where shipping stands in every day file of a directory.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Cursor {
@@ -42,8 +69,8 @@ pub struct Cursor {
 pub struct FileCursor {
     /// The file's inode when shipping began.
     pub inode: u64,
-    /// Its first bytes (up to [`HEAD_BYTES`]), hex: a file replaced by
-    /// another one on the same inode differs here.
+    /// Its first bytes (up to [`HEAD_BYTES`], and only bytes shipped), hex:
+    /// a file replaced by another one on the same inode differs here.
     pub head: String,
     /// Bytes shipped: the end of the last row ClickHouse acknowledged.
     pub offset: u64,
@@ -57,11 +84,11 @@ pub struct FileCursor {
 }
 
 impl FileCursor {
-    /// A cursor at the start of a file.
-    pub fn start(inode: u64, head: &[u8]) -> Self {
+    /// A cursor at the start of a file (its first bytes are learned as
+    /// they are shipped).
+    pub fn start(inode: u64) -> Self {
         FileCursor {
             inode,
-            head: hex(head),
             ..FileCursor::default()
         }
     }
@@ -90,7 +117,7 @@ impl FileCursor {
         None
     }
 
-    /// Remember more of the file's first bytes once it has grown.
+    /// Remember more of the file's first bytes once more of them are shipped.
     pub fn learn_head(&mut self, head: &[u8]) {
         if head.len() * 2 > self.head.len() {
             self.head = hex(head);
@@ -157,7 +184,8 @@ mod tests {
 
     #[test]
     fn a_file_replaced_or_truncated_is_noticed() {
-        let mut cursor = FileCursor::start(7, b"proto dst_port");
+        let mut cursor = FileCursor::start(7);
+        cursor.learn_head(b"proto dst_port");
         cursor.offset = 100;
         assert_eq!(cursor.changed(7, 120, b"proto dst_port src_ip"), None);
         assert!(cursor.changed(8, 120, b"proto dst_port").is_some());
@@ -174,7 +202,7 @@ mod tests {
         let path = path(&dir, "s1");
         assert!(Cursor::load(&path).unwrap().files.is_empty());
         let mut cursor = Cursor::default();
-        let mut file = FileCursor::start(1, b"x");
+        let mut file = FileCursor::start(1);
         file.set_format(Some(Format::OriginalLater));
         file.in_flight = Some(40);
         cursor.files.insert("2026-11-24.csv".into(), file.clone());

@@ -90,6 +90,8 @@ pub struct Shipper {
     /// Shows progress on a terminal (`ship`).
     progress: Option<indicatif::ProgressBar>,
     last_report: Instant,
+    /// Held while this shipper lives: one per directory and sensor.
+    _lock: nix::fcntl::Flock<File>,
 }
 
 impl Shipper {
@@ -101,6 +103,7 @@ impl Shipper {
         on_refusal: OnRefusal,
     ) -> Result<Self> {
         schema::check_sensor(sensor)?;
+        let lock = cursor::lock(dir, sensor)?;
         let cursor_path = cursor::path(dir, sensor);
         let cursor = Cursor::load(&cursor_path)?;
         let client = if table.cluster.is_some() {
@@ -124,6 +127,7 @@ impl Shipper {
             started: Instant::now(),
             progress: None,
             last_report: Instant::now(),
+            _lock: lock,
         })
     }
 
@@ -173,30 +177,12 @@ impl Shipper {
 
     /// Ship every complete row of every day file.
     fn pass(&mut self, wake: Option<&Wake>) -> Result<(), Stop> {
+        let files = self.look().map_err(Stop::Local)?;
         while !self.table_ready {
             match self.prepare() {
                 Ok(()) => self.recovered(),
                 Err(err) => self.failed(err, 0, wake)?,
             }
-        }
-        let mut warnings = Warnings::default();
-        let files = dayfile::list_day_files(&self.dir, &mut warnings).map_err(Stop::Local)?;
-        warnings.log();
-        // Forget files that are gone.
-        self.cursor.files.retain(|name, _| {
-            files
-                .iter()
-                .any(|f| f.path.file_name().and_then(|n| n.to_str()) == Some(name.as_str()))
-        });
-        let behind = self.rows_behind(&files).map_err(Stop::Local)?;
-        self.metrics
-            .rows_behind
-            .set(i64::try_from(behind).unwrap_or(i64::MAX));
-        if let Some(bar) = &self.progress
-            && behind > 0
-        {
-            bar.set_length(self.shipped + behind);
-            bar.set_position(self.shipped);
         }
         for file in &files {
             self.ship_file(&file.path, wake)?;
@@ -206,6 +192,31 @@ impl Shipper {
             .last_success
             .set(chrono::Utc::now().timestamp());
         Ok(())
+    }
+
+    /// The day files now, and how many rows they hold that are not shipped
+    /// yet (the metric, and the progress bar's length).
+    fn look(&mut self) -> Result<Vec<dayfile::DayFile>> {
+        let mut warnings = Warnings::default();
+        let files = dayfile::list_day_files(&self.dir, &mut warnings)?;
+        warnings.log();
+        // Forget files that are gone.
+        self.cursor.files.retain(|name, _| {
+            files
+                .iter()
+                .any(|f| f.path.file_name().and_then(|n| n.to_str()) == Some(name.as_str()))
+        });
+        let behind = self.rows_behind(&files)?;
+        self.metrics
+            .rows_behind
+            .set(i64::try_from(behind).unwrap_or(i64::MAX));
+        if let Some(bar) = &self.progress
+            && behind > 0
+        {
+            bar.set_length(self.shipped + behind);
+            bar.set_position(self.shipped);
+        }
+        Ok(files)
     }
 
     /// Lines not shipped yet in `files` (a new file's header counts as one).
@@ -250,12 +261,11 @@ impl Shipper {
                         path.display()
                     );
                     self.metrics.cursor_resets.inc();
-                    FileCursor::start(inode, &head)
+                    FileCursor::start(inode)
                 }
             },
-            None => FileCursor::start(inode, &head),
+            None => FileCursor::start(inode),
         };
-        state.learn_head(&head);
         // A batch in flight when the last run ended: the same bytes again.
         if let Some(end) = state.in_flight {
             let batch = self
@@ -294,6 +304,10 @@ impl Shipper {
             self.cursor.save(&self.cursor_path).map_err(Stop::Local)?;
             self.send(&name, &mut state, &batch, wake)?;
         }
+        // Only shipped bytes identify the file: beyond them may be a torn
+        // line that the sensor's restart cuts.
+        let shipped = usize::try_from(state.offset).map_or(head.len(), |n| n.min(head.len()));
+        state.learn_head(&head[..shipped]);
         if self.cursor.files.get(&name) != Some(&state) {
             self.cursor.files.insert(name, state);
             self.cursor.save(&self.cursor_path).map_err(Stop::Local)?;
@@ -420,10 +434,13 @@ impl Shipper {
     fn batch_stored(&mut self, first: &Row, last: &Row, wake: Option<&Wake>) -> Result<bool, Stop> {
         let condition = |row: &Row| {
             let hex = |ip| {
+                use std::fmt::Write as _;
                 tsusen_common::tuple::mapped(ip)
                     .iter()
-                    .map(|b| format!("{b:02X}"))
-                    .collect::<String>()
+                    .fold(String::new(), |mut hex, b| {
+                        let _ = write!(hex, "{b:02X}");
+                        hex
+                    })
             };
             format!(
                 "(day = '{}' AND proto = {} AND dst_port = {} AND hex(src_ip) = '{}' AND hex(dst_ip) = '{}')",
@@ -492,7 +509,11 @@ impl Shipper {
                         break;
                     }
                     match wake.recv_timeout(left) {
-                        Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                        // A flush: more rows may be behind.
+                        Ok(()) => {
+                            self.look().map_err(Stop::Local)?;
+                        }
+                        Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => return Err(Stop::Asked),
                     }
                 }
