@@ -347,7 +347,7 @@ fn serve_picks_up_rows_shipped_while_it_runs() {
     let dir = day_files("ch-refresh", 3);
     let rows = rows_of(&dir);
     let last = day_from_name("2026-01-30").unwrap();
-    let node = Node::start();
+    let mut node = Node::start();
     create_table(&node, "tsusen.attempts");
     let (old, newest): (Vec<Row>, Vec<Row>) = rows
         .into_iter()
@@ -372,6 +372,19 @@ fn serve_picks_up_rows_shipped_while_it_runs() {
     ] {
         assert_eq!(server.json(endpoint), as_served(&files[part]), "{endpoint}");
     }
+
+    // ClickHouse gone: the views stay served (refreshes fail and are
+    // logged); what is asked at request time is a 502 with the one line.
+    node.kill9();
+    let r = server.get("/api/series/sensors?proto=TCP&port=5555");
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert!(
+        r.body.contains("is clickhouse-server running"),
+        "{}",
+        r.body
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(server.json("/api/spikes"), as_served(&files["spikes"]));
 }
 
 /// Poll `/api/summary` until `unchanged` no longer holds (a refresh ran).
@@ -461,4 +474,50 @@ fn wrong_url_password_table_or_flags_are_one_clear_line() {
         stderr.contains("--dir <DIR>") && stderr.contains("--clickhouse <URL>"),
         "{stderr}"
     );
+}
+
+/// The report over 30 generated days from ClickHouse against the same day
+/// files, both timed in one run (ignored by default: the full size writes
+/// about 1.4 GB of day files and stores 30,000,000 rows).
+///
+/// `TSUSEN_REPORT_ROWS=1000000 cargo test --release -p tsusen --test report_clickhouse -- --ignored --nocapture`
+#[test]
+#[ignore = "stores up to 30,000,000 rows; run with --ignored in release"]
+fn thirty_days_from_clickhouse_against_day_files() {
+    skip_unless!(why_not_node().is_empty(), &why_not_node());
+    let rows: usize = std::env::var("TSUSEN_REPORT_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    // The inputs report_perf times too.
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("report-bench-{rows}"));
+    if std::fs::read_dir(&dir).map_or(0, Iterator::count) != 30 {
+        tsusen::report::bench_inputs(&dir, 30, rows).unwrap();
+    }
+    let node = Node::start();
+    create_table(&node, "tsusen.attempts");
+    let t = Instant::now();
+    let mut warnings = Warnings::default();
+    for file in dayfile::list_day_files(&dir, &mut warnings).unwrap() {
+        let mut day = Vec::with_capacity(rows);
+        dayfile::read_day_file(&file.path, &mut warnings, |r| day.push(*r)).unwrap();
+        insert(&node, "tsusen.attempts", "edge-1", &day);
+    }
+    eprintln!("stored 30 x {rows} rows in {:.2?}", t.elapsed());
+
+    let t = Instant::now();
+    let files = files_loader(&dir);
+    let from_files = t.elapsed();
+    let t = Instant::now();
+    let clickhouse = clickhouse_loader(&node, "tsusen.attempts", &[]);
+    let from_clickhouse = t.elapsed();
+    eprintln!(
+        "load: day files {from_files:.2?}, ClickHouse {from_clickhouse:.2?} ({:.2}x the files' time)",
+        from_clickhouse.as_secs_f64() / from_files.as_secs_f64()
+    );
+    let t = Instant::now();
+    let mut clickhouse = clickhouse;
+    assert!(!clickhouse.refresh().unwrap().changed);
+    eprintln!("ClickHouse refresh without changes: {:.2?}", t.elapsed());
+    assert_same(&views(&clickhouse), &views(&files));
 }

@@ -3,12 +3,14 @@
 //! read:
 //!
 //! - a baseline day: distinct sources per (protocol, port), `uniqExact`;
-//! - a shown day: one row per (protocol, port, source) with `min(first_seen)`
-//!   and its distinct destinations (`groupUniqArray`), which the
-//!   [`DayBuilder`] turns into the same aggregate a day file gives.
+//! - a shown day: one row per (protocol, port, source, sensor) with
+//!   `min(first_seen)` and its destinations (`groupArray`), which the
+//!   [`DayBuilder`] turns into the same aggregate a day file gives (merging
+//!   sensors, each destination once).
 //!
-//! Every query is insensitive to duplicate rows (a batch shipped twice, a
-//! replica's copy): `uniqExact`, `min` and `groupUniqArray` count a row once.
+//! Every result is insensitive to duplicate rows (a batch shipped twice, a
+//! replica's copy): `uniqExact` and `min` count a row once, and a
+//! destination listed twice is counted once.
 //! `--sensor` (repeatable) keeps only those sensors' rows; none means all.
 //!
 //! A day's [`Stamp`] is its `count()` and `max(first_seen)`: an insert (or a
@@ -75,13 +77,10 @@ impl ClickHouseDays {
         })
     }
 
-    /// Run a query, its TSV answer as lines of tab-separated fields.
-    fn rows(&self, sql: &str) -> Result<Vec<Vec<String>>> {
-        let text = self.client.query(sql).map_err(user_error)?;
-        Ok(text
-            .lines()
-            .map(|line| line.split('\t').map(unescape).collect())
-            .collect())
+    /// Run a query: its TabSeparated answer, read line by line with
+    /// [`fields`].
+    fn query(&self, sql: &str) -> Result<String> {
+        self.client.query(sql).map_err(user_error)
     }
 
     fn day_condition(day: u16) -> String {
@@ -101,16 +100,17 @@ fn user_error(err: ClickHouseError) -> anyhow::Error {
 
 impl DaySource for ClickHouseDays {
     fn list(&self) -> Result<Listing> {
-        let counts = self.rows(&format!(
+        let counts = self.query(&format!(
             "SELECT toUInt16(day), count() FROM {} WHERE 1{} GROUP BY day ORDER BY day FORMAT TabSeparated",
             self.table, self.sensor_filter
         ))?;
-        let mut days = Vec::with_capacity(counts.len());
-        for row in &counts {
-            let [day, count] = fields(row)?;
+        let mut days = Vec::new();
+        for line in counts.lines() {
+            let [day, count] = fields(line)?;
+            let day = parse(day)?;
             days.push(Listed {
-                day: parse(day)?,
-                name: format!("{} in ClickHouse", day_name(parse(day)?)),
+                day,
+                name: format!("{} in ClickHouse", day_name(day)),
                 stamp: Stamp::Rows {
                     count: parse(count)?,
                     newest: 0,
@@ -122,15 +122,15 @@ impl DaySource for ClickHouseDays {
         let today = dayfile::today();
         if let Some(newest) = days.iter().rev().map(|d| d.day).find(|&d| d <= today) {
             let first = newest.saturating_sub(self.span - 1);
-            let newest_seen = self.rows(&format!(
+            let newest_seen = self.query(&format!(
                 "SELECT toUInt16(day), toUInt32(max(first_seen)) FROM {} WHERE day >= toDate('{}') AND day <= toDate('{}'){} GROUP BY day FORMAT TabSeparated",
                 self.table,
                 day_name(first),
                 day_name(newest),
                 self.sensor_filter
             ))?;
-            for row in &newest_seen {
-                let [day, seen] = fields(row)?;
+            for line in newest_seen.lines() {
+                let [day, seen] = fields(line)?;
                 let day: u16 = parse(day)?;
                 if let Some(listed) = days.iter_mut().find(|d| d.day == day)
                     && let Stamp::Rows { newest, .. } = &mut listed.stamp
@@ -148,15 +148,15 @@ impl DaySource for ClickHouseDays {
     fn read_day(&self, listed: &Listed, with_details: bool) -> Result<DayRead> {
         let day = listed.day;
         if !with_details {
-            let rows = self.rows(&format!(
+            let rows = self.query(&format!(
                 "SELECT proto, dst_port, uniqExact(src_ip) FROM {} WHERE {}{} GROUP BY proto, dst_port FORMAT TabSeparated",
                 self.table,
                 Self::day_condition(day),
                 self.sensor_filter
             ))?;
-            let mut services = Vec::with_capacity(rows.len());
-            for row in &rows {
-                let [proto, port, sources] = fields(row)?;
+            let mut services = Vec::new();
+            for line in rows.lines() {
+                let [proto, port, sources] = fields(line)?;
                 services.push((
                     ProtoPort {
                         proto: parse(proto)?,
@@ -172,18 +172,23 @@ impl DaySource for ClickHouseDays {
                 Warnings::default(),
             ));
         }
-        let rows = self.rows(&format!(
+        // Per sensor too, so the stored rows can be counted (one per sensor
+        // that saw a tuple); `groupArray`, not `groupUniqArray`: on 18.16 a
+        // set per key costs twice the whole query, and a destination stored
+        // twice is dropped here instead.
+        let rows = self.query(&format!(
             "SELECT proto, dst_port, hex(src_ip), toUInt32(min(first_seen)), \
-             arrayStringConcat(arrayMap(d -> hex(d), groupUniqArray(dst_ip))), uniqExact(sensor, dst_ip) \
-             FROM {} WHERE {}{} GROUP BY proto, dst_port, src_ip FORMAT TabSeparated",
+             arrayStringConcat(arrayMap(d -> hex(d), groupArray(dst_ip))) \
+             FROM {} WHERE {}{} GROUP BY proto, dst_port, src_ip, sensor FORMAT TabSeparated",
             self.table,
             Self::day_condition(day),
             self.sensor_filter
         ))?;
         let mut builder = DayBuilder::new(day, true);
         let mut stored = 0u64;
-        for row in &rows {
-            let [proto, port, src, first_seen, dsts, sensor_dsts] = fields(row)?;
+        let mut dsts: Vec<&[u8]> = Vec::new();
+        for line in rows.lines() {
+            let [proto, port, src, first_seen, hex_dsts] = fields(line)?;
             let mut row = Row {
                 proto: parse(proto)?,
                 dst_port: parse(port)?,
@@ -191,14 +196,18 @@ impl DaySource for ClickHouseDays {
                 dst_ip: IpAddr::from([0u8; 16]),
                 timestamp: parse(first_seen)?,
             };
-            if dsts.len() % 32 != 0 {
-                bail!("ClickHouse answered destinations {dsts:?}: not 32 hex digits each");
+            if hex_dsts.len() % 32 != 0 {
+                bail!("ClickHouse answered destinations {hex_dsts:?}: not 32 hex digits each");
             }
-            for dst in dsts.as_bytes().chunks(32) {
+            dsts.clear();
+            dsts.extend(hex_dsts.as_bytes().chunks(32));
+            dsts.sort_unstable();
+            dsts.dedup();
+            stored += dsts.len() as u64;
+            for dst in &dsts {
                 row.dst_ip = ip_of_hex(std::str::from_utf8(dst).context("hex digits")?)?;
                 builder.add(&row);
             }
-            stored += parse::<u64>(sensor_dsts)?;
         }
         let mut local = builder.finish();
         // Rows as stored, one per sensor that saw a tuple (not per copy).
@@ -212,7 +221,7 @@ impl DaySource for ClickHouseDays {
 
     fn per_sensor(&self, service: ProtoPort, days: RangeInclusive<u16>) -> Result<PerSensor> {
         let (first, last) = (*days.start(), *days.end());
-        let rows = self.rows(&format!(
+        let rows = self.query(&format!(
             "SELECT sensor, toUInt16(day), uniqExact(src_ip) FROM {} \
              WHERE day >= toDate('{}') AND day <= toDate('{}') AND proto = {} AND dst_port = {}{} \
              GROUP BY sensor, day ORDER BY sensor, day FORMAT TabSeparated",
@@ -225,11 +234,12 @@ impl DaySource for ClickHouseDays {
         ))?;
         let shown = usize::from(last.saturating_sub(first)) + 1;
         let mut sensors: Vec<(String, Vec<u32>)> = Vec::new();
-        for row in &rows {
-            let [sensor, day, sources] = fields(row)?;
+        for line in rows.lines() {
+            let [sensor, day, sources] = fields(line)?;
+            let sensor = unescape(sensor);
             let day: u16 = parse(day)?;
-            if sensors.last().is_none_or(|(name, _)| name != sensor) {
-                sensors.push((sensor.clone(), vec![0; shown]));
+            if sensors.last().is_none_or(|(name, _)| *name != sensor) {
+                sensors.push((sensor, vec![0; shown]));
             }
             let counts = &mut sensors.last_mut().expect("just pushed").1;
             if let Some(n) = counts.get_mut(usize::from(day.wrapping_sub(first))) {
@@ -240,14 +250,19 @@ impl DaySource for ClickHouseDays {
     }
 }
 
-/// A row's fields, exactly `N` of them.
-fn fields<const N: usize>(row: &[String]) -> Result<&[String; N]> {
-    row.try_into().map_err(|_| {
-        anyhow!(
-            "ClickHouse answered {} fields where {N} were asked for",
-            row.len()
-        )
-    })
+/// A TabSeparated line's fields, exactly `N` of them (as they are: numbers
+/// and hex digits have nothing to unescape).
+fn fields<const N: usize>(line: &str) -> Result<[&str; N]> {
+    let wrong = || anyhow!("ClickHouse answered {line:?} where {N} fields were asked for");
+    let mut out = [""; N];
+    let mut split = line.split('\t');
+    for field in &mut out {
+        *field = split.next().ok_or_else(wrong)?;
+    }
+    if split.next().is_some() {
+        return Err(wrong());
+    }
+    Ok(out)
 }
 
 fn parse<T: std::str::FromStr>(field: &str) -> Result<T> {
