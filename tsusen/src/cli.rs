@@ -31,7 +31,8 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the sensor on one or more interfaces (needs root or CAP_BPF+CAP_PERFMON+CAP_NET_ADMIN).
-    Run(RunArgs),
+    // Boxed: the largest by far (its ClickHouse flags included).
+    Run(Box<RunArgs>),
     /// Feed pcap/pcapng files through the same rules and write day files (no root needed).
     Replay(ReplayArgs),
     /// Write trends, spikes and details of the day files as one self-contained HTML file.
@@ -94,6 +95,12 @@ pub struct RunArgs {
     /// Replace an XDP program already attached to an interface.
     #[arg(long)]
     pub force: bool,
+    /// Ship rows to ClickHouse after each flush (see `tsusen ship`).
+    #[command(flatten)]
+    pub clickhouse: crate::clickhouse::ClickHouseArgs,
+    /// The name this sensor's rows are stored under in ClickHouse [default: this host's name].
+    #[arg(long, value_name = "NAME")]
+    pub sensor: Option<String>,
     /// TOML file with the same keys as these flags (e.g. `out-dir = "/srv/tsusen"`); flags win.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -116,6 +123,8 @@ impl From<RunArgs> for config::RunFlags {
             metrics_auth_file: args.metrics_auth_file,
             max_pending: args.max_pending,
             force: args.force,
+            clickhouse: args.clickhouse,
+            sensor: args.sensor,
             config: args.config,
             clock_start: args.clock_start,
         }

@@ -13,7 +13,7 @@ fn main() -> ExitCode {
     };
     logging::init();
     let result = match cli.command {
-        Command::Run(args) => tsusen::run::run(args.into()),
+        Command::Run(args) => tsusen::run::run((*args).into()),
         Command::Replay(args) => {
             tsusen::replay::run(&args.pcaps, &args.out_dir, &args.rules.into())
         }

@@ -95,3 +95,28 @@ fn a_node_without_merges_keeps_a_row_inserted_twice() {
         assert_eq!(node.count("SELECT count() FROM t FINAL"), 1);
     }
 }
+
+#[test]
+fn a_frozen_node_holds_a_request_until_thawed() {
+    let why = why_not_node();
+    skip_unless!(why.is_empty(), &why);
+    let node = Node::start();
+    node.query("CREATE TABLE t (x UInt32) ENGINE = MergeTree ORDER BY x");
+    node.freeze();
+    std::thread::scope(|scope| {
+        let insert = scope.spawn(|| node.insert("INSERT INTO t FORMAT TSV", b"1\n2\n"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while node.requests_waiting() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no request waiting at the frozen node"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(!insert.is_finished(), "no answer while frozen");
+        node.thaw();
+        insert.join().unwrap().unwrap();
+    });
+    assert_eq!(node.requests_waiting(), 0);
+    assert_eq!(node.count("SELECT count() FROM t"), 2);
+}

@@ -30,6 +30,13 @@ pub(super) struct FileConfig {
     pub(super) metrics_auth_file: Option<PathBuf>,
     pub(super) max_pending: Option<usize>,
     pub(super) force: Option<bool>,
+    #[serde(deserialize_with = "one_or_many")]
+    pub(super) clickhouse: Vec<String>,
+    pub(super) clickhouse_password_file: Option<PathBuf>,
+    pub(super) clickhouse_ca: Option<PathBuf>,
+    pub(super) clickhouse_table: Option<String>,
+    pub(super) clickhouse_cluster: Option<String>,
+    pub(super) sensor: Option<String>,
 }
 
 /// A list key also takes one value: `iface = "eth0"` as `iface = ["eth0"]`.

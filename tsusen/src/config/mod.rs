@@ -9,7 +9,7 @@ mod settings;
 use std::{fs, path::PathBuf, time::Duration};
 
 use anyhow::{Result, bail};
-pub use settings::Settings;
+pub use settings::{Settings, ShipSettings};
 pub use tsusen_common::DEFAULT_FIRST_SEEN_ENTRIES as DEFAULT_MAP_SIZE;
 
 use crate::{capture::XdpMode, http::listen::ListenAddr, tables};
@@ -53,6 +53,9 @@ pub struct RunFlags {
     pub metrics_auth_file: Option<PathBuf>,
     pub max_pending: Option<usize>,
     pub force: bool,
+    /// `--clickhouse` and its companions, and `--sensor`.
+    pub clickhouse: crate::clickhouse::ClickHouseArgs,
+    pub sensor: Option<String>,
     pub config: Option<PathBuf>,
     /// For tests: run the clock from this UTC time (RFC 3339).
     pub clock_start: Option<String>,

@@ -40,6 +40,62 @@ pub struct Settings {
     pub force: bool,
     /// Seconds the injected clock is ahead of the real one (`--clock-start`).
     pub clock_skew_ns: i64,
+    /// Where to ship rows (`--clickhouse`), if anywhere.
+    pub ship: Option<ShipSettings>,
+}
+
+/// `run --clickhouse`: where rows go, checked up front.
+#[derive(Debug)]
+pub struct ShipSettings {
+    pub client: crate::clickhouse::Client,
+    pub table: crate::clickhouse::schema::Table,
+    pub sensor: String,
+}
+
+impl ShipSettings {
+    fn resolve(
+        args: &crate::clickhouse::ClickHouseArgs,
+        sensor: Option<&str>,
+    ) -> Result<Option<Self>> {
+        if args.urls.is_empty() {
+            let others = [
+                ("sensor", sensor.is_some()),
+                (
+                    "clickhouse-password-file",
+                    args.clickhouse_password_file.is_some(),
+                ),
+                ("clickhouse-ca", args.clickhouse_ca.is_some()),
+                ("clickhouse-table", args.clickhouse_table.is_some()),
+                ("clickhouse-cluster", args.clickhouse_cluster.is_some()),
+            ];
+            if let Some((key, _)) = others.iter().find(|(_, given)| *given) {
+                bail!("{key} is given without clickhouse (the URL rows are shipped to)");
+            }
+            return Ok(None);
+        }
+        Ok(Some(ShipSettings {
+            client: args.client()?,
+            table: args.table()?,
+            sensor: crate::ship::sensor_name(sensor)?,
+        }))
+    }
+
+    /// How reload compares it: everything but the password.
+    pub fn show(ship: Option<&Self>) -> String {
+        ship.map_or("off".into(), |s| {
+            format!(
+                "{} as {} into {}{}",
+                s.client.urls().join(", "),
+                s.sensor,
+                s.table.qualified(),
+                s.table
+                    .cluster
+                    .as_ref()
+                    .map(|c| format!(" on cluster {c}"))
+                    .unwrap_or_default()
+            )
+        })
+    }
 }
 
 /// Flags win; a list given as flags replaces the file's list.
@@ -167,6 +223,23 @@ impl Settings {
         if max_pending == 0 {
             bail!("--max-pending must be at least 1 (rows held while the out-dir refuses writes)");
         }
+        let sensor = args.sensor.or(file.sensor);
+        let ship = ShipSettings::resolve(
+            &crate::clickhouse::ClickHouseArgs {
+                urls: pick(args.clickhouse.urls, file.clickhouse),
+                clickhouse_password_file: args
+                    .clickhouse
+                    .clickhouse_password_file
+                    .or(file.clickhouse_password_file),
+                clickhouse_ca: args.clickhouse.clickhouse_ca.or(file.clickhouse_ca),
+                clickhouse_table: args.clickhouse.clickhouse_table.or(file.clickhouse_table),
+                clickhouse_cluster: args
+                    .clickhouse
+                    .clickhouse_cluster
+                    .or(file.clickhouse_cluster),
+            },
+            sensor.as_deref(),
+        )?;
         Ok(Settings {
             ifaces,
             xdp_mode,
@@ -185,6 +258,7 @@ impl Settings {
             max_pending,
             force: args.force || file.force.unwrap_or(false),
             clock_skew_ns,
+            ship,
         })
     }
 }
@@ -236,6 +310,32 @@ mod tests {
         let result = Settings::resolve(args);
         fs::remove_file(path).unwrap();
         result
+    }
+
+    #[test]
+    fn clickhouse_settings_come_from_the_file_and_flags_win() {
+        let text = "iface = \"lo\"\nclickhouse = \"http://tsusen@ch1:8123\"\nsensor = \"edge-1\"\nclickhouse-table = \"fleet.rows\"\nclickhouse-cluster = \"fleet\"\n";
+        let ship = resolve_file(text).unwrap().ship.expect("shipping on");
+        assert_eq!(ship.client.urls(), ["http://tsusen@ch1:8123/"]);
+        assert_eq!(ship.sensor, "edge-1");
+        assert_eq!(ship.table.qualified(), "fleet.rows");
+        assert_eq!(ship.table.cluster.as_deref(), Some("fleet"));
+        let path = write(text);
+        let args = RunFlags {
+            config: Some(path.clone()),
+            sensor: Some("edge-2".into()),
+            ..RunFlags::default()
+        };
+        let s = Settings::resolve(args).unwrap();
+        fs::remove_file(path).unwrap();
+        assert_eq!(s.ship.unwrap().sensor, "edge-2");
+
+        assert!(resolve_file("iface = \"lo\"\n").unwrap().ship.is_none());
+        let err = resolve_file("iface = \"lo\"\nsensor = \"x\"\n").unwrap_err();
+        assert!(err.to_string().contains("without clickhouse"), "{err}");
+        let err = resolve_file("iface = \"lo\"\nclickhouse = \"http://h:1\"\nsensor = \"a/b\"\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("--sensor"), "{err}");
     }
 
     #[test]

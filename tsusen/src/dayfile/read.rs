@@ -58,7 +58,7 @@ impl Warnings {
 }
 
 /// The day files in `dir`, oldest first. Other entries are named in a warning
-/// and never opened.
+/// and never opened, except tsusen's own (`.tsusen*`), passed over quietly.
 pub fn list_day_files(dir: &Path, warnings: &mut Warnings) -> Result<Vec<DayFile>> {
     let entries = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read directory {}", dir.display()))?;
@@ -67,6 +67,10 @@ pub fn list_day_files(dir: &Path, warnings: &mut Warnings) -> Result<Vec<DayFile
         let entry = entry.with_context(|| format!("cannot read directory {}", dir.display()))?;
         let path = entry.path();
         let name = entry.file_name();
+        // tsusen's own files (the out-dir lock, the shipper's cursors).
+        if name.as_encoded_bytes().starts_with(b".tsusen") {
+            continue;
+        }
         let day = name
             .to_str()
             .and_then(|n| n.strip_suffix(".csv"))

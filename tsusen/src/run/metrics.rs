@@ -37,6 +37,8 @@ pub struct Setup {
     pub flush_interval: Duration,
     /// Entries the first-seen map can hold.
     pub map_capacity: u32,
+    /// The shipper's metrics, with `--clickhouse`.
+    pub ship: Option<crate::ship::ShipMetrics>,
 }
 
 /// What a flush knows, handed to the metrics. A plain struct: a new value is
@@ -202,6 +204,9 @@ impl Metrics {
                 0.001, 4.0, 10
             ))
         );
+        if let Some(ship) = &setup.ship {
+            ship.register(&mut registry);
+        }
         registry.register_collector(Box::new(AtScrape {
             kernel: setup.kernel,
             ifaces: setup.ifaces,

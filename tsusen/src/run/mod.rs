@@ -88,6 +88,27 @@ pub fn run(args: RunFlags) -> Result<()> {
 
     // One sensor per out-dir and per pin directory, held until exit.
     let out_dir_lock = crate::lock::out_dir(&settings.out_dir)?;
+    let shipper = match &settings.ship {
+        Some(ship) => {
+            info!(
+                "shipping rows to ClickHouse at {} as sensor {} into {}",
+                ship.client.urls().join(", "),
+                ship.sensor,
+                ship.table.qualified()
+            );
+            Some(
+                crate::ship::Shipper::new(
+                    &settings.out_dir,
+                    &ship.sensor,
+                    ship.client.clone(),
+                    ship.table.clone(),
+                    crate::ship::OnRefusal::Retry,
+                )
+                .config_error()?,
+            )
+        }
+        None => None,
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -122,6 +143,8 @@ pub fn run(args: RunFlags) -> Result<()> {
         metrics: None,
         looping: false,
         stopping: false,
+        shipper,
+        ship_wake: None,
         _out_dir_lock: out_dir_lock,
     };
 
@@ -175,6 +198,10 @@ struct Daemon {
     looping: bool,
     /// Whether this is the last drain (SIGINT/SIGTERM): it has no row budget.
     stopping: bool,
+    /// `--clickhouse`: the shipper, until its thread starts.
+    shipper: Option<crate::ship::Shipper>,
+    /// Wakes the shipper's thread after each flush.
+    ship_wake: Option<std::sync::mpsc::SyncSender<()>>,
     /// Held until exit: one sensor per out-dir.
     _out_dir_lock: crate::lock::Lock,
 }
@@ -198,10 +225,25 @@ impl Daemon {
                 map_capacity: sensor.first_seen_capacity()?,
                 ifaces: self.settings.ifaces.clone(),
                 flush_interval: self.settings.flush_interval,
+                ship: self.shipper.as_ref().map(|s| s.metrics.clone()),
             };
             let metrics = metrics::Metrics::new(setup);
             metrics.serve(listener)?;
             self.metrics = Some(metrics);
+        }
+        // Shipping runs in a thread of its own: recording and flushing
+        // never wait for ClickHouse. Dropping the sender stops it.
+        if let Some(mut shipper) = self.shipper.take() {
+            let (wake, woken) = std::sync::mpsc::sync_channel(1);
+            std::thread::Builder::new()
+                .name("ship".into())
+                .spawn(move || match shipper.follow(Some(&woken), false) {
+                    crate::ship::Stop::Asked | crate::ship::Stop::Refused(_) => {}
+                    crate::ship::Stop::Local(err) => {
+                        error!("shipping stopped: {err:#}; recording goes on, rows stay in the day files");
+                    }
+                })?;
+            self.ship_wake = Some(wake);
         }
         let mut watch = local::AddressWatch::new()?;
         let mut term = signal(SignalKind::terminate())?;
@@ -336,6 +378,10 @@ impl Daemon {
         };
         if let Some(metrics) = &self.metrics {
             metrics.observe_flush(started.elapsed());
+        }
+        if let Some(wake) = &self.ship_wake {
+            // Never waits: a wake-up already pending covers this flush too.
+            let _ = wake.try_send(());
         }
         drained
     }

@@ -39,6 +39,7 @@ pub const NEED_RESTART: &[&str] = &[
     "metrics",
     "max-pending",
     "force",
+    "clickhouse",
 ];
 
 /// A setting whose value differs between the running and the re-read settings.
@@ -67,7 +68,8 @@ pub fn changes(old: &Settings, new: &Settings) -> Vec<Change> {
             .as_ref()
             .map_or("off".into(), std::string::ToString::to_string)
     };
-    let values: [(&'static str, String, String); 13] = [
+    let ship = |s: &Settings| crate::config::ShipSettings::show(s.ship.as_ref());
+    let values: [(&'static str, String, String); 14] = [
         ("iface", ifaces(old), ifaces(new)),
         ("xdp-mode", mode(old), mode(new)),
         (
@@ -101,6 +103,7 @@ pub fn changes(old: &Settings, new: &Settings) -> Vec<Change> {
             new.max_pending.to_string(),
         ),
         ("force", old.force.to_string(), new.force.to_string()),
+        ("clickhouse", ship(old), ship(new)),
     ];
     values
         .into_iter()

@@ -1,17 +1,60 @@
-//! `tsusen ship`: the rows of a directory of day files into ClickHouse.
+//! Shipping rows to ClickHouse: `tsusen ship` over a directory of day files
+//! (following it, or `--once` for a backfill), and `tsusen run
+//! --clickhouse`, which ships its own out-dir in a thread of its own.
+//!
+//! The day files stay the source of truth and are the shipping buffer: the
+//! [`shipper`] follows them with a persisted [`cursor`], so rows wait on
+//! disk while ClickHouse is away and nothing is kept in memory beyond a
+//! batch.
+
+pub mod cursor;
+pub mod metrics;
+pub mod shipper;
+
+use std::{io::IsTerminal as _, path::PathBuf};
 
 use anyhow::Result;
 use clap::Args;
+pub use metrics::ShipMetrics;
+pub use shipper::{OnRefusal, Shipper, Stop};
 
-use crate::{clickhouse::ClickHouseArgs, exit::ResultExt as _};
+use crate::{
+    clickhouse::{ClickHouseArgs, schema},
+    exit::{self, ResultExt as _},
+};
 
 #[derive(Args, Debug, Clone)]
 pub struct ShipArgs {
+    /// The directory of day files to ship (a sensor's --out-dir, or the original tsusen's files).
+    #[arg(long, value_name = "DIR", required_unless_present = "print_schema")]
+    pub dir: Option<PathBuf>,
+    /// The name rows are stored under (the sensor that recorded them) [default: this host's name].
+    #[arg(long, value_name = "NAME")]
+    pub sensor: Option<String>,
+    /// Exit once everything in the directory is shipped, instead of following it.
+    #[arg(long)]
+    pub once: bool,
     #[command(flatten)]
     pub clickhouse: ClickHouseArgs,
     /// Print the CREATE statements of the table (for a DBA) and exit.
     #[arg(long)]
     pub print_schema: bool,
+}
+
+/// This host's name: the default `--sensor`.
+pub fn host_name() -> Result<String> {
+    let name = nix::unistd::gethostname()?;
+    Ok(name.to_string_lossy().into_owned())
+}
+
+/// The `--sensor` name, checked, or the host's name.
+pub fn sensor_name(given: Option<&str>) -> Result<String> {
+    let name = match given {
+        Some(name) => name.to_owned(),
+        None => host_name()?,
+    };
+    schema::check_sensor(&name)?;
+    Ok(name)
 }
 
 pub fn run(args: &ShipArgs) -> Result<()> {
@@ -20,5 +63,39 @@ pub fn run(args: &ShipArgs) -> Result<()> {
         print!("{}", table.print());
         return Ok(());
     }
-    crate::config_bail!("nothing to do: give --print-schema")
+    let dir = args.dir.clone().expect("clap requires --dir");
+    if !dir.is_dir() {
+        crate::config_bail!("--dir {}: not a directory", dir.display());
+    }
+    let sensor = sensor_name(args.sensor.as_deref()).config_error()?;
+    let client = args.clickhouse.client().config_error()?;
+    let mut shipper = Shipper::new(&dir, &sensor, client, table, OnRefusal::Stop).config_error()?;
+    if std::io::stderr().is_terminal() {
+        shipper = shipper.with_progress_bar();
+    }
+    // The first contact says at once whether the URL, the password and the
+    // table are right.
+    shipper.prepare().map_err(refusal)?;
+    log::info!(
+        "shipping {} as sensor {sensor} to {} ({}){}",
+        dir.display(),
+        args.clickhouse.urls.join(", "),
+        args.clickhouse.table()?.qualified(),
+        if args.once { ", once" } else { "" }
+    );
+    match shipper.follow(None, args.once) {
+        Stop::Asked => Ok(()),
+        Stop::Refused(err) => Err(refusal(err)),
+        Stop::Local(err) => Err(err),
+    }
+}
+
+/// A ClickHouse error as `ship`'s exit: a configuration error (2) unless
+/// waiting may cure it (1).
+fn refusal(err: crate::clickhouse::ClickHouseError) -> anyhow::Error {
+    if err.cause.is_transient() {
+        anyhow::Error::new(err)
+    } else {
+        exit::config(err)
+    }
 }

@@ -103,6 +103,18 @@ fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// Spawn `command` in `dir`, its stdout and stderr to the file `log` there.
+fn spawn_in(dir: &Path, log: &str, command: &mut Command) -> Child {
+    let out = fs::File::create(dir.join(log)).unwrap();
+    command
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"))
+}
+
 /// Kill a child with SIGKILL and reap it.
 fn kill9(child: &mut Child) {
     let _ = child.kill();
@@ -200,19 +212,12 @@ impl Node {
     /// Write the config for the current ports and spawn the server.
     fn spawn(&mut self) {
         self.write_config();
-        let log = self.dir.join("stdout.log");
-        let out = fs::File::create(&log).unwrap();
-        let child = Command::new("clickhouse-server")
-            .arg(format!(
-                "--config-file={}",
-                self.dir.join("config.xml").display()
-            ))
-            .current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| panic!("clickhouse-server: {e}"));
+        let mut command = Command::new("clickhouse-server");
+        command.arg(format!(
+            "--config-file={}",
+            self.dir.join("config.xml").display()
+        ));
+        let child = spawn_in(&self.dir, "stdout.log", &mut command);
         self.child = Some(child);
     }
 
@@ -320,6 +325,72 @@ impl Node {
         if let Some(mut child) = self.child.take() {
             kill9(&mut child);
         }
+    }
+
+    /// Freeze the server (SIGSTOP): connections are still accepted and
+    /// requests land in its sockets, but nothing is answered until
+    /// [`Node::thaw`]. A request sent now is in flight for as long as the
+    /// test wants. Keep it short: ZooKeeper ends a frozen replica's session
+    /// after 30 s.
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+        // kill(2) returns before the threads stop: on a busy machine one may
+        // still accept and read a request for a while. Frozen is when every
+        // thread's state in /proc is T (stopped).
+        let tasks = format!("/proc/{}/task", self.pid().expect("the server runs"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let stopped = fs::read_dir(&tasks).unwrap().flatten().all(|task| {
+                fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+                    // The state follows the command name in parentheses.
+                    stat.rsplit_once(") ")
+                        .is_some_and(|(_, rest)| rest.starts_with('T'))
+                })
+            });
+            if stopped {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "clickhouse-server not stopped 30 s after SIGSTOP"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Let a [`Node::freeze`]d server run again (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = self.pid().expect("the server runs");
+        // SAFETY: kill(2) on our own child, not reaped yet (so its pid is
+        // not reused).
+        let rc = unsafe { libc::kill(pid.cast_signed(), signal) };
+        assert_eq!(rc, 0, "kill: {}", io::Error::last_os_error());
+    }
+
+    /// Connections to the HTTP port holding bytes the server has not read:
+    /// requests in flight at a [`Node::freeze`]d server (`ss`).
+    pub fn requests_waiting(&self) -> usize {
+        let out = super::run(
+            "ss",
+            &[
+                "-tnH",
+                "state",
+                "established",
+                &format!("( sport = :{} )", self.ports.http),
+            ],
+        );
+        out.lines()
+            .filter(|l| {
+                l.split_whitespace()
+                    .next()
+                    .and_then(|q| q.parse::<u64>().ok())
+                    .is_some_and(|recv_q| recv_q > 0)
+            })
+            .count()
     }
 
     /// Start the server again on the same ports, config and data (after
@@ -483,22 +554,16 @@ impl ZooKeeper {
         )
         .unwrap();
         let log = self.dir.join("zookeeper.log");
-        let out = fs::File::create(&log).unwrap();
-        let child = Command::new("java")
-            .args([
-                "-Xmx256m",
-                &format!("-Dzookeeper.log.dir={dir}"),
-                "-cp",
-                &format!("{ZOOKEEPER_CONF}:{ZOOKEEPER_JAR}:{SLF4J_SIMPLE}"),
-                "org.apache.zookeeper.server.ZooKeeperServerMain",
-                &format!("{dir}/zoo.cfg"),
-            ])
-            .current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| panic!("java (zookeeper): {e}"));
+        let mut command = Command::new("java");
+        command.args([
+            "-Xmx256m",
+            &format!("-Dzookeeper.log.dir={dir}"),
+            "-cp",
+            &format!("{ZOOKEEPER_CONF}:{ZOOKEEPER_JAR}:{SLF4J_SIMPLE}"),
+            "org.apache.zookeeper.server.ZooKeeperServerMain",
+            &format!("{dir}/zoo.cfg"),
+        ]);
+        let child = spawn_in(&self.dir, "zookeeper.log", &mut command);
         self.child = Some(child);
         let deadline = Instant::now() + START_TIMEOUT;
         loop {

@@ -58,16 +58,29 @@ impl Daemon {
         env: &[(&str, &str)],
     ) -> Daemon {
         eprintln!("[{label}] $ {bin} {}", args.join(" "));
-        let mut child = ns
-            .command(bin)
-            .args(args)
-            .envs(env.iter().copied())
+        let mut command = ns.command(bin);
+        command.args(args).envs(env.iter().copied());
+        Self::spawn_command(label, command)
+    }
+
+    /// `bin args` in the test's own namespace, with RUST_LOG=info: a
+    /// process that talks to servers on the host's loopback (`tsusen ship`
+    /// to a test ClickHouse).
+    pub fn spawn_here(label: &str, bin: &str, args: &[String]) -> Daemon {
+        eprintln!("[{label}] $ {bin} {}", args.join(" "));
+        let mut command = std::process::Command::new(bin);
+        command.args(args);
+        Self::spawn_command(label, command)
+    }
+
+    fn spawn_command(label: &str, mut command: std::process::Command) -> Daemon {
+        let mut child = command
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
+            .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
         let spawned_at = Instant::now();
         let log = Arc::new(Log::default());
         let stderr = child.stderr.take().unwrap();
