@@ -112,6 +112,10 @@ impl Shipper {
         } else {
             client
         };
+        let metrics = ShipMetrics {
+            failovers: client.failovers(),
+            ..ShipMetrics::default()
+        };
         Ok(Shipper {
             dir: dir.to_owned(),
             sensor: sensor.to_owned(),
@@ -119,7 +123,7 @@ impl Shipper {
             table,
             cursor_path,
             cursor,
-            metrics: ShipMetrics::default(),
+            metrics,
             on_refusal,
             table_ready: false,
             last_logged: None,
