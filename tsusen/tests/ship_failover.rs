@@ -74,9 +74,15 @@ fn ship_once_to(node: &Node, urls: &[String], dir: &Path, sensor: &str, table: &
     log
 }
 
-/// The lines of `log` that contain `text`.
-fn lines_with<'a>(log: &'a str, text: &str) -> Vec<&'a str> {
-    log.lines().filter(|l| l.contains(text)).collect()
+/// Assert that `log` has one line about leaving the replica at `base` (its
+/// URL without the user, as log lines show it), and that it says `why`.
+fn assert_left_once(log: &str, base: &str, why: &str) {
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(base)).collect();
+    assert_eq!(lines.len(), 1, "one line for the replica {base}:\n{log}");
+    assert!(
+        lines[0].contains("trying the next replica") && lines[0].contains(why),
+        "{log}"
+    );
 }
 
 #[test]
@@ -96,15 +102,10 @@ fn a_replica_that_cannot_be_reached_is_logged_once_and_skipped() {
     };
     let dead_url = format!("http://default@127.0.0.1:{dead}");
     let log = ship_once_to(&node, &[dead_url, url(&node)], &dir, "f", "t.f");
-    let down = lines_with(&log, &format!("http://127.0.0.1:{dead}/"));
-    assert_eq!(
-        down.len(),
-        1,
-        "one line for the replica that is down:\n{log}"
-    );
-    assert!(
-        down[0].contains("trying the next replica") && down[0].contains("Connection refused"),
-        "{log}"
+    assert_left_once(
+        &log,
+        &format!("http://127.0.0.1:{dead}/"),
+        "Connection refused",
     );
     let query = |sql: &str| node.query(sql);
     assert_eq!(counts(query, "t.f"), (n, n, n));
@@ -155,16 +156,7 @@ fn a_replica_refusing_inserts_is_left_for_the_next_and_rows_land_once() {
     let n = expected.len() as u64;
     // The broken server first: every batch is offered to it first.
     let log = ship_once_to(&healthy, &[url(&broken), url(&healthy)], &dir, "r", "t.r");
-    let unhealthy = lines_with(&log, &format!("{}/", broken.url()));
-    assert_eq!(
-        unhealthy.len(),
-        1,
-        "one line for the broken replica:\n{log}"
-    );
-    assert!(
-        unhealthy[0].contains("trying the next replica") && unhealthy[0].contains("252"),
-        "{log}"
-    );
+    assert_left_once(&log, &format!("{}/", broken.url()), "Code: 252");
     let query = |sql: &str| healthy.query(sql);
     assert_eq!(counts(query, "t.r"), (n, n, n));
     assert_eq!(rows_stored(query, "t.r", "r"), expected);
