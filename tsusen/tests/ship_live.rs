@@ -166,6 +166,12 @@ fn clickhouse_started_after_the_sensor_gets_every_row() {
         live::metric(&metrics, "tsusen_ship_rows_total").is_some_and(|v| v >= 4.0),
         "{metrics}"
     );
+    // One URL: nothing to move on to, but the series is there from the start.
+    let failovers = format!(
+        "tsusen_ship_failovers_total{{url=\"http://127.0.0.1:{}/\"}} 0",
+        node.ports.http
+    );
+    assert!(metrics.contains(&failovers), "{metrics}");
     daemon.terminate_cleanly();
     let query = query(&live, &node);
     assert_eq!(

@@ -113,7 +113,13 @@ pub fn run(args: &ShipArgs) -> Result<()> {
     std::thread::Builder::new()
         .name("ship".into())
         .spawn(move || {
-            let _ = event.send(Event::Done(ship(&mut shipper, &what, once)));
+            // A panic must end the wait too (the signal thread keeps the
+            // channel open): it is an error like any other.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                ship(&mut shipper, &what, once)
+            }))
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the shipping thread panicked")));
+            let _ = event.send(Event::Done(result));
         })?;
     match events.recv().expect("the shipping thread reports its end") {
         Event::Done(result) => result,
