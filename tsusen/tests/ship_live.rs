@@ -217,6 +217,21 @@ fn at_sigterm_the_sensor_drains_first_and_shipping_gets_a_bounded_chance() {
     // The sensor's own drains and detach did not wait for ClickHouse.
     assert!(at("detached and unpinned") < at("the batch in flight is abandoned"));
     in_netns(&live.net.sensor, || node.thaw());
+    // The abandoned insert is still in the server's socket: let it run (or
+    // fail) before the restart, which would otherwise race it (the
+    // ReplacingMergeTree would fold the repeat, but only at a merge).
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while in_netns(&live.net.sensor, || node.requests_waiting()) > 0
+        || query(&live, &node)("SELECT count() FROM system.processes WHERE query LIKE 'INSERT%'")
+            .trim()
+            != "0"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the abandoned insert never ended"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // The next start (here `tsusen ship --once`) sends what was not shipped.
     let dir = out_dir.display().to_string();
