@@ -12,6 +12,8 @@
 
 pub mod aggregate;
 pub mod chart;
+pub mod enrich;
+pub mod filter;
 pub mod html;
 pub mod load;
 pub mod serve;

@@ -4,16 +4,22 @@
 //! (protocol, port, source) with its destinations as interned ids.
 //!
 //! [`day`] reduces one day file, [`window`] builds the trends and spikes,
-//! [`details`] the details table, [`today`] the newest day's lists.
+//! [`details`] the details table, [`today`] the newest day's lists,
+//! [`drill`] a day's sources for one port, our addresses, and selections.
 
 mod day;
 mod details;
+mod drill;
 mod today;
 mod window;
 
 pub use self::{
     day::{DayAggregate, DayBuilder, Interner, LocalDay, ProtoPort},
     details::{Detail, DetailFilter, DetailPage},
+    drill::{
+        DESTINATION_PORTS_LISTED, DESTINATIONS_LISTED, DestinationPage, DestinationRow,
+        DestinationSort, DrillBy, DrillPage, DrillRow, DrillSort, Selection,
+    },
     today::{Busiest, Today},
     window::{Series, Spike, Window, WindowOptions},
 };

@@ -77,6 +77,9 @@ pub struct Window {
     pub today: Today,
     pub(super) details: Vec<Detail>,
     pub(super) ips: Arc<Vec<IpAddr>>,
+    /// The shown days' (protocol, port, source) entries, for the drill-down
+    /// and the per-destination view (see `drill.rs`).
+    pub(super) drill: super::drill::DrillDays,
 }
 
 impl Window {
@@ -175,6 +178,7 @@ impl Window {
             today,
             details,
             ips: Arc::new(interner.ips.clone()),
+            drill: super::drill::DrillDays::new(&shown_days, interner),
         }
     }
 
@@ -190,6 +194,7 @@ impl Window {
             today: Today::default(),
             details: Vec::new(),
             ips: Arc::default(),
+            drill: super::drill::DrillDays::default(),
         }
     }
 
