@@ -101,17 +101,19 @@ impl AddrRange {
     pub fn parse(v: &str, what: &str) -> Result<Self> {
         let bad = || {
             anyhow!(
-                "bad {what} filter {v:?}: expected an address, a CIDR like 198.51.100.0/24 or a range like 198.51.100.1-198.51.100.9"
+                "bad address filter {v:?} ({what}): expected an address, a CIDR like 198.51.100.0/24 or a range like 198.51.100.1-198.51.100.9"
             )
         };
         if let Some((a, b)) = v.split_once('-') {
             let first: IpAddr = a.trim().parse().map_err(|_| bad())?;
             let last: IpAddr = b.trim().parse().map_err(|_| bad())?;
             if first.is_ipv4() != last.is_ipv4() {
-                bail!("bad {what} filter {v:?}: the range's ends are of different families");
+                bail!(
+                    "bad address filter {v:?} ({what}): the range's ends are of different families"
+                );
             }
             if first > last {
-                bail!("bad {what} filter {v:?}: the range ends before it starts");
+                bail!("bad address filter {v:?} ({what}): the range ends before it starts");
             }
             return Ok(AddrRange { first, last });
         }
@@ -144,8 +146,7 @@ pub struct Filter {
 }
 
 fn items(v: Option<&String>) -> impl Iterator<Item = &str> {
-    v.map(String::as_str)
-        .unwrap_or("")
+    v.map_or("", String::as_str)
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
@@ -245,7 +246,8 @@ impl Filter {
                         && (self.asns.is_empty()
                             || e.asn(id).is_some_and(|a| self.asns.contains(&a)))
                         && (self.countries.is_empty()
-                            || e.country(id).is_some_and(|c| self.countries.iter().any(|x| x == c)))
+                            || e.country(id)
+                                .is_some_and(|c| self.countries.iter().any(|x| x == c)))
                         && (labels.is_empty() || e.label_ids(id).iter().any(|l| labels.contains(l)))
                         && !e.label_ids(id).iter().any(|l| nolabels.contains(l))
                 })

@@ -20,6 +20,7 @@ pub mod serve;
 pub mod spikes;
 #[cfg(any(test, feature = "test-helpers"))]
 pub mod testdata;
+pub mod who;
 
 use std::{
     io::Write as _,
@@ -32,6 +33,7 @@ use anyhow::{Context as _, Result};
 pub use self::testdata::{bench_inputs, generate};
 use self::{
     aggregate::{DetailFilter, Window, WindowOptions, utc_time},
+    enrich::{Enricher, Enrichment},
     load::Loader,
 };
 
@@ -56,6 +58,9 @@ pub struct ViewArgs {
     /// Series drawn on the chart (the top ones by the newest day).
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub top: usize,
+    /// ASN, country and labels of addresses (see [`enrich`]).
+    #[command(flatten)]
+    pub enrich: enrich::EnrichArgs,
 }
 
 impl ViewArgs {
@@ -107,7 +112,8 @@ pub struct ServeArgs {
 pub fn report(args: &ReportArgs) -> Result<()> {
     let mut loader = Loader::new(args.view.dir.clone(), args.view.options());
     loader.refresh()?.new_warnings.log();
-    let html = static_page(&loader, args.details_rows)?;
+    let enricher = Enricher::load(&args.view.enrich);
+    let html = static_page_with(&loader, args.details_rows, &enricher)?;
     write_atomically(&args.out, html.as_bytes())?;
     log::info!(
         "wrote {} ({} day files)",
@@ -131,12 +137,16 @@ pub struct Page {
     pub top: String,
     /// The HTML below it.
     pub bottom: String,
+    /// ASN, country and labels of the window's addresses.
+    pub enrichment: std::sync::Arc<Enrichment>,
 }
 
 impl Page {
-    pub fn build(loader: &Loader, mode: html::Mode) -> Result<Page> {
+    pub fn build(loader: &Loader, mode: html::Mode, enricher: &Enricher) -> Result<Page> {
         let window = loader.window();
-        let warnings = loader.warnings();
+        let mut warnings = loader.warnings();
+        warnings.extend(enricher.warnings.iter().cloned());
+        let enrichment = std::sync::Arc::new(enricher.enrich(window.addresses()));
         let chart_svg = chart::trends_svg(&window)?;
         let generated = utc_time(chrono::Utc::now().timestamp());
         let about = html::About {
@@ -153,20 +163,32 @@ impl Page {
             chart_svg,
             top,
             bottom,
+            enrichment,
         })
     }
 }
 
-/// The static report of what `loader` holds.
+/// The static report of what `loader` holds, without enrichment.
 pub fn static_page(loader: &Loader, details_rows: usize) -> Result<String> {
-    let page = Page::build(loader, html::Mode::Static)?;
+    static_page_with(loader, details_rows, &Enricher::default())
+}
+
+/// The static report of what `loader` holds, enriched by `enricher`.
+pub fn static_page_with(
+    loader: &Loader,
+    details_rows: usize,
+    enricher: &Enricher,
+) -> Result<String> {
+    let page = Page::build(loader, html::Mode::Static, enricher)?;
     let details = page
         .window
         .details_page(&DetailFilter::default(), 0, details_rows);
     Ok(format!(
-        "{}{}{}",
+        "{}{}{}{}{}",
         page.top,
-        html::static_details(&page.window, &details),
+        html::static_details(&page.window, &page.enrichment, &details),
+        who::static_drills(&page.window, &page.enrichment),
+        who::static_destinations(&page.window, &page.enrichment),
         page.bottom
     ))
 }

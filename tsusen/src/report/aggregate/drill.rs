@@ -75,7 +75,8 @@ fn dst_start(keys: &[DayKey], i: usize) -> usize {
     }
 }
 
-/// The order of a drill-down; `descending` flips it.
+/// The order of a drill-down: ascending by one field, or descending; ties
+/// by source address (in the same direction when sorting by source).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DrillSort {
     pub by: DrillBy,
@@ -150,6 +151,12 @@ pub struct DrillRow {
     pub ports: Vec<ProtoPort>,
 }
 
+impl DestinationRow {
+    pub fn dst_id(&self) -> u32 {
+        self.dst_id
+    }
+}
+
 impl DrillRow {
     pub fn src_id(&self) -> u32 {
         self.src_id
@@ -196,6 +203,7 @@ pub const DESTINATION_PORTS_LISTED: usize = 20;
 #[derive(Clone, Debug)]
 pub struct DestinationRow {
     pub dst: IpAddr,
+    pub(super) dst_id: u32,
     /// Distinct (day, protocol, port, source) that reached it: the day
     /// files' rows with this destination.
     pub probes: u64,
@@ -287,10 +295,10 @@ impl Window {
             let primary = match sort.by {
                 DrillBy::FirstSeen => a.2.cmp(&b.2),
                 DrillBy::Source => Ordering::Equal,
-                DrillBy::Destinations => b.3.cmp(&a.3),
+                DrillBy::Destinations => a.3.cmp(&b.3),
                 DrillBy::Ports => {
                     let c = port_counts.as_ref().expect("counted for this order");
-                    c[&b.1].cmp(&c[&a.1])
+                    c[&a.1].cmp(&c[&b.1])
                 }
             };
             let primary = if sort.descending {
@@ -438,6 +446,7 @@ impl Window {
                 list.truncate(DESTINATION_PORTS_LISTED);
                 DestinationRow {
                     dst: ips[d as usize],
+                    dst_id: d,
                     probes: probes[d as usize],
                     services,
                     ports: list,

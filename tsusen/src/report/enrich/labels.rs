@@ -69,13 +69,14 @@ impl Labels {
                         n + 1
                     )
                 })?;
-            let id = match self.names.iter().position(|l| l == label) {
-                Some(i) => i,
-                None => {
+            let id = self
+                .names
+                .iter()
+                .position(|l| l == label)
+                .unwrap_or_else(|| {
                     self.names.push(label.to_owned());
                     self.names.len() - 1
-                }
-            };
+                });
             let id = u16::try_from(id).context("more than 65535 distinct labels")?;
             let len = match net {
                 IpNet::V4(v4) => 96 + v4.prefix_len(),
