@@ -148,15 +148,17 @@ pub(super) fn build_details(shown: &[&DayAggregate], interner: &Interner) -> Vec
             }
         })
         .collect();
-    // Most recent, most persistent, widest first; ids break ties so the order
-    // is stable from one build to the next.
-    details.sort_unstable_by(|a, b| {
-        (b.last_day, b.days, b.destinations)
-            .cmp(&(a.last_day, a.days, a.destinations))
-            .then(a.service.cmp(&b.service))
-            .then(a.src.cmp(&b.src))
-    });
+    details.sort_unstable_by(detail_order);
     details
+}
+
+/// The details table's order: most recent, most persistent, widest first;
+/// ids break ties so the order is stable from one build to the next.
+pub(super) fn detail_order(a: &Detail, b: &Detail) -> std::cmp::Ordering {
+    (b.last_day, b.days, b.destinations)
+        .cmp(&(a.last_day, a.days, a.destinations))
+        .then(a.service.cmp(&b.service))
+        .then(a.src.cmp(&b.src))
 }
 
 /// Filters for the details table; all given ones must match.

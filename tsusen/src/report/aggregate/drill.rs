@@ -533,13 +533,7 @@ impl Window {
                 }
             })
             .collect();
-        // The order of build_details.
-        rows.sort_unstable_by(|a, b| {
-            (b.last_day, b.days, b.destinations)
-                .cmp(&(a.last_day, a.days, a.destinations))
-                .then(a.service.cmp(&b.service))
-                .then(a.src.cmp(&b.src))
-        });
+        rows.sort_unstable_by(super::details::detail_order);
         page(&mut rows.into_iter())
     }
 }

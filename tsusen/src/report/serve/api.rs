@@ -181,13 +181,20 @@ async fn answer(f: impl FnOnce() -> Result<String> + Send + 'static) -> Response
     }
 }
 
+/// Answer from the current window and enrichment, off the async runtime.
+async fn from_snapshot(
+    state: &AppState,
+    f: impl FnOnce(&Window, &Enrichment) -> Result<String> + Send + 'static,
+) -> Response {
+    let snapshot = state.snapshot();
+    answer(move || f(&snapshot.page.window, &snapshot.page.enrichment)).await
+}
+
 pub(super) async fn details(
     State(state): State<Arc<AppState>>,
     Query(query): Query<DetailQuery>,
 ) -> Response {
-    let snapshot = state.snapshot();
-    answer(move || {
-        let (w, e) = (&snapshot.page.window, &snapshot.page.enrichment);
+    from_snapshot(&state, move |w, e| {
         query
             .run(w, e)
             .map(|page| details_json(w, e, &page).to_string())
@@ -200,9 +207,7 @@ pub(super) async fn drill(
     State(state): State<Arc<AppState>>,
     Query(query): Query<DetailQuery>,
 ) -> Response {
-    let snapshot = state.snapshot();
-    answer(move || {
-        let (w, e) = (&snapshot.page.window, &snapshot.page.enrichment);
+    from_snapshot(&state, move |w, e| {
         query
             .drill(w, e, MAX_LIMIT)
             .map(|page| drill_json(e, &page).to_string())
@@ -215,9 +220,7 @@ pub(super) async fn destinations(
     State(state): State<Arc<AppState>>,
     Query(query): Query<DetailQuery>,
 ) -> Response {
-    let snapshot = state.snapshot();
-    answer(move || {
-        let (w, e) = (&snapshot.page.window, &snapshot.page.enrichment);
+    from_snapshot(&state, move |w, e| {
         query
             .destinations(w, e, MAX_LIMIT)
             .map(|page| destinations_json(e, &page).to_string())
@@ -288,10 +291,8 @@ pub(super) async fn export_json(
     State(state): State<Arc<AppState>>,
     Query(query): Query<DetailQuery>,
 ) -> Response {
-    let snapshot = state.snapshot();
-    answer(move || {
-        export_rows(&query, &snapshot.page.window, &snapshot.page.enrichment)
-            .map(|(v, _)| v.to_string())
+    from_snapshot(&state, move |w, e| {
+        export_rows(&query, w, e).map(|(v, _)| v.to_string())
     })
     .await
 }
