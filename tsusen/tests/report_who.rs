@@ -4,7 +4,8 @@
 //! drill-down and per-destination endpoints against an independent
 //! computation in Python over the same day files (`tests/data/who_expected.py`,
 //! which reads the databases with python3-maxminddb), the filters, their
-//! one-line 400s, and the exports.
+//! one-line 400s, and the exports; and in headless Chromium, from the spikes
+//! to the drill-down of today's wave.
 
 mod report_support;
 
@@ -16,7 +17,11 @@ use std::{
     process::{Command, Stdio},
 };
 
-use report_support::{Server, tempdir};
+use report_support::{
+    Server,
+    browser::{chromium, page_requests},
+    tempdir,
+};
 use serde_json::Value;
 use tsusen::{
     dayfile::{day_from_name, day_name},
@@ -629,4 +634,139 @@ fn exports_hold_the_filtered_views() {
     assert_eq!(srcs, want);
     let dests = server.get("/api/export.csv?view=destinations&limit=3");
     assert_eq!(dests.body.lines().count(), 4);
+}
+
+/// `<td class="NAME">VALUE</td>` cells of a row, by class.
+fn cells(row: &str) -> BTreeMap<String, String> {
+    row.split("<td class=\"")
+        .skip(1)
+        .filter_map(|c| {
+            let (class, rest) = c.split_once("\">")?;
+            let value = rest.split("</td>").next()?;
+            Some((class.to_owned(), value.replace("&amp;", "&")))
+        })
+        .collect()
+}
+
+#[test]
+fn from_the_spikes_to_the_drill_down_in_headless_chromium() {
+    skip_unless!(ready(), NEEDS);
+    skip_unless!(
+        tsusen::testing::have_program("chromium"),
+        "needs Debian's chromium (apt-get install chromium)"
+    );
+    let f = Fixture::new("who-browser");
+    let expected = f.expected(LAST, "TCP", "5555");
+    let server = f.serve();
+    let origin = server.url("");
+    let origin = origin.trim_end_matches('/').to_owned();
+
+    // The page links today's spike to its drill-down.
+    let (dom, netlog) = chromium("who-page", &["--dump-dom", &server.url("/")]);
+    let link = format!("?day={LAST}&amp;proto=TCP&amp;port=5555#drill");
+    assert!(
+        dom.contains(&format!("<a class=\"drill-link\" href=\"{link}\">")),
+        "a drill-down link for today's spike"
+    );
+    let mut requests = page_requests(&netlog);
+
+    // Follow it, then the pager, collecting the sources with their columns.
+    let mut listed: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut next = Some(link.replace("&amp;", "&"));
+    let mut pages = 0;
+    while let Some(target) = next.take() {
+        pages += 1;
+        let (dom, netlog) = chromium(
+            &format!("who-drill-{pages}"),
+            &["--dump-dom", &server.url(&format!("/{target}"))],
+        );
+        requests.extend(page_requests(&netlog));
+        let table = &dom[dom
+            .find("<table class=\"drill-table\"")
+            .expect("the drill table")..];
+        let body = &table[table.find("<tbody>").unwrap()..table.find("</tbody>").unwrap()];
+        for row in body.split("<tr>").skip(1) {
+            let c = cells(row);
+            assert!(
+                listed.insert(c["src"].clone(), c).is_none(),
+                "each source once"
+            );
+        }
+        next = dom.find("id=\"drill-next\" href=\"").map(|i| {
+            let rest = &dom[i + "id=\"drill-next\" href=\"".len()..];
+            rest[..rest.find('"').unwrap()].replace("&amp;", "&")
+        });
+    }
+    assert!(pages > 1, "the wave's sources span several pages");
+    let want: BTreeMap<String, BTreeMap<String, String>> = expected["drill"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(src, e)| {
+            let text = |v: &Value| v.as_str().unwrap_or("").to_owned();
+            let mut c = BTreeMap::new();
+            c.insert("src".to_owned(), src.clone());
+            c.insert(
+                "asn".to_owned(),
+                e["asn"]
+                    .as_u64()
+                    .map(|n| format!("AS{n}"))
+                    .unwrap_or_default(),
+            );
+            c.insert("org".to_owned(), text(&e["org"]));
+            c.insert("country".to_owned(), text(&e["country"]));
+            let labels: Vec<&str> = e["labels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l.as_str().unwrap())
+                .collect();
+            c.insert("labels".to_owned(), labels.join(", "));
+            (src.clone(), c)
+        })
+        .collect();
+    let listed: BTreeMap<String, BTreeMap<String, String>> = listed
+        .into_iter()
+        .map(|(src, mut c)| {
+            c.retain(|k, _| ["src", "asn", "org", "country", "labels"].contains(&k.as_str()));
+            (src, c)
+        })
+        .collect();
+    assert_eq!(
+        listed, want,
+        "exactly the wave's sources, with their columns"
+    );
+
+    // A destination CIDR in the URL: the details the script loads and the
+    // destinations table both keep to it.
+    let expected = Command::new(python())
+        .arg(Path::new(DATA).join("who_expected.py"))
+        .arg(&f.days)
+        .args([LAST, "TCP", "5555", "--dst-net", "192.0.2.0/24"])
+        .output()
+        .unwrap();
+    let expected: Value = serde_json::from_slice(&expected.stdout).unwrap();
+    let total = expected["details_in_dst"].as_u64().unwrap();
+    let (dom, netlog) = chromium(
+        "who-dst",
+        &["--dump-dom", &server.url("/?dst=192.0.2.0/24")],
+    );
+    requests.extend(page_requests(&netlog));
+    assert!(
+        dom.contains(&format!("data-loaded=\"api\" data-total=\"{total}\"")),
+        "the details under dst=192.0.2.0/24: {total} rows"
+    );
+    let dests = &dom[dom.find("<table id=\"destinations-table\"").unwrap()..];
+    let dests = &dests[..dests.find("</table>").unwrap()];
+    assert_eq!(dests.matches("<td class=\"dst\">").count(), 20);
+    assert_eq!(dests.matches("<td class=\"dst\">192.0.2.").count(), 20);
+    assert!(dom.contains("href=\"/api/export.csv?dst=192.0.2.0/24\""));
+
+    assert!(
+        requests.iter().any(|u| u.contains("/api/details?")),
+        "{requests:?}"
+    );
+    for request in &requests {
+        assert!(request.starts_with(&origin), "the page requested {request}");
+    }
 }

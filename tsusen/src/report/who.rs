@@ -20,6 +20,8 @@ use crate::dayfile::ProtoColumn;
 /// Spikes whose drill-down the static file holds, and rows of each.
 pub const STATIC_DRILLS: usize = 5;
 pub const STATIC_DRILL_ROWS: usize = 100;
+/// Destinations listed in a drill-down cell (the JSON lists up to 1000).
+const DESTINATIONS_IN_CELL: usize = 8;
 /// Rows of the per-destination table on the page.
 pub const DESTINATIONS_SHOWN: usize = 20;
 
@@ -140,7 +142,12 @@ fn drill_table(
     );
     for r in &page.rows {
         let ports: Vec<String> = r.ports.iter().map(ToString::to_string).collect();
-        let dsts: Vec<String> = r.destination_list.iter().map(ToString::to_string).collect();
+        let dsts: Vec<String> = r
+            .destination_list
+            .iter()
+            .take(DESTINATIONS_IN_CELL)
+            .map(ToString::to_string)
+            .collect();
         let _ = writeln!(
             h,
             r#"<tr><td class="src">{}</td>{}<td>{}</td><td class="n">{}</td><td class="ports" title="{}">{} ({})</td><td class="dsts">{}{}</td></tr>"#,

@@ -6,7 +6,9 @@ tsusen, straight from the day files: `who_expected.py DIR DAY PROTO PORT
   drill: {src: {first_seen, destinations: [...], ports: [...], asn, org,
           country, labels}} for PROTO PORT ("-" for none) on DAY;
   destinations: {dst: {probes, ports: {"TCP 23": n}}} over every day file;
-  wave: sources of PROTO PORT on DAY seen on no other day for it.
+  wave: sources of PROTO PORT on DAY seen on no other day for it;
+  details_in_dst: with --dst-net CIDR, the (protocol, port, source) over
+          every day file that hit an address in it.
 
 ASN and country come from the python3-maxminddb reader, labels from the
 lists (every matching label, most specific first).
@@ -25,6 +27,7 @@ p.add_argument("port")
 p.add_argument("--asn-db")
 p.add_argument("--country-db")
 p.add_argument("--labels", action="append", default=[])
+p.add_argument("--dst-net")
 a = p.parse_args()
 
 
@@ -41,6 +44,8 @@ def service(proto, port):
     return proto if port == "-" else f"{proto} {port}"
 
 
+dst_net = a.dst_net and ipaddress.ip_network(a.dst_net)
+details_in_dst = set()
 drill = {}
 ports_that_day = {}
 destinations = {}
@@ -55,6 +60,8 @@ for path in sorted(glob.glob(os.path.join(a.dir, "*.csv"))):
             d["keys"].add(key)
             d["probes"] += 1
             d["ports"][s] = d["ports"].get(s, 0) + 1
+        if dst_net and ipaddress.ip_address(dst) in dst_net:
+            details_in_dst.add((s, src))
         target = proto == a.proto and port == a.port
         if day == a.day:
             ports_that_day.setdefault(src, set()).add(s)
@@ -111,4 +118,5 @@ print(json.dumps({
     "drill": drill,
     "destinations": destinations,
     "wave": sorted(set(drill) - other_days),
+    "details_in_dst": len(details_in_dst),
 }))
