@@ -16,7 +16,8 @@ use std::{
 use tsusen::{
     dayfile::{Row, day_from_name},
     report::{
-        aggregate::{DetailFilter, Window, WindowOptions},
+        aggregate::{DayCounts, DetailFilter, ProtoPort, Trends, Window, WindowOptions},
+        chart::{self, ChartView},
         load::Loader,
         testdata::write_day,
     },
@@ -176,7 +177,7 @@ fn a_spike_above_both_bounds_is_flagged() {
     assert_eq!(spike.service.to_string(), "TCP 23");
     assert_eq!(spike.baseline.days, 28);
     assert_eq!(spike.baseline.median, 20.0);
-    assert!(spike.baseline.threshold() < 60.0);
+    assert!(spike.threshold < 60.0);
 }
 
 #[test]
@@ -540,4 +541,257 @@ fn a_day_file_dated_in_the_future_is_skipped_with_a_warning() {
         warnings.contains("2149-06-06.csv: skipped: dated after today"),
         "{warnings}"
     );
+}
+
+/// Day files for `days` days ending 2026-02-28 where, on day `i` (0 = the
+/// first), TCP `port` has `count(i, port)` distinct sources for each port of
+/// `ports`; a day for which `skip(i)` holds has no file.
+fn ports_files(
+    name: &str,
+    days: u16,
+    ports: &[u16],
+    count: impl Fn(u16, u16) -> u32,
+    skip: impl Fn(u16) -> bool,
+) -> (PathBuf, u16) {
+    let dir = tempdir(name);
+    let last = day("2026-02-28");
+    for i in (0..days).filter(|&i| !skip(i)) {
+        let d = last + 1 - days + i;
+        let rows: Vec<Row> = ports
+            .iter()
+            .flat_map(|&port| {
+                sources(u32::from(port) * 1000, count(i, port))
+                    .map(move |src| row(6, port, &src, "192.0.2.1", at(d, 60)))
+            })
+            .collect();
+        write_day(&dir, d, &rows).unwrap();
+    }
+    (dir, last)
+}
+
+#[test]
+fn spikes_are_ranked_by_ratio_and_new_ports_are_marked() {
+    // TCP 23 around 20 then 60 on the last day (threshold 24, ratio 2.5);
+    // TCP 22 flat 12 then 150 five days before (threshold 12, ratio 12.5);
+    // TCP 8443 never seen, then 30 two days before (threshold 0, ratio 30).
+    let (dir, last) = ports_files(
+        "spike-rank",
+        36,
+        &[22, 23, 8443],
+        |i, port| match (port, i) {
+            (23, 35) => 60,
+            (23, _) => 18 + u32::from(i) % 5,
+            (22, 30) => 150,
+            (22, _) => 12,
+            (_, 33) => 30,
+            _ => 0,
+        },
+        |_| false,
+    );
+    let (_, w) = load(&dir, WindowOptions::default());
+    let ranked: Vec<(String, u16, u32, bool)> = w
+        .spikes
+        .iter()
+        .map(|s| (s.service.to_string(), last - s.day, s.count, s.new))
+        .collect();
+    // Newest first would have been TCP 23, TCP 8443, TCP 22.
+    assert_eq!(
+        ranked,
+        [
+            ("TCP 8443".to_owned(), 2, 30, true),
+            ("TCP 22".to_owned(), 5, 150, false),
+            ("TCP 23".to_owned(), 0, 60, false),
+        ]
+    );
+    let ratios: Vec<f64> = w.spikes.iter().map(|s| s.ratio).collect();
+    assert_eq!(ratios, [30.0, 12.5, 2.5]);
+    let thresholds: Vec<f64> = w.spikes.iter().map(|s| s.threshold).collect();
+    assert_eq!(thresholds, [0.0, 12.0, 24.0]);
+}
+
+#[test]
+fn spike_k_sets_the_sensitivity() {
+    // 18..=22 around 20 (median 20, IQR 2, mean 20, SD about 1.41), then 23.
+    let (dir, last) = ports_files(
+        "spike-k",
+        29,
+        &[23],
+        |i, _| if i == 28 { 23 } else { 18 + u32::from(i) % 5 },
+        |_| false,
+    );
+    let (_, w) = load(&dir, WindowOptions::default());
+    assert!(w.spikes.is_empty(), "k = 2: threshold 24");
+    let k1 = WindowOptions {
+        spike_k: 1.0,
+        ..WindowOptions::default()
+    };
+    let (_, w) = load(&dir, k1);
+    assert_eq!(w.spikes.len(), 1, "k = 1: threshold 22");
+    let s = &w.spikes[0];
+    assert_eq!((s.day, s.count, s.threshold), (last, 23, 22.0));
+    assert_eq!(s.ratio, 23.0 / 22.0);
+    assert_eq!(w.options.spike_k, 1.0);
+}
+
+#[test]
+fn series_change_against_yesterday_and_last_week_and_their_trend() {
+    // TCP 23 grows by 2 a day: 10, 12, ... 80 over 36 days.
+    let grow = |i: u16, _| 10 + 2 * u32::from(i);
+    let (dir, _) = ports_files("change", 36, &[23], grow, |_| false);
+    // Seven shown days: last week's day lies before them and still counts.
+    let week = WindowOptions {
+        days: 7,
+        ..WindowOptions::default()
+    };
+    let (_, w) = load(&dir, week);
+    let s = &w.series[0];
+    assert_eq!(s.newest(), 80);
+    let yesterday = s.vs_yesterday.unwrap();
+    assert_eq!(
+        (yesterday.before, yesterday.now, yesterday.delta()),
+        (78, 80, 2)
+    );
+    let last_week = s.vs_last_week.unwrap();
+    assert_eq!((last_week.before, last_week.delta()), (66, 14));
+    assert!((last_week.percent().unwrap() - 14.0 * 100.0 / 66.0).abs() < 1e-9);
+    let trend = s.trend.unwrap();
+    assert!((trend.slope - 2.0).abs() < 1e-9, "{trend:?}");
+    assert!((trend.at(6) - 80.0).abs() < 1e-9, "{trend:?}");
+
+    // Without the day before's file there is nothing to compare with; the
+    // trend fits the days that have one.
+    let (dir, _) = ports_files("change-gap", 36, &[23], grow, |i| i == 34);
+    let (_, w) = load(&dir, week);
+    let s = &w.series[0];
+    assert_eq!(s.vs_yesterday, None);
+    assert_eq!(s.vs_last_week.unwrap().before, 66);
+    assert!((s.trend.unwrap().slope - 2.0).abs() < 1e-9);
+
+    // A port new today: +N against 0, no percentage.
+    let (dir, _) = ports_files(
+        "change-new",
+        9,
+        &[23],
+        |i, _| if i == 8 { 5 } else { 0 },
+        |_| false,
+    );
+    let (_, w) = load(&dir, WindowOptions::default());
+    let c = w.series[0].vs_yesterday.unwrap();
+    assert_eq!((c.delta(), c.percent()), (5, None));
+}
+
+#[test]
+fn hours_count_each_source_once_at_its_first_probe() {
+    let dir = tempdir("hours");
+    let d = day("2026-08-10");
+    let h = |hour: i64, secs: i64| at(d, hour * 3600 + secs);
+    write_day(
+        &dir,
+        d,
+        &[
+            // .1 at 03:10 and 05:00: first seen in hour 3.
+            row(6, 22, "198.51.100.1", "192.0.2.1", h(5, 0)),
+            row(6, 22, "198.51.100.1", "192.0.2.2", h(3, 600)),
+            row(6, 22, "198.51.100.2", "192.0.2.1", h(0, 0)),
+            row(6, 22, "198.51.100.3", "192.0.2.1", h(23, 3599)),
+            // .4: hour 5 on port 22, hour 1 on port 23.
+            row(6, 22, "198.51.100.4", "192.0.2.1", h(5, 1800)),
+            row(6, 23, "198.51.100.4", "192.0.2.1", h(1, 0)),
+            row(1, 0, "198.51.100.5", "192.0.2.1", h(12, 0)),
+        ],
+    )
+    .unwrap();
+    let (_, w) = load(&dir, WindowOptions::default());
+    let tcp = |port| ProtoPort { proto: 6, port };
+    let hours = w.hours(d, tcp(22)).unwrap();
+    let mut want = [0; 24];
+    for hour in [0, 3, 5, 23] {
+        want[hour] = 1;
+    }
+    assert_eq!(hours.counts, want);
+    assert_eq!(hours.total(), counts(&w, "TCP 22")[29]);
+    let mut want = [0; 24];
+    want[1] = 1;
+    assert_eq!(w.hours(d, tcp(23)).unwrap().counts, want);
+    let mut want = [0; 24];
+    want[12] = 1;
+    assert_eq!(
+        w.hours(d, ProtoPort { proto: 1, port: 0 }).unwrap().counts,
+        want
+    );
+    // A shown day without a file, a port without sources: zeros; outside: none.
+    assert_eq!(w.hours(d - 1, tcp(22)).unwrap().total(), 0);
+    assert_eq!(w.hours(d, tcp(80)).unwrap().total(), 0);
+    assert_eq!(w.hours(d + 1, tcp(22)), None);
+    assert_eq!(w.hours(d - 30, tcp(22)), None);
+}
+
+/// Series, spikes and the chart come from per-day counts alone
+/// ([`Trends`]): the window's own counts give the window's chart, and
+/// counts a filter kept give a chart of what it kept.
+#[test]
+fn trends_from_per_day_counts_draw_the_windows_chart_or_a_filtered_one() {
+    let (dir, _) = ports_files(
+        "trends-counts",
+        20,
+        &[22, 23, 80],
+        |i, port| match (port, i) {
+            (23, 19) => 90,
+            _ => 12 + u32::from(port % 7) + u32::from(i % 3),
+        },
+        |i| i == 4,
+    );
+    let (_, w) = load(&dir, WindowOptions::default());
+    assert_eq!(w.spikes.len(), 1);
+    let per_day: Vec<(u16, Vec<(ProtoPort, u32)>)> = w
+        .days()
+        .zip(&w.covered)
+        .enumerate()
+        .filter(|(_, (_, covered))| **covered)
+        .map(|(i, (day, _))| {
+            let services = w
+                .series
+                .iter()
+                .filter(|s| s.counts[i] > 0)
+                .map(|s| (s.service, s.counts[i]))
+                .collect();
+            (day, services)
+        })
+        .collect();
+    let counts = |keep: &dyn Fn(ProtoPort) -> bool| -> Vec<Vec<(ProtoPort, u32)>> {
+        per_day
+            .iter()
+            .map(|(_, services)| services.iter().copied().filter(|(s, _)| keep(*s)).collect())
+            .collect()
+    };
+    let build = |kept: &[Vec<(ProtoPort, u32)>]| {
+        let days: Vec<DayCounts<'_>> = per_day
+            .iter()
+            .zip(kept)
+            .map(|((day, _), services)| DayCounts {
+                day: *day,
+                services,
+            })
+            .collect();
+        Trends::build(&days, &w.options)
+    };
+
+    let all = counts(&|_| true);
+    let trends = build(&all);
+    assert_eq!(trends.spikes.len(), 1);
+    assert_eq!(trends.spikes[0].ratio, w.spikes[0].ratio);
+    assert_eq!(
+        chart::view_svg(&ChartView::of_trends(&trends, w.options.top)).unwrap(),
+        chart::trends_svg(&w).unwrap(),
+        "the same chart"
+    );
+
+    // A filter that drops TCP 23: its line, spike and legend are gone.
+    let without = counts(&|s| s.port != 23);
+    let filtered = build(&without);
+    assert!(filtered.spikes.is_empty());
+    let svg = chart::view_svg(&ChartView::of_trends(&filtered, w.options.top)).unwrap();
+    assert!(!svg.contains("TCP 23 ("), "no TCP 23 in the legend");
+    assert!(svg.contains("TCP 22 ("));
+    assert!(svg.contains(">\nspike (0)\n</text>"));
 }

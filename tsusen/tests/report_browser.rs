@@ -5,17 +5,17 @@
 
 mod report_support;
 
-use std::process::Command;
-
 use report_support::{
     Server,
     browser::{artifacts, assert_no_urls, chromium, page_requests},
-    tempdir,
+    tempdir, write_report,
 };
 use tsusen::{
     dayfile::{day_from_name, day_name},
     report::{
         aggregate::{DetailFilter, ProtoPort, Window, WindowOptions},
+        enrich::Enrichment,
+        filter::{Filter, FilterQuery},
         load::Loader,
         testdata::{Spec, generate},
     },
@@ -54,6 +54,16 @@ fn assert_chart(dom: &str, window: &Window, spike: ProtoPort) {
         marked + 1,
         "one marker per spike, and the legend's"
     );
+    // A tooltip per drawn point (days with sources).
+    let points: usize = charted
+        .iter()
+        .map(|s| s.counts.iter().filter(|&&n| n > 0).count())
+        .sum();
+    assert_eq!(
+        svg.matches("<title>").count(),
+        points,
+        "a tooltip per point"
+    );
 }
 
 fn assert_spike_listed(dom: &str, day: u16, spike: ProtoPort) {
@@ -63,6 +73,10 @@ fn assert_spike_listed(dom: &str, day: u16, spike: ProtoPort) {
         spike.port
     );
     assert!(dom.contains(&row), "spike table lacks {row}");
+    // Ranked by ratio: the generated wave comes first.
+    let table = &dom[dom.find("id=\"spike-table\"").unwrap()..];
+    let first = table.find("<tr class=\"spike\">").unwrap();
+    assert!(table[first..].starts_with(&row), "the largest spike first");
 }
 
 #[test]
@@ -109,11 +123,29 @@ fn served_and_static_pages_in_headless_chromium() {
     let server = Server::start(&dir, &[], &[]);
     let origin = server.url("");
     let origin = origin.trim_end_matches('/');
-    let url = server.url("/?ip=198.18.0.0/20&port=23&proto=TCP");
+    // ?hours= asks for TCP 23's hours on the last day instead of the spike's.
+    let url = server.url(&format!(
+        "/?ip=198.18.0.0/20&port=23&proto=TCP&hours={}/TCP/23",
+        day_name(last)
+    ));
     let (dom, netlog) = chromium("served", &["--dump-dom", &url]);
     std::fs::write(artifacts().join("report-served.html"), &dom).unwrap();
-    assert_chart(&dom, &window, spike);
-    assert_spike_listed(&dom, last, spike);
+    // The chart follows the filter (TCP 23 from 198.18.0.0/20): its one
+    // series, drawn with that count.
+    let selection = Filter::parse(&FilterQuery {
+        ip: Some("198.18.0.0/20".into()),
+        port: Some("23".into()),
+        proto: Some("TCP".into()),
+        ..FilterQuery::default()
+    })
+    .unwrap()
+    .selection(&window, &Enrichment::default())
+    .unwrap();
+    let filtered = window.selected(&selection);
+    assert_eq!(filtered.series.len(), 1);
+    let newest = filtered.series[0].counts.last().unwrap();
+    assert!(dom.contains(&format!(">\nTCP 23 ({newest})\n</text>")));
+    assert!(!dom.contains(">\nTCP 5555 ("));
     assert!(dom.contains("http-equiv=\"Content-Security-Policy\" content=\"default-src 'self'"));
     let status = format!(
         "<p id=\"details-status\" data-loaded=\"api\" data-total=\"{expected_total}\">{expected_total} matching rows; showing 1–50.</p>"
@@ -138,15 +170,34 @@ fn served_and_static_pages_in_headless_chromium() {
             "{row}"
         );
     }
+    let hours = &dom[dom.find("<figure id=\"hours-chart\"").unwrap()..];
+    assert!(
+        hours.starts_with(&format!(
+            "<figure id=\"hours-chart\" data-shown=\"{} TCP 23\">",
+            day_name(last)
+        )),
+        "the script swapped in the asked hours: {}",
+        &hours[..200]
+    );
+    assert!(hours.contains(&format!("TCP 23 on {}:", day_name(last))));
     assert_no_urls(&dom, Some(origin));
     let requests = page_requests(&netlog);
     assert!(
         requests.iter().any(|u| u.contains("/api/details?")),
         "{requests:?}"
     );
+    assert!(
+        requests.iter().any(|u| u.contains("/hours.svg?")),
+        "{requests:?}"
+    );
     for request in &requests {
         assert!(request.starts_with(origin), "the page requested {request}");
     }
+
+    // Unfiltered, the whole window's chart and spikes.
+    let (dom, _) = chromium("served-all", &["--dump-dom", &server.url("/")]);
+    assert_chart(&dom, &window, spike);
+    assert_spike_listed(&dom, last, spike);
 
     let shot = artifacts().join("report-served.png");
     chromium(
@@ -161,14 +212,7 @@ fn served_and_static_pages_in_headless_chromium() {
 
     // The static file, from file://: same chart and spike, and no requests.
     let out = artifacts().join("report-static.html");
-    let status = Command::new(env!("CARGO_BIN_EXE_tsusen"))
-        .args(["report", "--dir"])
-        .arg(&dir)
-        .arg("--out")
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    write_report(&dir, &out);
     let file_url = format!("file://{}", out.display());
     let (dom, netlog) = chromium("static", &["--dump-dom", &file_url]);
     assert_chart(&dom, &window, spike);

@@ -756,6 +756,44 @@ fn from_the_spikes_to_the_drill_down_in_headless_chromium() {
         dom.contains(&format!("data-loaded=\"api\" data-total=\"{total}\"")),
         "the details under dst=192.0.2.0/24: {total} rows"
     );
+    // The chart and the spikes are those of what the filter keeps: the
+    // series' counts are Python's under the same CIDR, the page draws them,
+    // and lists the spikes the JSON has.
+    let trends = server.json("/api/trends?dst=192.0.2.0/24");
+    let unfiltered = server.json("/api/trends");
+    assert_ne!(trends["series"], unfiltered["series"]);
+    let per_day = &expected["series_in_dst"];
+    let days = trends["days"].as_array().unwrap();
+    let chart = &dom[dom.find("<figure id=\"chart\">").unwrap()..];
+    let chart = &chart[..chart.find("</figure>").unwrap()];
+    for series in trends["series"].as_array().unwrap() {
+        let label = series["label"].as_str().unwrap();
+        let counts = series["counts"].as_array().unwrap();
+        for (day, count) in days.iter().zip(counts) {
+            let want = per_day[day.as_str().unwrap()][label].as_u64().unwrap_or(0);
+            assert_eq!(count.as_u64().unwrap(), want, "{label} on {day}");
+        }
+        let legend = format!(">\n{label} ({})\n</text>", counts.last().unwrap());
+        assert!(chart.contains(&legend), "the filtered chart draws {legend}");
+    }
+    let spikes = server.json("/api/spikes?dst=192.0.2.0/24");
+    let spikes = spikes["spikes"].as_array().unwrap();
+    assert_eq!(
+        dom.matches("<tr class=\"spike\">").count(),
+        spikes.len().min(200)
+    );
+    for s in spikes.iter().take(200) {
+        let (day, label) = (s["date"].as_str().unwrap(), s["label"].as_str().unwrap());
+        assert_eq!(s["count"], per_day[day][label], "{label} on {day}");
+        let row = format!(
+            "<tr class=\"spike\"><td>{day}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>",
+            s["proto"].as_str().unwrap(),
+            s["port"].as_u64().map_or("-".to_owned(), |p| p.to_string()),
+            s["count"]
+        );
+        assert!(dom.contains(&row), "the page lists {row}");
+    }
+
     let dests = &dom[dom.find("<table id=\"destinations-table\"").unwrap()..];
     let dests = &dests[..dests.find("</table>").unwrap()];
     assert_eq!(dests.matches("<td class=\"dst\">").count(), 20);

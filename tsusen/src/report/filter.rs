@@ -59,6 +59,12 @@ impl FilterQuery {
         .collect()
     }
 
+    /// Whether any filter that narrows a view is given (`sensor=` alone
+    /// does not, over day files).
+    pub fn narrows(&self) -> bool {
+        self.pairs().iter().any(|(k, _)| *k != "sensor")
+    }
+
     /// The given ones as a URL query (without `?`).
     pub fn to_query(&self) -> String {
         encode(&self.pairs())

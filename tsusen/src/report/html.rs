@@ -8,10 +8,10 @@
 use std::fmt::Write as _;
 
 use super::{
-    aggregate::{DetailPage, ProtoPort, Window, date, utc_time},
+    aggregate::{Change, DetailPage, ProtoPort, Series, Window, date, utc_time},
     chart,
     enrich::Enrichment,
-    spikes::BASELINE_DAYS,
+    spikes::{BASELINE_DAYS, MIN_BASELINE_DAYS},
     who,
 };
 use crate::dayfile::ProtoColumn;
@@ -30,6 +30,8 @@ pub const APP_JS: &str = include_str!("assets/report.js");
 
 /// Rows of the spike table on the page.
 const SPIKES_SHOWN: usize = 200;
+/// Rows of the series table on the page.
+const SERIES_SHOWN: usize = 100;
 
 /// Escape text for HTML element content and quoted attributes.
 pub fn esc(s: &str) -> String {
@@ -98,7 +100,9 @@ pub fn top(window: &Window, chart_svg: &str, about: &About<'_>, mode: Mode) -> S
         h.push_str("<p>No day files found.</p>\n");
     }
     trends(&mut h, window, chart_svg);
+    series(&mut h, window);
     spikes(&mut h, window);
+    hours(&mut h, window, mode);
     today(&mut h, window);
     h
 }
@@ -111,7 +115,7 @@ fn trends(h: &mut String, window: &Window, chart_svg: &str) {
         h,
         r#"<section id="trends"><h2>Trendlines</h2>
 <figure id="chart">{svg}</figure>
-<p class="note">The top {shown} of {unfolded} series by distinct sources on the newest day (log scale); red circles mark spikes.
+<p class="note">The top {shown} of {unfolded} series by distinct sources on the newest day (log scale); red circles mark spikes, dashed lines are each series' least-squares trend; hover a point for its value.
 {folded} series are folded away: fewer than {min} sources (<code>--min-sources</code>) on some earlier day and never {burst} or more (<code>--burst-factor</code> {factor}).</p>
 </section>
 "#,
@@ -132,25 +136,90 @@ fn service_cells(service: ProtoPort) -> String {
     )
 }
 
+/// `+12 (+25%)`, `+5 (new)` after a day without sources, `-` without a day file.
+fn change_text(change: Option<Change>) -> String {
+    let Some(c) = change else {
+        return "-".to_owned();
+    };
+    match c.percent() {
+        Some(p) => format!("{:+} ({p:+.0}%)", c.delta()),
+        None if c.now > 0 => format!("{:+} (new)", c.delta()),
+        None => "0".to_owned(),
+    }
+}
+
+fn series(h: &mut String, window: &Window) {
+    if window.is_empty() {
+        return;
+    }
+    let unfolded: Vec<&Series> = window.series.iter().take_while(|s| !s.folded).collect();
+    let _ = write!(
+        h,
+        r#"<section id="series"><h2>Series</h2>
+<p class="note">Each unfolded series on the newest day ({newest}): its distinct sources, the change against the day before and against the same weekday a week before (&ndash; when that day has no day file), and its trend: the least-squares slope over the shown days with a day file, in sources per day.</p>
+<table id="series-table" data-day="{newest}"><thead><tr><th></th><th>Protocol</th><th class="n">Port</th><th class="n">Sources</th><th class="n">vs yesterday</th><th class="n">vs last week</th><th class="n">Trend /day</th><th class="n">Spikes</th></tr></thead><tbody>
+"#,
+        newest = date(window.last_day)
+    );
+    let charted = window.charted().len();
+    for (index, s) in unfolded.iter().take(SERIES_SHOWN).enumerate() {
+        let swatch = if index < charted {
+            format!(
+                r#"<svg class="swatch" width="10" height="10"><rect width="10" height="10" fill="{}"/></svg>"#,
+                chart::hex(chart::color(index))
+            )
+        } else {
+            String::new()
+        };
+        let spikes = window
+            .spikes
+            .iter()
+            .filter(|p| p.service == s.service)
+            .count();
+        let _ = writeln!(
+            h,
+            r#"<tr><td>{swatch}</td>{}<td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{spikes}</td></tr>"#,
+            service_cells(s.service),
+            s.newest(),
+            change_text(s.vs_yesterday),
+            change_text(s.vs_last_week),
+            s.trend
+                .map_or("-".to_owned(), |t| format!("{:+.1}", t.slope)),
+        );
+    }
+    h.push_str("</tbody></table>\n");
+    if unfolded.len() > SERIES_SHOWN {
+        let _ = writeln!(
+            h,
+            "<p class=\"note\">The first {SERIES_SHOWN} of {} unfolded series; <code>/api/series</code> lists every series.</p>",
+            unfolded.len()
+        );
+    }
+    h.push_str("</section>\n");
+}
+
 fn spikes(h: &mut String, window: &Window) {
     let o = &window.options;
     let _ = write!(
         h,
         r#"<section id="spikes"><h2>Spikes</h2>
-<p class="note">A day is a spike for a series when its distinct sources are above both the median + 2&times;IQR and the mean + 2 SD of the previous {BASELINE_DAYS} days (days with a day file; at least 7), and at least {min} (<code>--spike-min</code>).</p>
-<table id="spike-table"><thead><tr><th>Date</th><th>Protocol</th><th class="n">Port</th><th class="n">Sources</th><th class="n">Threshold</th><th class="n">Median</th><th class="n">IQR</th><th class="n">Mean</th><th class="n">SD</th><th class="n">Baseline days</th></tr></thead><tbody>
+<p class="note">A day is a spike for a series when its distinct sources are above both the median + {k}&times;IQR and the mean + {k}&times;SD (<code>--spike-k</code>) of the previous {BASELINE_DAYS} days (days with a day file; at least {MIN_BASELINE_DAYS}), and at least {min} (<code>--spike-min</code>). Largest first: the ratio is sources / threshold (a threshold under 1 counts as 1). <em>new</em>: no source on any baseline day.</p>
+<table id="spike-table"><thead><tr><th>Date</th><th>Protocol</th><th class="n">Port</th><th class="n">Sources</th><th class="n">Threshold</th><th class="n">Ratio</th><th>New</th><th class="n">Median</th><th class="n">IQR</th><th class="n">Mean</th><th class="n">SD</th><th class="n">Baseline days</th></tr></thead><tbody>
 "#,
+        k = o.spike_k,
         min = o.spike_min
     );
     for s in window.spikes.iter().take(SPIKES_SHOWN) {
         let b = &s.baseline;
         let _ = writeln!(
             h,
-            r#"<tr class="spike"><td>{}</td>{}<td class="n">{}</td><td class="n">{:.1}</td><td class="n">{:.1}</td><td class="n">{:.1}</td><td class="n">{:.1}</td><td class="n">{:.1}</td><td class="n">{}</td></tr>"#,
+            r#"<tr class="spike"><td>{}</td>{}<td class="n">{}</td><td class="n">{:.1}</td><td class="n">{:.2}</td><td>{}</td><td class="n">{:.1}</td><td class="n">{:.1}</td><td class="n">{:.1}</td><td class="n">{:.1}</td><td class="n">{}</td></tr>"#,
             date(s.day),
             service_cells(s.service),
             s.count,
-            b.threshold(),
+            s.threshold,
+            s.ratio,
+            if s.new { "new" } else { "" },
             b.median,
             b.iqr,
             b.mean,
@@ -164,11 +233,39 @@ fn spikes(h: &mut String, window: &Window) {
     } else if window.spikes.len() > SPIKES_SHOWN {
         let _ = writeln!(
             h,
-            "<p class=\"note\">The newest {SPIKES_SHOWN} of {} spikes; <code>/api/spikes</code> lists all.</p>",
+            "<p class=\"note\">The largest {SPIKES_SHOWN} of {} spikes; <code>/api/spikes</code> lists all.</p>",
             window.spikes.len()
         );
     }
     h.push_str("</section>\n");
+}
+
+/// The time-of-day view: the largest spike's day and port by hour (without
+/// spikes, the top series on the newest day); on the served page a click on
+/// a spike or series row shows that one instead.
+fn hours(h: &mut String, window: &Window, mode: Mode) {
+    let (day, service, what) = match (window.spikes.first(), window.series.first()) {
+        (Some(top), _) => (top.day, top.service, "the largest spike"),
+        (None, Some(top)) => (window.last_day, top.service, "the top series"),
+        (None, None) => return,
+    };
+    let Some(hours) = window.hours(day, service) else {
+        return;
+    };
+    let _ = write!(
+        h,
+        r#"<section id="hours"><h2>By hour</h2>
+<figure id="hours-chart">{svg}</figure>
+<p class="note">Distinct sources by the UTC hour each was first seen that day{which}.</p>
+</section>
+"#,
+        svg = chart::inline(&chart::hours_svg(&hours)),
+        which = match mode {
+            Mode::Static => format!(" ({what})"),
+            Mode::Served =>
+                format!(" ({what}); click a row of the series or spike table to show another"),
+        },
+    );
 }
 
 fn today(h: &mut String, window: &Window) {

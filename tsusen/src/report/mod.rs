@@ -55,6 +55,9 @@ pub struct ViewArgs {
     /// A spike needs at least this many distinct sources that day.
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub spike_min: u32,
+    /// A spike is above median + K x IQR and mean + K x SD of its baseline (0 to 100).
+    #[arg(long, value_name = "K", default_value_t = spikes::DEFAULT_K, value_parser = parse_spike_k)]
+    pub spike_k: f64,
     /// Series drawn on the chart (the top ones by the newest day).
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub top: usize,
@@ -70,8 +73,17 @@ impl ViewArgs {
             min_sources: self.min_sources,
             burst_factor: self.burst_factor,
             spike_min: self.spike_min,
+            spike_k: self.spike_k,
             top: self.top,
         }
+    }
+}
+
+/// `--spike-k`: a finite number from 0 to 100.
+fn parse_spike_k(v: &str) -> Result<f64, String> {
+    match v.trim().parse::<f64>() {
+        Ok(k) if (0.0..=100.0).contains(&k) => Ok(k),
+        _ => Err("expected a number from 0 to 100, like 2 or 1.5".to_owned()),
     }
 }
 
@@ -165,6 +177,19 @@ impl Page {
             bottom,
             enrichment,
         })
+    }
+
+    /// The served page's top (chart, spikes, newest day) of another window,
+    /// e.g. the one a filter sees: a chart that fails to draw is left out.
+    pub fn top_of(&self, window: &Window) -> String {
+        let chart_svg = chart::trends_svg(window).unwrap_or_default();
+        let generated = utc_time(chrono::Utc::now().timestamp());
+        let about = html::About {
+            files: self.files,
+            warnings: &self.warnings,
+            generated: &generated,
+        };
+        html::top(window, &chart_svg, &about, html::Mode::Served)
     }
 }
 

@@ -8,7 +8,9 @@ tsusen, straight from the day files: `who_expected.py DIR DAY PROTO PORT
   destinations: {dst: {probes, ports: {"TCP 23": n}}} over every day file;
   wave: sources of PROTO PORT on DAY seen on no other day for it;
   details_in_dst: with --dst-net CIDR, the (protocol, port, source) over
-          every day file that hit an address in it.
+          every day file that hit an address in it;
+  series_in_dst: with --dst-net, {day: {"TCP 23": distinct sources that
+          hit an address in it}}.
 
 ASN and country come from the python3-maxminddb reader, labels from the
 lists (every matching label, most specific first).
@@ -46,6 +48,7 @@ def service(proto, port):
 
 dst_net = a.dst_net and ipaddress.ip_network(a.dst_net)
 details_in_dst = set()
+series_in_dst = {}
 drill = {}
 ports_that_day = {}
 destinations = {}
@@ -62,6 +65,7 @@ for path in sorted(glob.glob(os.path.join(a.dir, "*.csv"))):
             d["ports"][s] = d["ports"].get(s, 0) + 1
         if dst_net and ipaddress.ip_address(dst) in dst_net:
             details_in_dst.add((s, src))
+            series_in_dst.setdefault(day, {}).setdefault(s, set()).add(src)
         target = proto == a.proto and port == a.port
         if day == a.day:
             ports_that_day.setdefault(src, set()).add(s)
@@ -119,4 +123,8 @@ print(json.dumps({
     "destinations": destinations,
     "wave": sorted(set(drill) - other_days),
     "details_in_dst": len(details_in_dst),
+    "series_in_dst": {
+        day: {s: len(srcs) for s, srcs in services.items()}
+        for day, services in series_in_dst.items()
+    },
 }))

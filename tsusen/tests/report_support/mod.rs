@@ -14,6 +14,17 @@ use std::{
     time::Duration,
 };
 
+/// `tsusen report --dir DIR --out OUT`, which must succeed.
+pub(crate) fn write_report(dir: &Path, out: &Path) {
+    tsusen::testing::run_command(
+        Command::new(env!("CARGO_BIN_EXE_tsusen"))
+            .args(["report", "--dir"])
+            .arg(dir)
+            .arg("--out")
+            .arg(out),
+    );
+}
+
 /// A fresh directory under the target dir, unique per test.
 pub(crate) fn tempdir(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("report-{name}"));

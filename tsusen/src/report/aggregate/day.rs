@@ -210,6 +210,8 @@ pub struct DayAggregate {
     pub rows: u64,
     /// Distinct sources per protocol/port, sorted by protocol/port.
     pub services: Vec<(ProtoPort, u32)>,
+    /// Keys are grouped by protocol/port in the order of `services`, each
+    /// group as long as its count (the time-of-day view relies on it).
     /// Shared with the windows built from it (the drill-down reads them).
     pub(super) details: Option<Arc<DayDetails>>,
 }

@@ -14,7 +14,7 @@ use anyhow::{Result, bail};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::{
-    DayAggregate, Detail, DetailPage, Interner, ProtoPort, Window,
+    DayAggregate, DayCounts, Detail, DetailPage, Interner, ProtoPort, Trends, Window,
     day::{DayDetails, DayKey},
 };
 
@@ -223,6 +223,71 @@ pub struct DestinationPage {
 }
 
 impl Window {
+    /// Distinct sources per protocol/port on each shown day that the
+    /// selection keeps (a source counts when it hit a kept destination).
+    pub fn selected_counts(&self, sel: &Selection) -> Vec<(u16, Vec<(ProtoPort, u32)>)> {
+        let keys = &self.drill.keys;
+        self.drill
+            .days
+            .iter()
+            .map(|(day, details)| {
+                let mut counts: Vec<(ProtoPort, u32)> = Vec::new();
+                for (i, k) in details.keys.iter().enumerate() {
+                    let (service, src) = keys[k.key as usize];
+                    if !sel.service(service) || !sel.src(src) {
+                        continue;
+                    }
+                    if sel.dst.is_some()
+                        && !details.dsts[dst_start(&details.keys, i)..k.dst_end as usize]
+                            .iter()
+                            .any(|&d| sel.dst(d))
+                    {
+                        continue;
+                    }
+                    // Keys come grouped by protocol/port.
+                    match counts.last_mut() {
+                        Some((s, n)) if *s == service => *n += 1,
+                        _ => counts.push((service, 1)),
+                    }
+                }
+                (*day, counts)
+            })
+            .collect()
+    }
+
+    /// The window as a selection sees it, for the chart, the spikes and the
+    /// series: rebuilt by [`Trends::build`] from [`Window::selected_counts`].
+    /// Only shown days keep their sources, so a filtered spike's baseline is
+    /// the shown days before it (the unfiltered one reaches further back).
+    /// The details, drill-down and destinations take the selection
+    /// themselves; the newest-day lists and the by-hour view stay unfiltered
+    /// (shared, not copied).
+    pub fn selected(&self, sel: &Selection) -> Window {
+        let counts = self.selected_counts(sel);
+        let days: Vec<DayCounts<'_>> = counts
+            .iter()
+            .map(|(day, services)| DayCounts {
+                day: *day,
+                services,
+            })
+            .collect();
+        let trends = Trends::build(&days, &self.options);
+        Window {
+            options: self.options,
+            first_day: self.first_day,
+            last_day: self.last_day,
+            covered: self.covered.clone(),
+            rows: self.rows,
+            series: trends.series,
+            spikes: trends.spikes,
+            today: self.today.clone(),
+            details: Vec::new(),
+            ips: Arc::clone(&self.ips),
+            shown_days: Arc::clone(&self.shown_days),
+            drill: self.drill.clone(),
+        }
+    }
+
     /// Every address the window knows (sources and destinations), by id.
     pub fn addresses(&self) -> &[IpAddr] {
         &self.ips

@@ -5,11 +5,13 @@
 //!
 //! [`day`] reduces one day file, [`window`] builds the trends and spikes,
 //! [`details`] the details table, [`today`] the newest day's lists,
-//! [`drill`] a day's sources for one port, our addresses, and selections.
+//! [`drill`] a day's sources for one port, our addresses, and selections,
+//! [`hours`] a day's sources by hour.
 
 mod day;
 mod details;
 mod drill;
+mod hours;
 mod today;
 mod window;
 
@@ -20,8 +22,9 @@ pub use self::{
         DESTINATION_PORTS_LISTED, DESTINATIONS_LISTED, DestinationPage, DestinationRow,
         DestinationSort, DrillBy, DrillPage, DrillRow, DrillSort, Selection,
     },
+    hours::Hours,
     today::{Busiest, Today},
-    window::{Series, Spike, Window, WindowOptions},
+    window::{Change, DayCounts, Series, Spike, Trend, Trends, Window, WindowOptions},
 };
 use crate::dayfile::day_name;
 

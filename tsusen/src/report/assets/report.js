@@ -75,3 +75,49 @@
   var start = parseInt(new URLSearchParams(location.search).get("offset") || "0", 10);
   load(isNaN(start) ? 0 : start, false);
 })();
+// The time-of-day view: a click on a series or spike row shows that day and
+// port by hour, drawn by the server (/hours.svg) and swapped in.
+(function () {
+  var figure = document.getElementById("hours-chart");
+  if (!figure) { return; }
+  function show(day, proto, port) {
+    var p = new URLSearchParams({ day: day, proto: proto });
+    if (port && port !== "-") { p.set("port", port); }
+    fetch("/hours.svg?" + p.toString(), { credentials: "same-origin" })
+      .then(function (r) {
+        if (!r.ok) { throw new Error(r.statusText); }
+        return r.text();
+      })
+      .then(function (text) {
+        var svg = new DOMParser().parseFromString(text, "image/svg+xml").documentElement;
+        svg = document.importNode(svg, true);
+        // As the inline charts: no namespace URL in the page (HTML supplies it).
+        svg.removeAttribute("xmlns");
+        figure.replaceChildren(svg);
+        figure.dataset.shown = [day, proto, port].join(" ");
+        // In the URL too, so the view can be shared (other parameters kept).
+        var q = new URLSearchParams(location.search);
+        q.set("hours", [day, proto, port].join("/"));
+        history.replaceState(history.state, "", "?" + q.toString());
+      })
+      .catch(function (e) { figure.dataset.shown = "error: " + e.message; });
+  }
+  function clickable(id, cellsOf) {
+    var table = document.getElementById(id);
+    if (!table) { return; }
+    table.classList.add("clickable");
+    table.tBodies[0].addEventListener("click", function (e) {
+      var row = e.target.closest("tr");
+      if (row) { show.apply(null, cellsOf(row, table)); }
+    });
+  }
+  function text(row, i) { return row.cells[i].textContent.trim(); }
+  // Spikes: date, protocol, port; series: (swatch), protocol, port on the newest day.
+  clickable("spike-table", function (row) { return [text(row, 0), text(row, 1), text(row, 2)]; });
+  clickable("series-table", function (row, table) {
+    return [table.dataset.day, text(row, 1), text(row, 2)];
+  });
+  // ?hours=DATE/PROTO/PORT: show that one from the start.
+  var asked = (new URLSearchParams(location.search).get("hours") || "").split("/");
+  if (asked.length === 3) { show(asked[0], asked[1], asked[2]); }
+})();

@@ -17,15 +17,16 @@ use crate::{
     dayfile::{ProtoColumn, day_of_name},
     report::{
         aggregate::{
-            DestinationPage, DestinationSort, DetailPage, DrillPage, DrillSort, ProtoPort, Window,
-            date, utc_time,
+            Change, DestinationPage, DestinationSort, DetailPage, DrillPage, DrillSort, Hours,
+            ProtoPort, Series, Window, date, utc_time,
         },
+        chart,
         enrich::Enrichment,
         filter::{Filter, FilterQuery},
         spikes::{BASELINE_DAYS, MIN_BASELINE_DAYS},
     },
 };
-use tsusen_common::classify::has_ports;
+use tsusen_common::{classify::has_ports, proto};
 
 /// Most details rows per page.
 const MAX_LIMIT: usize = 1000;
@@ -54,12 +55,37 @@ pub(super) async fn summary(State(state): State<Arc<AppState>>) -> Response {
     cached(&state, |s| &s.summary)
 }
 
-pub(super) async fn trends(State(state): State<Arc<AppState>>) -> Response {
-    cached(&state, |s| &s.trends)
+/// The cached document, or with filters in the query the same document of
+/// the window as they see it ([`Window::selected`]).
+async fn cached_or_selected(
+    state: &AppState,
+    query: DetailQuery,
+    pick: impl Fn(&Snapshot) -> &String,
+    document: fn(&Window) -> Value,
+) -> Response {
+    if query.filter.narrows() {
+        from_snapshot(state, move |w, e| {
+            let selection = query.filter()?.selection(w, e)?;
+            Ok(document(&w.selected(&selection)).to_string())
+        })
+        .await
+    } else {
+        cached(state, pick)
+    }
 }
 
-pub(super) async fn spikes(State(state): State<Arc<AppState>>) -> Response {
-    cached(&state, |s| &s.spikes)
+pub(super) async fn trends(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<DetailQuery>,
+) -> Response {
+    cached_or_selected(&state, query, |s| &s.trends, trends_json).await
+}
+
+pub(super) async fn spikes(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<DetailQuery>,
+) -> Response {
+    cached_or_selected(&state, query, |s| &s.spikes, spikes_json).await
 }
 
 pub(super) async fn today(State(state): State<Arc<AppState>>) -> Response {
@@ -444,6 +470,7 @@ pub fn summary_json(window: &Window, files: usize, warnings: &[String]) -> Value
             "min_sources": o.min_sources,
             "burst_factor": o.burst_factor,
             "spike_min": o.spike_min,
+            "spike_k": o.spike_k,
             "top": o.top,
         },
     })
@@ -458,6 +485,7 @@ pub fn trends_json(window: &Window) -> Value {
             let mut v = service_json(s.service, None);
             v["counts"] = json!(s.counts);
             v["spikes"] = json!(window.spikes.iter().filter(|p| p.service == s.service).map(|p| date(p.day)).collect::<Vec<_>>());
+            add_change(&mut v, s);
             v
         }).collect::<Vec<_>>(),
         "not_drawn": window.series.len() - window.folded_count() - charted.len(),
@@ -469,18 +497,149 @@ pub fn spikes_json(window: &Window) -> Value {
     let o = &window.options;
     json!({
         "rule": format!(
-            "count > median + 2*IQR and count > mean + 2*SD of the previous {BASELINE_DAYS} days with a day file (at least {MIN_BASELINE_DAYS}), and count >= {}",
-            o.spike_min
+            "count > median + {k}*IQR and count > mean + {k}*SD of the previous {BASELINE_DAYS} days with a day file (at least {MIN_BASELINE_DAYS}), and count >= {}; ranked by ratio = count / max(threshold, 1), largest first",
+            o.spike_min,
+            k = o.spike_k,
         ),
+        "spike_k": o.spike_k,
+        "spike_min": o.spike_min,
         "spikes": window.spikes.iter().map(|s| {
             let mut v = service_json(s.service, None);
             v["date"] = json!(date(s.day));
             v["count"] = json!(s.count);
-            v["threshold"] = json!(s.baseline.threshold());
+            v["threshold"] = json!(s.threshold);
+            v["ratio"] = json!(s.ratio);
+            v["new"] = json!(s.new);
             v["baseline"] = json!(s.baseline);
             v
         }).collect::<Vec<_>>(),
     })
+}
+
+fn change_json(change: Option<Change>) -> Value {
+    change.map_or(Value::Null, |c| {
+        json!({
+            "before": c.before,
+            "now": c.now,
+            "delta": c.delta(),
+            "percent": c.percent(),
+        })
+    })
+}
+
+/// A series' newest count, its changes and its trend, into `v`.
+fn add_change(v: &mut Value, s: &Series) {
+    v["sources"] = json!(s.newest());
+    v["vs_yesterday"] = change_json(s.vs_yesterday);
+    v["vs_last_week"] = change_json(s.vs_last_week);
+    v["trend"] = json!(s.trend.map(|t| t.slope));
+}
+
+/// The series query: one page of every series in the window's order.
+#[derive(Debug, Default, Deserialize)]
+pub struct SeriesQuery {
+    pub offset: Option<usize>,
+    pub limit: Option<usize>,
+}
+
+pub fn series_json(window: &Window, query: &SeriesQuery) -> Value {
+    let offset = query.offset.unwrap_or(0);
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    json!({
+        "date": (!window.is_empty()).then(|| date(window.last_day)),
+        "total": window.series.len(),
+        "offset": offset,
+        "limit": limit,
+        "series": window.series.iter().skip(offset).take(limit).map(|s| {
+            let mut v = service_json(s.service, None);
+            v["folded"] = json!(s.folded);
+            add_change(&mut v, s);
+            v["spikes"] = json!(window.spikes.iter().filter(|p| p.service == s.service).count());
+            v
+        }).collect::<Vec<_>>(),
+    })
+}
+
+pub(super) async fn series(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<SeriesQuery>,
+) -> Response {
+    json_body(series_json(&state.snapshot().page.window, &query).to_string()).into_response()
+}
+
+/// The time-of-day query: a shown day and a protocol/port.
+#[derive(Debug, Default, Deserialize)]
+pub struct HoursQuery {
+    pub day: Option<String>,
+    pub proto: Option<String>,
+    pub port: Option<String>,
+}
+
+impl HoursQuery {
+    /// The hours asked for; `Err((status, one line))` for a bad or unknown query.
+    pub fn run(&self, window: &Window) -> Result<Hours, (StatusCode, String)> {
+        let bad = |m: String| (StatusCode::BAD_REQUEST, m);
+        let day = self.day.as_deref().unwrap_or("").trim();
+        let day = day_of_name(day)
+            .ok_or_else(|| bad(format!("bad day {day:?}: expected a date like 2026-01-30")))?;
+        let name = self.proto.as_deref().unwrap_or("").trim();
+        let proto = proto::from_column(name).ok_or_else(|| {
+            bad(format!(
+                "bad protocol {name:?}: expected a name like TCP or a number"
+            ))
+        })?;
+        let port = self
+            .port
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty());
+        let service = match (has_ports(proto), port) {
+            (true, Some(port)) => ProtoPort {
+                proto,
+                port: port
+                    .parse()
+                    .map_err(|_| bad(format!("bad port {port:?}: expected 0-65535")))?,
+            },
+            (true, None) => return Err(bad(format!("no port: {name} needs port=N"))),
+            (false, None) => ProtoPort { proto, port: 0 },
+            (false, Some(_)) => return Err(bad(format!("{name} has no ports: leave port out"))),
+        };
+        window
+            .hours(day, service)
+            .ok_or_else(|| (StatusCode::NOT_FOUND, "day outside the window".to_owned()))
+    }
+}
+
+pub fn hours_json(hours: &Hours) -> Value {
+    let mut v = service_json(hours.service, Some(hours.total()));
+    v["date"] = json!(date(hours.day));
+    v["hours"] = json!(hours.counts);
+    v
+}
+
+pub(super) async fn hours(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<HoursQuery>,
+) -> Response {
+    match query.run(&state.snapshot().page.window) {
+        Ok(h) => json_body(hours_json(&h).to_string()).into_response(),
+        Err((status, message)) => error(status, &message),
+    }
+}
+
+/// The time-of-day bars as SVG (the served page swaps them in on a click).
+pub(super) async fn hours_svg(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<HoursQuery>,
+) -> Response {
+    match query.run(&state.snapshot().page.window) {
+        Ok(h) => (
+            [(header::CONTENT_TYPE, "image/svg+xml")],
+            chart::hours_svg(&h),
+        )
+            .into_response(),
+        Err((status, message)) => error(status, &message),
+    }
 }
 
 pub fn today_json(window: &Window) -> Value {

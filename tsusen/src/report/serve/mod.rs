@@ -33,8 +33,8 @@ use axum::{
 };
 
 pub use self::api::{
-    DetailQuery, EXPORT_MAX, destinations_json, details_json, drill_json, spikes_json,
-    summary_json, to_csv, today_json, trends_json,
+    DetailQuery, EXPORT_MAX, HoursQuery, SeriesQuery, destinations_json, details_json, drill_json,
+    hours_json, series_json, spikes_json, summary_json, to_csv, today_json, trends_json,
 };
 use self::{
     api::{error, not_found},
@@ -194,6 +194,9 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/api/export.csv", get(api::export_csv))
         .route("/api/export.json", get(api::export_json))
         .route("/api/day/{date}", get(api::day))
+        .route("/api/series", get(api::series))
+        .route("/api/hours", get(api::hours))
+        .route("/hours.svg", get(api::hours_svg))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
@@ -287,11 +290,23 @@ async fn page(State(state): State<Arc<AppState>>, Query(query): Query<DetailQuer
         } else {
             StatusCode::OK
         };
+        // With filters the chart and the spikes are those of what they keep.
+        let top = if query.filter.narrows() && message.is_none() {
+            query
+                .filter()
+                .and_then(|f| f.selection(window, e))
+                .map_or_else(
+                    |_| snapshot.page.top.clone(),
+                    |selection| snapshot.page.top_of(&window.selected(&selection)),
+                )
+        } else {
+            snapshot.page.top.clone()
+        };
         (
             status,
             format!(
-                "{}{details}{drill_html}{destinations_html}{}",
-                snapshot.page.top, snapshot.page.bottom
+                "{top}{details}{drill_html}{destinations_html}{}",
+                snapshot.page.bottom
             ),
         )
     })
