@@ -237,6 +237,39 @@ fn drill_down_of_the_spike_matches_python_with_asn_country_and_labels() {
     let want = expected_by_src(&expected, |_, _| true);
     assert!(want.len() > 50, "the wave has many sources: {}", want.len());
     assert_same(&drill_by_src(&rows), &want, "all");
+    // The top ASNs and countries count every source, not one page.
+    let first = server.json(&format!("{target}&limit=1"));
+    let mut asns: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut countries: BTreeMap<String, u64> = BTreeMap::new();
+    for e in want.values() {
+        if let Some(a) = e["asn"].as_u64() {
+            *asns.entry(a).or_default() += 1;
+        }
+        if let Some(c) = e["country"].as_str() {
+            *countries.entry(c.to_owned()).or_default() += 1;
+        }
+    }
+    for t in first["top_asns"].as_array().unwrap() {
+        assert_eq!(
+            t["sources"].as_u64(),
+            asns.get(&t["asn"].as_u64().unwrap()).copied()
+        );
+    }
+    assert_eq!(
+        first["top_asns"].as_array().unwrap().len(),
+        asns.len().min(10)
+    );
+    for t in first["top_countries"].as_array().unwrap() {
+        assert_eq!(
+            t["sources"].as_u64(),
+            countries.get(t["country"].as_str().unwrap()).copied()
+        );
+    }
+    assert_eq!(
+        first["top_countries"].as_array().unwrap().len(),
+        countries.len().min(10)
+    );
+
     // Some sources carry every column, and some two labels, most specific first.
     assert!(
         want.values()

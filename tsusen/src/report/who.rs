@@ -100,6 +100,34 @@ fn drill_query(
     encode(&pairs)
 }
 
+/// "Top ASNs: …; countries: …" of every source of a drill-down.
+fn drill_tops(h: &mut String, e: &Enrichment, page: &DrillPage) {
+    let crate::report::enrich::Tops { asns, countries } = e.top(page.all_source_ids(), 5);
+    let mut parts = Vec::new();
+    if e.columns.asn && !asns.is_empty() {
+        let list: Vec<String> = asns
+            .iter()
+            .map(|&(a, n)| format!("AS{a} {} ({n})", e.org(a).unwrap_or("")))
+            .collect();
+        parts.push(format!("top ASNs: {}", list.join(", ")));
+    }
+    if e.columns.country && !countries.is_empty() {
+        let list: Vec<String> = countries
+            .iter()
+            .map(|(c, n)| format!("{c} ({n})"))
+            .collect();
+        parts.push(format!("countries: {}", list.join(", ")));
+    }
+    if !parts.is_empty() {
+        let _ = writeln!(
+            h,
+            r#"<p class="note drill-tops">Of all {} sources: {}.</p>"#,
+            page.total,
+            esc(&parts.join("; "))
+        );
+    }
+}
+
 fn drill_table(
     h: &mut String,
     e: &Enrichment,
@@ -197,6 +225,7 @@ pub fn served_drill(
                 date(page.day),
                 page.total
             );
+            drill_tops(&mut h, e, page);
             drill_table(&mut h, e, page, Some(&link));
             let to = page.offset + page.rows.len();
             let pager = |offset: usize| {
@@ -307,6 +336,7 @@ pub fn static_drills(window: &Window, e: &Enrichment) -> String {
                 String::new()
             }
         );
+        drill_tops(&mut h, e, &page);
         drill_table(&mut h, e, &page, None);
     }
     if window.spikes.is_empty() {

@@ -174,6 +174,15 @@ pub struct DrillPage {
     pub offset: usize,
     pub limit: usize,
     pub rows: Vec<DrillRow>,
+    /// Every matching source's address id, in order (for per-source
+    /// summaries such as the top ASNs, over all pages).
+    pub(super) all_sources: Vec<u32>,
+}
+
+impl DrillPage {
+    pub fn all_source_ids(&self) -> &[u32] {
+        &self.all_sources
+    }
 }
 
 /// The order of the per-destination view.
@@ -380,6 +389,7 @@ impl Window {
         };
         rows.sort_unstable_by(cmp);
         let total = rows.len();
+        let all_sources = rows.iter().map(|r| r.1).collect();
         let page: Vec<_> = rows.into_iter().skip(offset).take(limit).collect();
 
         let wanted: FxHashSet<u32> = page.iter().map(|r| r.1).collect();
@@ -419,6 +429,7 @@ impl Window {
             offset,
             limit,
             rows,
+            all_sources,
         })
     }
 

@@ -234,6 +234,14 @@ impl Enricher {
     }
 }
 
+/// The most frequent ASNs and countries of a set of addresses, with how
+/// many addresses each.
+#[derive(Clone, Debug, Default)]
+pub struct Tops<'a> {
+    pub asns: Vec<(u32, usize)>,
+    pub countries: Vec<(&'a str, usize)>,
+}
+
 /// Every address of a window, enriched, by address id.
 #[derive(Clone, Debug, Default)]
 pub struct Enrichment {
@@ -284,6 +292,28 @@ impl Enrichment {
             .iter()
             .position(|l| l == name)
             .and_then(|i| u16::try_from(i).ok())
+    }
+
+    /// The most frequent ASNs and countries among `ids` (at most `n` each,
+    /// most first): empty for a column that is off.
+    pub fn top(&self, ids: &[u32], n: usize) -> Tops<'_> {
+        let mut asns: FxHashMap<u32, usize> = FxHashMap::default();
+        let mut countries: FxHashMap<&str, usize> = FxHashMap::default();
+        for &id in ids {
+            if let Some(a) = self.asn(id) {
+                *asns.entry(a).or_default() += 1;
+            }
+            if let Some(c) = self.country(id) {
+                *countries.entry(c).or_default() += 1;
+            }
+        }
+        let mut asns: Vec<(u32, usize)> = asns.into_iter().collect();
+        asns.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        asns.truncate(n);
+        let mut countries: Vec<(&str, usize)> = countries.into_iter().collect();
+        countries.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        countries.truncate(n);
+        Tops { asns, countries }
     }
 
     /// The JSON fields of one address: only the columns that are on.

@@ -254,6 +254,9 @@ pub(super) async fn destinations(
     .await
 }
 
+/// ASNs and countries listed as a drill-down's top ones.
+const TOP_ENRICHED: usize = 10;
+
 /// Most rows of one export (page on with offset=).
 pub const EXPORT_MAX: usize = 100_000;
 
@@ -690,6 +693,20 @@ pub fn drill_json(e: &Enrichment, page: &DrillPage) -> Value {
     v["offset"] = json!(page.offset);
     v["limit"] = json!(page.limit);
     v["columns"] = columns_json(e);
+    let crate::report::enrich::Tops { asns, countries } =
+        e.top(page.all_source_ids(), TOP_ENRICHED);
+    if e.columns.asn {
+        v["top_asns"] = asns
+            .iter()
+            .map(|&(asn, n)| json!({ "asn": asn, "org": e.org(asn), "sources": n }))
+            .collect();
+    }
+    if e.columns.country {
+        v["top_countries"] = countries
+            .iter()
+            .map(|&(c, n)| json!({ "country": c, "sources": n }))
+            .collect();
+    }
     v["rows"] = page
         .rows
         .iter()
