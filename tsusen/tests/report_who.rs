@@ -841,3 +841,64 @@ fn from_the_spikes_to_the_drill_down_in_headless_chromium() {
         assert!(request.starts_with(&origin), "the page requested {request}");
     }
 }
+
+/// ipinfo lite's one file (`asn` as "AS64500", `as_name`, `country_code`)
+/// works as both databases.
+#[test]
+fn an_ipinfo_lite_shaped_database_gives_asn_and_country() {
+    skip_unless!(ready(), NEEDS);
+    let dir = tempdir("who-ipinfo");
+    let days = dir.join("days");
+    let last = day_from_name(LAST).unwrap();
+    let row = |src: &str, dst: &str| tsusen::dayfile::Row {
+        proto: 6,
+        dst_port: 23,
+        src_ip: src.parse().unwrap(),
+        dst_ip: dst.parse().unwrap(),
+        timestamp: i64::from(last) * 86_400 + 60,
+    };
+    std::fs::create_dir_all(&days).unwrap();
+    tsusen::report::testdata::write_day(
+        &days,
+        last,
+        &[
+            row("198.51.100.7", "192.0.2.1"),
+            row("2001:db8:5::9", "2001:db8:7::1"),
+        ],
+    )
+    .unwrap();
+    let db = dir.join("ipinfo_lite.mmdb");
+    write_mmdb(
+        &db,
+        "ipinfo_lite.mmdb",
+        r#"198.51.100.0/24 {"asn":"AS64510","as_name":"Lite Example","country_code":"JP"}
+2001:db8:5::/48 {"asn":"AS64511","as_name":"Lite Six","country_code":"se"}
+"#,
+    );
+    let server = Server::start(
+        &days,
+        &[
+            "--asn-db",
+            db.to_str().unwrap(),
+            "--country-db",
+            db.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let drill = server.json(&format!("/api/drill?day={LAST}&proto=TCP&port=23&sort=src"));
+    let got: Vec<(Value, Value, Value)> = drill["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["asn"].clone(), r["org"].clone(), r["country"].clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (64510.into(), "Lite Example".into(), "JP".into()),
+            (64511.into(), "Lite Six".into(), "SE".into()),
+        ]
+    );
+    assert_eq!(drill["columns"]["labels"], false);
+    assert!(drill["rows"][0].get("labels").is_none(), "no labels column");
+}
