@@ -133,11 +133,17 @@ impl Fixture {
 
     /// What the Python script computes for `proto port` on `day`.
     fn expected(&self, day: &str, proto: &str, port: &str) -> Value {
+        self.expected_with(day, proto, port, &[])
+    }
+
+    /// The same with more of the script's options (`--dst-net CIDR`).
+    fn expected_with(&self, day: &str, proto: &str, port: &str, extra: &[&str]) -> Value {
         let out = Command::new(python())
             .arg(Path::new(DATA).join("who_expected.py"))
             .arg(&self.days)
             .args([day, proto, port])
             .args(self.flags())
+            .args(extra)
             .output()
             .unwrap();
         assert!(
@@ -772,13 +778,7 @@ fn from_the_spikes_to_the_drill_down_in_headless_chromium() {
 
     // A destination CIDR in the URL: the details the script loads and the
     // destinations table both keep to it.
-    let expected = Command::new(python())
-        .arg(Path::new(DATA).join("who_expected.py"))
-        .arg(&f.days)
-        .args([LAST, "TCP", "5555", "--dst-net", "192.0.2.0/24"])
-        .output()
-        .unwrap();
-    let expected: Value = serde_json::from_slice(&expected.stdout).unwrap();
+    let expected = f.expected_with(LAST, "TCP", "5555", &["--dst-net", "192.0.2.0/24"]);
     let total = expected["details_in_dst"].as_u64().unwrap();
     let (dom, netlog) = chromium(
         "who-dst",
