@@ -438,6 +438,26 @@ fn destinations_match_python_and_follow_filters() {
         assert_eq!(r["probes"], n, "{d}");
     }
 
+    // The details under a destination CIDR count only what hit it: days,
+    // first seen and the union of destinations over the days.
+    let expected = f.expected_with(LAST, "TCP", "5555", &["--dst-net", "203.0.113.0/25"]);
+    let rows = all_rows(&server, "/api/details?dst=203.0.113.0/25", 1000);
+    let want = expected["details_in_dst_rows"].as_object().unwrap();
+    assert_eq!(rows.len(), want.len());
+    for r in &rows {
+        let service = match r["port"].as_u64() {
+            Some(p) => format!("{} {p}", r["proto"].as_str().unwrap()),
+            None => r["proto"].as_str().unwrap().to_owned(),
+        };
+        let key = format!("{service} {}", r["src"].as_str().unwrap());
+        let e = &want[&key];
+        assert_eq!(
+            (&r["days"], &r["destinations"], &r["first_seen_unix"]),
+            (&e["days"], &e["destinations"], &e["first_seen"]),
+            "{key}"
+        );
+    }
+
     // The day's view is that day's rows only.
     let day = server.json(&format!("/api/destinations?day={LAST}&limit=1"));
     assert_eq!(day["date"], LAST);

@@ -8,7 +8,9 @@ tsusen, straight from the day files: `who_expected.py DIR DAY PROTO PORT
   destinations: {dst: {probes, ports: {"TCP 23": n}}} over every day file;
   wave: sources of PROTO PORT on DAY seen on no other day for it;
   details_in_dst: with --dst-net CIDR, the (protocol, port, source) over
-          every day file that hit an address in it;
+          every day file that hit an address in it, and details_in_dst_rows
+          each one's days, distinct destinations in it, and first seen on
+          those days (its first probe of the day, to any destination);
   series_in_dst: with --dst-net, {day: {"TCP 23": distinct sources that
           hit an address in it}}.
 
@@ -47,7 +49,10 @@ def service(proto, port):
 
 
 dst_net = a.dst_net and ipaddress.ip_network(a.dst_net)
-details_in_dst = set()
+details_in_dst = {}
+# First probe of each (day, protocol/port, source), to any destination: the
+# day files' aggregate keeps one first-seen per day and key.
+day_first = {}
 series_in_dst = {}
 drill = {}
 ports_that_day = {}
@@ -57,6 +62,8 @@ for path in sorted(glob.glob(os.path.join(a.dir, "*.csv"))):
     day = os.path.basename(path)[:-4]
     for proto, port, src, dst, ts in rows(path):
         s = service(proto, port)
+        k = (day, s, src)
+        day_first[k] = min(day_first.get(k, ts), ts)
         d = destinations.setdefault(dst, {"probes": 0, "ports": {}, "keys": set()})
         key = (day, s, src)
         if key not in d["keys"]:
@@ -64,7 +71,9 @@ for path in sorted(glob.glob(os.path.join(a.dir, "*.csv"))):
             d["probes"] += 1
             d["ports"][s] = d["ports"].get(s, 0) + 1
         if dst_net and ipaddress.ip_address(dst) in dst_net:
-            details_in_dst.add((s, src))
+            r = details_in_dst.setdefault(f"{s} {src}", {"days": set(), "destinations": set(), "src": src, "s": s})
+            r["days"].add(day)
+            r["destinations"].add(dst)
             series_in_dst.setdefault(day, {}).setdefault(s, set()).add(src)
         target = proto == a.proto and port == a.port
         if day == a.day:
@@ -123,6 +132,14 @@ print(json.dumps({
     "destinations": destinations,
     "wave": sorted(set(drill) - other_days),
     "details_in_dst": len(details_in_dst),
+    "details_in_dst_rows": {
+        k: {
+            "days": len(r["days"]),
+            "destinations": len(r["destinations"]),
+            "first_seen": min(day_first[(d, r["s"], r["src"])] for d in r["days"]),
+        }
+        for k, r in details_in_dst.items()
+    },
     "series_in_dst": {
         day: {s: len(srcs) for s, srcs in services.items()}
         for day, services in series_in_dst.items()

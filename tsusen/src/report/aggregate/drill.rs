@@ -567,49 +567,19 @@ impl Window {
                     .copied(),
             );
         }
-        struct Acc {
-            service: ProtoPort,
-            src: u32,
-            first_seen: i64,
-            last_day: u16,
-            days: u16,
-            dsts: Vec<u32>,
-        }
-        let mut by_key: FxHashMap<u32, Acc> = FxHashMap::default();
-        self.each_entry(None, sel, |day, service, src, k, dsts| {
-            let hit: Vec<u32> = dsts.iter().copied().filter(|&d| sel.dst(d)).collect();
-            if hit.is_empty() {
-                return;
-            }
-            let acc = by_key.entry(k.key).or_insert(Acc {
-                service,
-                src,
-                first_seen: i64::MAX,
-                last_day: 0,
-                days: 0,
-                dsts: Vec::new(),
-            });
-            acc.first_seen = acc.first_seen.min(k.first_seen);
-            acc.last_day = acc.last_day.max(day);
-            acc.days += 1;
-            acc.dsts.extend(hit);
-        });
-        let mut rows: Vec<Detail> = by_key
-            .into_values()
-            .map(|mut a| {
-                a.dsts.sort_unstable();
-                a.dsts.dedup();
-                Detail {
-                    service: a.service,
-                    src: a.src,
-                    first_seen: a.first_seen,
-                    last_day: a.last_day,
-                    days: a.days,
-                    destinations: a.dsts.len() as u32,
-                }
-            })
+        let days: Vec<(u16, &DayDetails)> = self
+            .drill
+            .days
+            .iter()
+            .map(|(d, x)| (*d, x.as_ref()))
             .collect();
-        rows.sort_unstable_by(super::details::detail_order);
+        let rows = super::details::build_details_of(
+            &days,
+            &self.drill.keys,
+            self.ips.len(),
+            |service, src| sel.service(service) && sel.src(src),
+            sel.dst.as_deref(),
+        );
         page(&mut rows.into_iter())
     }
 }
