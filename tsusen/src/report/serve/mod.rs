@@ -50,6 +50,9 @@ pub struct Snapshot {
     trends: String,
     spikes: String,
     today: String,
+    /// The page's "which of our hosts" without filters (a scan of every
+    /// shown day: done here, off the request path).
+    destinations: String,
 }
 
 impl Snapshot {
@@ -59,12 +62,16 @@ impl Snapshot {
         let trends = trends_json(&page.window).to_string();
         let spikes = spikes_json(&page.window).to_string();
         let today = today_json(&page.window).to_string();
+        let destinations = DetailQuery::default()
+            .destinations(&page.window, &page.enrichment, who::DESTINATIONS_SHOWN)
+            .map(|d| who::destinations_section(&page.enrichment, Ok(&d), Some("")))?;
         Ok(Snapshot {
             page,
             summary,
             trends,
             spikes,
             today,
+            destinations,
         })
     }
 }
@@ -275,15 +282,21 @@ async fn page(State(state): State<Arc<AppState>>, Query(query): Query<DetailQuer
             &query.filter,
             drill.as_ref().map(|r| r.as_ref().map_err(String::as_str)),
         );
-        let destinations = query
-            .destinations(window, e, who::DESTINATIONS_SHOWN)
-            .map_err(|e| format!("{e:#}"));
-        let export = query.filter.to_query();
-        let destinations_html = who::destinations_section(
-            e,
-            destinations.as_ref().map_err(String::as_str),
-            Some(&export),
-        );
+        let destinations_html = if query.filter.narrows()
+            || query.day.as_deref().is_some_and(|d| !d.trim().is_empty())
+        {
+            let destinations = query
+                .destinations(window, e, who::DESTINATIONS_SHOWN)
+                .map_err(|e| format!("{e:#}"));
+            let export = query.filter.to_query();
+            who::destinations_section(
+                e,
+                destinations.as_ref().map_err(String::as_str),
+                Some(&export),
+            )
+        } else {
+            snapshot.destinations.clone()
+        };
         let failed = message.is_some() || drill.as_ref().is_some_and(Result::is_err);
         let status = if failed {
             StatusCode::BAD_REQUEST
