@@ -433,34 +433,57 @@ impl Window {
         })
     }
 
-    /// Calls `f(day, service, src, destinations)` for every entry of the
-    /// shown days (or of `day`) that the selection keeps by protocol/port
-    /// and source.
-    fn each_entry(
+    /// Folds every entry of the shown days (or of `day`) that the selection
+    /// keeps by protocol/port and source into a `T` per worker (days are
+    /// split between the cores): `f(acc, service, destinations)`.
+    fn fold_entries<T: Send>(
         &self,
         day: Option<u16>,
         sel: &Selection,
-        mut f: impl FnMut(u16, ProtoPort, u32, &DayKey, &[u32]),
-    ) {
+        init: impl Fn() -> T + Sync,
+        f: impl Fn(&mut T, ProtoPort, &[u32]) + Sync,
+    ) -> Vec<T> {
         let keys = &self.drill.keys;
-        for (d, details) in &self.drill.days {
-            if day.is_some_and(|day| day != *d) {
-                continue;
-            }
-            for (i, k) in details.keys.iter().enumerate() {
-                let (service, src) = keys[k.key as usize];
-                if !sel.service(service) || !sel.src(src) {
-                    continue;
-                }
-                f(
-                    *d,
-                    service,
-                    src,
-                    k,
-                    &details.dsts[dst_start(&details.keys, i)..k.dst_end as usize],
-                );
-            }
-        }
+        let days: Vec<&DayDetails> = self
+            .drill
+            .days
+            .iter()
+            .filter(|(d, _)| day.is_none_or(|day| day == *d))
+            .map(|(_, x)| x.as_ref())
+            .collect();
+        let workers = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZero::get)
+            .min(days.len())
+            .max(1);
+        let (init, f) = (&init, &f);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = days
+                .chunks(days.len().div_ceil(workers).max(1))
+                .map(|part| {
+                    scope.spawn(move || {
+                        let mut acc = init();
+                        for details in part {
+                            for (i, k) in details.keys.iter().enumerate() {
+                                let (service, src) = keys[k.key as usize];
+                                if sel.service(service) && sel.src(src) {
+                                    f(
+                                        &mut acc,
+                                        service,
+                                        &details.dsts
+                                            [dst_start(&details.keys, i)..k.dst_end as usize],
+                                    );
+                                }
+                            }
+                        }
+                        acc
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a destinations worker"))
+                .collect()
+        })
     }
 
     /// Our addresses by how much they were probed, over the shown days or
@@ -473,14 +496,24 @@ impl Window {
         offset: usize,
         limit: usize,
     ) -> DestinationPage {
-        let mut probes = vec![0u64; self.ips.len()];
-        self.each_entry(day, sel, |_, _, _, _, dsts| {
-            for &d in dsts {
-                if sel.dst(d) {
-                    probes[d as usize] += 1;
+        let n = self.ips.len();
+        let mut probes = vec![0u64; n];
+        for part in self.fold_entries(
+            day,
+            sel,
+            || vec![0u64; n],
+            |probes, _, dsts| {
+                for &d in dsts {
+                    if sel.dst(d) {
+                        probes[d as usize] += 1;
+                    }
                 }
+            },
+        ) {
+            for (total, p) in probes.iter_mut().zip(part) {
+                *total += p;
             }
-        });
+        }
         let mut ids: Vec<u32> = (0..probes.len() as u32)
             .filter(|&d| probes[d as usize] > 0)
             .collect();
@@ -501,14 +534,24 @@ impl Window {
         for &d in &page {
             on_page[d as usize] = true;
         }
+        let on_page = &on_page;
         let mut per_port: FxHashMap<(u32, ProtoPort), u64> = FxHashMap::default();
-        self.each_entry(day, sel, |_, service, _, _, dsts| {
-            for &d in dsts {
-                if on_page[d as usize] && sel.dst(d) {
-                    *per_port.entry((d, service)).or_default() += 1;
+        for part in self.fold_entries(
+            day,
+            sel,
+            FxHashMap::<(u32, ProtoPort), u64>::default,
+            |per_port, service, dsts| {
+                for &d in dsts {
+                    if on_page[d as usize] && sel.dst(d) {
+                        *per_port.entry((d, service)).or_default() += 1;
+                    }
                 }
+            },
+        ) {
+            for (k, n) in part {
+                *per_port.entry(k).or_default() += n;
             }
-        });
+        }
         let mut ports: FxHashMap<u32, Vec<(ProtoPort, u64)>> = FxHashMap::default();
         for ((d, s), n) in per_port {
             ports.entry(d).or_default().push((s, n));
