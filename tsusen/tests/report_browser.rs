@@ -5,98 +5,23 @@
 
 mod report_support;
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
+use report_support::{
+    Server,
+    browser::{artifacts, assert_no_urls, chromium, page_requests},
+    tempdir, write_report,
 };
-
-use report_support::{Server, tempdir, write_report};
 use tsusen::{
     dayfile::{day_from_name, day_name},
     report::{
         aggregate::{DetailFilter, ProtoPort, Window, WindowOptions},
+        enrich::Enrichment,
+        filter::{Filter, FilterQuery},
         load::Loader,
         testdata::{Spec, generate},
     },
     skip_unless,
     testing::have_program,
 };
-
-fn artifacts() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .unwrap()
-        .join("test-artifacts");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Run headless Chromium with a fresh profile, bounded in time, recording
-/// its network log. Returns stdout.
-fn chromium(name: &str, args: &[&str]) -> (String, PathBuf) {
-    let profile = tempdir(&format!("chromium-{name}"));
-    let netlog = profile.join("netlog.json");
-    let stdout = tsusen::testing::run_command(
-        Command::new("timeout")
-            .args(["120", "chromium"])
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--hide-scrollbars",
-                // Nothing leaves the machine, whatever asks.
-                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-                "--virtual-time-budget=5000",
-            ])
-            .arg(format!(
-                "--user-data-dir={}",
-                profile.join("profile").display()
-            ))
-            .arg(format!("--log-net-log={}", netlog.display()))
-            .args(args),
-    );
-    (stdout, netlog)
-}
-
-/// URLs of requests the page made (Chromium's own background requests have
-/// no initiator origin and are not the page's doing).
-fn page_requests(netlog: &Path) -> Vec<String> {
-    let log: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(netlog).unwrap()).unwrap();
-    let start_job = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"].clone();
-    log["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["type"] == start_job)
-        .map(|e| &e["params"])
-        // The end of a job repeats the type without parameters.
-        .filter(|p| p["url"].is_string())
-        .filter(|p| p["request_type"] == "main frame" || p["initiator"] != "not an origin")
-        .map(|p| p["url"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-/// No `http://` or `https://` URL in a page except the server's own.
-fn assert_no_urls(html: &str, own: Option<&str>) {
-    for scheme in ["http://", "https://"] {
-        for (i, _) in html.match_indices(scheme) {
-            let url: String = html[i..]
-                .chars()
-                .take_while(|c| !c.is_whitespace() && *c != '"' && *c != '<')
-                .collect();
-            assert!(
-                own.is_some_and(|own| url.starts_with(own)),
-                "external URL {url} in page"
-            );
-        }
-    }
-}
 
 /// The chart's checks, the same for both pages: every charted series in the
 /// legend with its newest count, and one red circle per spike plus the legend's.
@@ -205,8 +130,22 @@ fn served_and_static_pages_in_headless_chromium() {
     ));
     let (dom, netlog) = chromium("served", &["--dump-dom", &url]);
     std::fs::write(artifacts().join("report-served.html"), &dom).unwrap();
-    assert_chart(&dom, &window, spike);
-    assert_spike_listed(&dom, last, spike);
+    // The chart follows the filter (TCP 23 from 198.18.0.0/20): its one
+    // series, drawn with that count.
+    let selection = Filter::parse(&FilterQuery {
+        ip: Some("198.18.0.0/20".into()),
+        port: Some("23".into()),
+        proto: Some("TCP".into()),
+        ..FilterQuery::default()
+    })
+    .unwrap()
+    .selection(&window, &Enrichment::default())
+    .unwrap();
+    let filtered = window.selected(&selection);
+    assert_eq!(filtered.series.len(), 1);
+    let newest = filtered.series[0].counts.last().unwrap();
+    assert!(dom.contains(&format!(">\nTCP 23 ({newest})\n</text>")));
+    assert!(!dom.contains(">\nTCP 5555 ("));
     assert!(dom.contains("http-equiv=\"Content-Security-Policy\" content=\"default-src 'self'"));
     let status = format!(
         "<p id=\"details-status\" data-loaded=\"api\" data-total=\"{expected_total}\">{expected_total} matching rows; showing 1–50.</p>"
@@ -254,6 +193,11 @@ fn served_and_static_pages_in_headless_chromium() {
     for request in &requests {
         assert!(request.starts_with(origin), "the page requested {request}");
     }
+
+    // Unfiltered, the whole window's chart and spikes.
+    let (dom, _) = chromium("served-all", &["--dump-dom", &server.url("/")]);
+    assert_chart(&dom, &window, spike);
+    assert_spike_listed(&dom, last, spike);
 
     let shot = artifacts().join("report-served.png");
     chromium(

@@ -22,6 +22,7 @@ use tsusen::{
     dayfile::{self, Row, Warnings, day_from_name},
     report::{
         aggregate::{DetailFilter, ProtoPort, WindowOptions},
+        enrich::Enrichment,
         load::Loader,
         serve::{details_json, spikes_json, summary_json, today_json, trends_json},
         source::{DaySource, PerSensor, clickhouse::ClickHouseDays},
@@ -116,7 +117,7 @@ fn files_loader(dir: &Path) -> Loader {
 fn views(loader: &Loader) -> Value {
     let w = loader.window();
     let all = w.details_page(&DetailFilter::default(), 0, usize::MAX);
-    let details = details_json(&w, &all);
+    let details = details_json(&w, &Enrichment::default(), &all);
     let mut rows = details["rows"].as_array().unwrap().clone();
     rows.sort_by_key(|r| {
         (

@@ -564,6 +564,8 @@ fn the_static_report_is_self_contained() {
     assert!(html.contains("<tr class=\"spike\"><td>2026-02-28</td><td>TCP</td>"));
     assert!(html.contains("The first 20 of 73 (protocol, port, source) rows"));
     let details = &html[html.find("id=\"details-table\"").unwrap()..];
+    // The drill-down and destinations tables follow.
+    let details = &details[..details.find("</table>").unwrap()];
     assert_eq!(
         details.matches("<tr>").count(),
         21,

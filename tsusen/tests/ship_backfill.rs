@@ -163,11 +163,7 @@ fn kill_9_mid_batch_then_restart_stores_every_row_once() {
         // Until a batch is in flight (or everything is shipped).
         let deadline = Instant::now() + Duration::from_secs(120);
         for polls in 0.. {
-            let cursor = fs::read_to_string(&cursor_path).unwrap_or_default();
-            let in_flight = cursor.match_indices("\"in_flight\":").any(|(at, key)| {
-                cursor[at + key.len()..].starts_with(|c: char| c.is_ascii_digit())
-            });
-            if in_flight {
+            if batch_in_flight(&cursor_path) {
                 killed_in_flight += 1;
                 break;
             }
@@ -252,6 +248,26 @@ fn collect_lines(stream: impl std::io::Read + Send + 'static) -> Lines {
     lines
 }
 
+/// [`follow_command`] started, and its stderr lines as they come.
+fn follow_logged(node: &Node, dir: &Path, sensor: &str, table: &str) -> (KillOnDrop, Lines) {
+    let mut child = KillOnDrop(
+        follow_command(node, dir, sensor, table)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = collect_lines(child.0.stderr.take().unwrap());
+    (child, lines)
+}
+
+/// Whether the cursor at `path` holds a batch in flight.
+fn batch_in_flight(path: &Path) -> bool {
+    let cursor = fs::read_to_string(path).unwrap_or_default();
+    cursor
+        .match_indices("\"in_flight\":")
+        .any(|(at, key)| cursor[at + key.len()..].starts_with(|c: char| c.is_ascii_digit()))
+}
+
 /// Wait for a line containing `text` (a deadline for a failing test only).
 fn wait_line(lines: &Lines, text: &str) {
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -259,6 +275,75 @@ fn wait_line(lines: &Lines, text: &str) {
         assert!(Instant::now() < deadline, "no line with {text:?}");
         thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Wait for `child` to exit (a deadline for a failing test only: well
+/// below the client's 120 s request timeout, so a shipper that waits for a
+/// hanging server instead of abandoning its batch fails).
+fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running 60 s after the signal"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn signal(child: &std::process::Child, signal: nix::sys::signal::Signal) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, signal).unwrap();
+}
+
+/// SIGTERM while a batch is in flight, then SIGINT while ClickHouse hangs:
+/// each a clean exit 0 with a last progress line; a restart then stores
+/// every row once.
+#[test]
+fn sigterm_or_sigint_stop_shipping_cleanly_and_a_restart_stores_every_row_once() {
+    use nix::sys::signal::Signal;
+    let node = node_test!();
+    let dir = tempdir("sigterm");
+    testdata::generate(&dir, &testdata::Spec::bench(6, 40_000)).unwrap();
+    let expected = rows_in_files(&dir, "st");
+    let n = expected.len() as u64;
+    let cursor_path = dir.join(".tsusen-ship-st.json");
+
+    let (mut child, log) = follow_logged(&node, &dir, "st", "t.st");
+    // Until a batch is in flight.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !batch_in_flight(&cursor_path) {
+        assert!(Instant::now() < deadline, "no batch in flight");
+        thread::sleep(Duration::from_millis(1));
+    }
+    signal(&child.0, Signal::SIGTERM);
+    let status = wait_exit(&mut child.0);
+    assert!(status.success(), "{status:?}");
+    wait_line(&log, "SIGTERM: stopping");
+    wait_line(&log, "behind");
+
+    // ClickHouse hangs (stopped): the shipper's request waits for it.
+    node.freeze();
+    let (mut child, log) = follow_logged(&node, &dir, "st", "t.st");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while node.requests_waiting() == 0 {
+        assert!(Instant::now() < deadline, "no request reached the server");
+        thread::sleep(Duration::from_millis(50));
+    }
+    signal(&child.0, Signal::SIGINT);
+    let status = wait_exit(&mut child.0);
+    node.thaw();
+    assert!(status.success(), "{status:?}");
+    wait_line(&log, "SIGINT: stopping");
+    wait_line(&log, "abandoned");
+
+    ship_once_ok(&node, &dir, "st", "t.st");
+    let query = |sql: &str| node.query(sql);
+    assert_eq!(counts(query, "t.st"), (n, n, n));
+    assert_eq!(rows_stored(query, "t.st", "st"), expected);
 }
 
 #[test]
@@ -271,13 +356,7 @@ fn rows_wait_while_clickhouse_is_down_and_arrive_when_it_is_back() {
             .unwrap()
     };
     let path = testdata::write_day(&dir, row(1).day(), &[row(1), row(2)]).unwrap();
-    let mut shipper = KillOnDrop(
-        follow_command(&node, &dir, "d", "t.d")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let log = collect_lines(shipper.0.stderr.take().unwrap());
+    let (shipper, log) = follow_logged(&node, &dir, "d", "t.d");
     let query = |sql: &str| node.try_query(sql);
     assert_eq!(wait_count(query, "t.d", 2), 2);
 

@@ -3,13 +3,15 @@
 //! runs, so `127.0.0.1` is the same for both). The rows of the day files
 //! land in ClickHouse exactly once; a wrong password, or ClickHouse not yet
 //! there, is one clear line while recording goes on; the rows arrive once
-//! ClickHouse does.
+//! ClickHouse does. At SIGTERM with ClickHouse hanging, the sensor drains
+//! and detaches first, shipping gets a bounded chance, and the rows it
+//! could not ship go at the next start.
 
 mod ship_support;
 
 use std::time::Duration;
 
-use ship_support::{counts, rows_in_files, rows_stored, tempdir, wait_count};
+use ship_support::{counts, rows_in_files, rows_stored, ship_command, tempdir, wait_count};
 use tsusen::{
     live_test, skip_unless,
     testing::{
@@ -164,6 +166,12 @@ fn clickhouse_started_after_the_sensor_gets_every_row() {
         live::metric(&metrics, "tsusen_ship_rows_total").is_some_and(|v| v >= 4.0),
         "{metrics}"
     );
+    // One URL: nothing to move on to, but the series is there from the start.
+    let failovers = format!(
+        "tsusen_ship_failovers_total{{url=\"http://127.0.0.1:{}/\"}} 0",
+        node.ports.http
+    );
+    assert!(metrics.contains(&failovers), "{metrics}");
     daemon.terminate_cleanly();
     let query = query(&live, &node);
     assert_eq!(
@@ -171,4 +179,87 @@ fn clickhouse_started_after_the_sensor_gets_every_row() {
         rows_in_files(&out_dir, "late")
     );
     assert_eq!(counts(query, "tsusen.attempts"), (4, 4, 4));
+}
+
+#[test]
+fn at_sigterm_the_sensor_drains_first_and_shipping_gets_a_bounded_chance() {
+    let why = clickhouse::why_not_node();
+    skip_unless!(why.is_empty(), &why);
+    let live = live_test!(&[]);
+    let node = in_netns(&live.net.sensor, Node::start);
+    let url = url(&node);
+    let mut daemon = live.start("sensor", &["--clickhouse", &url, "--sensor", "stop-1"]);
+    live::syns_from(&live.net.peer, TestNet::SENSOR_IP, &[22, 80, 443]);
+    let out_dir = live.out_dir();
+    assert_eq!(live::wait_rows(&out_dir, 3, TIMEOUT), 3);
+    assert_eq!(wait_stored(&live, &node, "tsusen.attempts", 3), 3);
+
+    // ClickHouse hangs with the next batch in flight.
+    node.freeze();
+    live::syns_from(&live.net.peer, TestNet::SENSOR_IP, &[25, 110]);
+    assert_eq!(live::wait_rows(&out_dir, 5, TIMEOUT), 5);
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while in_netns(&live.net.sensor, || node.requests_waiting()) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no insert reached the server"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    daemon.terminate_cleanly();
+    let lines = daemon.lines();
+    let at = |text: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(text))
+            .unwrap_or_else(|| panic!("no line with {text:?}:\n{}", lines.join("\n")))
+    };
+    // The sensor's own drains and detach did not wait for ClickHouse.
+    assert!(at("detached and unpinned") < at("the batch in flight is abandoned"));
+    in_netns(&live.net.sensor, || node.thaw());
+    // The abandoned insert is still in the server's socket: let it run (or
+    // fail) before the restart, which would otherwise race it (the
+    // ReplacingMergeTree would fold the repeat, but only at a merge).
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while in_netns(&live.net.sensor, || node.requests_waiting()) > 0
+        || query(&live, &node)("SELECT count() FROM system.processes WHERE query LIKE 'INSERT%'")
+            .trim()
+            != "0"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the abandoned insert never ended"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The next start (here `tsusen ship --once`) sends what was not shipped.
+    let dir = out_dir.display().to_string();
+    let out = in_netns(&live.net.sensor, || {
+        ship_command(
+            &node,
+            &[
+                "--dir",
+                &dir,
+                "--clickhouse",
+                &url,
+                "--sensor",
+                "stop-1",
+                "--once",
+            ],
+        )
+        .output()
+        .unwrap()
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let query = query(&live, &node);
+    assert_eq!(
+        rows_stored(query, "tsusen.attempts", "stop-1"),
+        rows_in_files(&out_dir, "stop-1")
+    );
+    assert_eq!(counts(query, "tsusen.attempts"), (5, 5, 5));
 }

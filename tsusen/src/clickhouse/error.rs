@@ -20,19 +20,26 @@ pub enum Cause {
     Schema,
     /// The server does not know a setting it was sent (code 115).
     UnknownSetting,
+    /// The server answered that it cannot take rows now, for reasons of its
+    /// own that another replica may not share: a replicated table in
+    /// read-only mode (242), its disk full (243), too many parts (252),
+    /// ZooKeeper unreachable or its session lost (225, 999), too many
+    /// queries (202), or a proxy in front of it without a server (502-504).
+    Unhealthy,
     /// Any other error the server answered with.
     Server,
 }
 
 impl Cause {
     /// Every cause, for metrics that show each from the start.
-    pub const ALL: [Cause; 7] = [
+    pub const ALL: [Cause; 8] = [
         Cause::Unreachable,
         Cause::Tls,
         Cause::Auth,
         Cause::UnknownTable,
         Cause::Schema,
         Cause::UnknownSetting,
+        Cause::Unhealthy,
         Cause::Server,
     ];
 
@@ -45,6 +52,7 @@ impl Cause {
             Cause::UnknownTable => "unknown_table",
             Cause::Schema => "schema",
             Cause::UnknownSetting => "unknown_setting",
+            Cause::Unhealthy => "unhealthy",
             Cause::Server => "server",
         }
     }
@@ -52,7 +60,14 @@ impl Cause {
     /// Whether waiting may cure it (a server down or busy), rather than
     /// someone changing a setting.
     pub fn is_transient(self) -> bool {
-        matches!(self, Cause::Unreachable | Cause::Server)
+        matches!(self, Cause::Unreachable | Cause::Unhealthy | Cause::Server)
+    }
+
+    /// Whether another replica may do better: this one cannot be reached,
+    /// or said it is unwell. Every other answer is the same from all of them
+    /// (a wrong password, a missing table, rows it cannot parse).
+    pub fn tries_next_replica(self) -> bool {
+        matches!(self, Cause::Unreachable | Cause::Unhealthy)
     }
 
     /// The fix to suggest.
@@ -75,6 +90,9 @@ impl Cause {
             }
             Cause::UnknownSetting => {
                 "this ClickHouse does not know a setting tsusen sent; please report its version"
+            }
+            Cause::Unhealthy => {
+                "this server cannot take rows now (another --clickhouse replica is tried); see its log"
             }
             Cause::Server => "see the ClickHouse server's log",
         }
@@ -144,6 +162,15 @@ impl ClickHouseError {
             Some(6 | 7 | 8 | 16 | 26 | 27 | 38 | 41 | 47 | 53 | 69 | 72 | 117 | 10) => {
                 Cause::Schema
             }
+            // TOO_MANY_SIMULTANEOUS_QUERIES, NO_ZOOKEEPER, TABLE_IS_READ_ONLY,
+            // NOT_ENOUGH_SPACE, TOO_MANY_PARTS, KEEPER_EXCEPTION.
+            Some(202 | 225 | 242 | 243 | 252 | 999) => Cause::Unhealthy,
+            _ if body.contains("Table is in readonly mode")
+                || body.contains("Coordination::Exception") =>
+            {
+                Cause::Unhealthy
+            }
+            None if matches!(status, 502..=504) => Cause::Unhealthy,
             _ if status == 401 || status == 403 => Cause::Auth,
             _ => Cause::Server,
         };
@@ -230,6 +257,27 @@ mod tests {
                 500,
                 Cause::Server,
             ),
+            (
+                "Code: 242, e.displayText() = DB::Exception: Table is in readonly mode, e.what() = DB::Exception",
+                500,
+                Cause::Unhealthy,
+            ),
+            (
+                "Code: 252. DB::Exception: Too many parts (300). Merges are processing significantly slower than inserts. (TOO_MANY_PARTS) (version 24.8.1)",
+                500,
+                Cause::Unhealthy,
+            ),
+            (
+                "Code: 243, e.displayText() = DB::Exception: Cannot reserve 1.00 MiB, not enough space",
+                500,
+                Cause::Unhealthy,
+            ),
+            (
+                "Code: 999, e.displayText() = Coordination::Exception: Session expired",
+                500,
+                Cause::Unhealthy,
+            ),
+            ("<html>502 Bad Gateway</html>", 502, Cause::Unhealthy),
         ];
         for (body, status, cause) in cases {
             let err = ClickHouseError::server("http://h:8123/", status, body);

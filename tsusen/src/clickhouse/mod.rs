@@ -19,7 +19,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         Arc,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -27,6 +27,11 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 pub use error::{Cause, ClickHouseError};
+use log::{info, warn};
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family},
+};
 
 use crate::named_file::read_named_file;
 
@@ -134,6 +139,16 @@ impl Endpoint {
     }
 }
 
+/// A replica, as `tsusen_ship_failovers_total` labels it: its URL without
+/// the user.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReplicaLabel {
+    pub url: String,
+}
+
+/// Requests moved on from a replica to the next, by replica.
+pub type Failovers = Family<ReplicaLabel, Counter>;
+
 /// A client of one ClickHouse, or of several replicas of it. Cheap to clone
 /// (the connections are shared). Blocking: the shipper runs in its own thread.
 #[derive(Clone)]
@@ -143,6 +158,11 @@ pub struct Client {
     password: Option<Arc<str>>,
     /// The endpoint that answered last: tried first next time.
     current: Arc<AtomicUsize>,
+    /// Per endpoint: whether it was left for the next one (logged once when
+    /// it goes down, once when it answers again).
+    down: Arc<[AtomicBool]>,
+    /// Requests moved on from each endpoint to the next.
+    failovers: Failovers,
     /// Settings sent with every insert (see [`Client::with_insert_setting`]).
     insert_settings: Vec<(&'static str, &'static str)>,
 }
@@ -180,13 +200,27 @@ impl Client {
             .tls_config(tls.build())
             .user_agent(concat!("tsusen/", env!("CARGO_PKG_VERSION")))
             .build();
+        let failovers = Failovers::default();
+        // Every replica from the start, so a rate() has a series before the first failover.
+        for endpoint in &endpoints {
+            let _ = failovers.get_or_create(&ReplicaLabel {
+                url: endpoint.base.clone(),
+            });
+        }
         Ok(Client {
             agent: config.new_agent(),
+            down: endpoints.iter().map(|_| AtomicBool::new(false)).collect(),
             endpoints: endpoints.into(),
             password: password.map(Into::into),
             current: Arc::new(AtomicUsize::new(0)),
+            failovers,
             insert_settings: Vec::new(),
         })
+    }
+
+    /// The failover counter (clones share it): for the ship metrics.
+    pub fn failovers(&self) -> Failovers {
+        self.failovers.clone()
     }
 
     /// Send `name=value` with every insert (e.g. `insert_distributed_sync=1`
@@ -231,8 +265,11 @@ impl Client {
     }
 
     /// Send one request to the current server, then to each other one in
-    /// turn while they cannot be reached; the first answer (or the error of
-    /// the last server tried) is the result.
+    /// turn while they cannot be reached or say they are unwell
+    /// ([`Cause::tries_next_replica`]); the first other answer (or the error
+    /// of the last server tried) is the result. A server left for the next
+    /// is logged once, and once more when it answers again; each move to
+    /// the next is counted.
     fn request(
         &self,
         what: &str,
@@ -281,16 +318,52 @@ impl Client {
                 });
             match result {
                 Ok(body) => {
+                    self.answered(index);
                     self.current.store(index, Ordering::Relaxed);
                     return Ok(body);
                 }
-                // Only a server that cannot be reached is skipped: any other
-                // answer is the same from every replica.
-                Err(err) if err.cause == Cause::Unreachable => last_err = Some(err),
-                Err(err) => return Err(err),
+                // Another replica may do better; any other answer is the
+                // same from every replica.
+                Err(err) if err.cause.tries_next_replica() => {
+                    if self.endpoints.len() > 1 {
+                        self.left(index, &err, step + 1 < self.endpoints.len());
+                    }
+                    last_err = Some(err);
+                }
+                Err(err) => {
+                    self.answered(index);
+                    return Err(err);
+                }
             }
         }
         Err(last_err.expect("at least one endpoint"))
+    }
+
+    /// The endpoint `index` failed with `err` and the next is tried
+    /// (`moving_on`) or every one has been.
+    fn left(&self, index: usize, err: &ClickHouseError, moving_on: bool) {
+        let endpoint = &self.endpoints[index];
+        if moving_on {
+            self.failovers
+                .get_or_create(&ReplicaLabel {
+                    url: endpoint.base.clone(),
+                })
+                .inc();
+        }
+        if !self.down[index].swap(true, Ordering::Relaxed) {
+            let next = &self.endpoints[(index + 1) % self.endpoints.len()];
+            warn!(
+                "ClickHouse at {}: {}; trying the next replica ({}) until this one answers again",
+                endpoint.base, err.detail, next.base
+            );
+        }
+    }
+
+    /// The endpoint `index` answered: say so if it was left before.
+    fn answered(&self, index: usize) {
+        if self.down[index].swap(false, Ordering::Relaxed) {
+            info!("ClickHouse at {} answers again", self.endpoints[index].base);
+        }
     }
 }
 
@@ -351,6 +424,80 @@ mod tests {
         );
         assert_eq!(basic_auth("a", ""), "Basic YTo=");
         assert_eq!(basic_auth("ab", "c"), "Basic YWI6Yw==");
+    }
+
+    /// A server on 127.0.0.1 answering every request with `status` and
+    /// `body`; its URL.
+    fn fake_server(status: u16, body: &'static str) -> String {
+        use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://u@{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':')
+                        && name.eq_ignore_ascii_case("content-length")
+                    {
+                        length = value.trim().parse().unwrap();
+                    }
+                }
+                let mut request = vec![0; length];
+                let _ = reader.read_exact(&mut request);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        url
+    }
+
+    fn failovers(client: &Client, url: &str) -> u64 {
+        let base = Endpoint::parse(url).unwrap().base;
+        client
+            .failovers()
+            .get_or_create(&ReplicaLabel { url: base })
+            .get()
+    }
+
+    #[test]
+    fn an_unwell_or_unreachable_replica_is_left_for_the_next_and_counted() {
+        let read_only = fake_server(
+            500,
+            "Code: 242, e.displayText() = DB::Exception: Table is in readonly mode, e.what() = DB::Exception\n",
+        );
+        let healthy = fake_server(200, "");
+        let closed = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("http://u@{}", listener.local_addr().unwrap())
+        };
+        let urls = [read_only.clone(), closed.clone(), healthy.clone()];
+        let client = Client::new(&urls, None, None).unwrap();
+        client.insert("t.a", b"row\n").unwrap();
+        assert_eq!(failovers(&client, &read_only), 1);
+        assert_eq!(failovers(&client, &closed), 1);
+        assert_eq!(failovers(&client, &healthy), 0);
+        // The one that answered is asked first from now on.
+        client.insert("t.a", b"row\n").unwrap();
+        assert_eq!(failovers(&client, &read_only), 1);
+
+        // Answers that are the same from every replica are not moved on from.
+        let wrong_password = fake_server(
+            401,
+            "Code: 193, e.displayText() = DB::Exception: Wrong password for user u\n",
+        );
+        let client = Client::new(&[wrong_password.clone(), healthy], None, None).unwrap();
+        let err = client.insert("t.a", b"row\n").unwrap_err();
+        assert_eq!(err.cause, Cause::Auth);
+        assert_eq!(failovers(&client, &wrong_password), 0);
     }
 
     #[test]

@@ -10,7 +10,9 @@ use std::fmt::Write as _;
 use super::{
     aggregate::{Change, DetailPage, ProtoPort, Series, Window, date, utc_time},
     chart,
+    enrich::Enrichment,
     spikes::{BASELINE_DAYS, MIN_BASELINE_DAYS},
+    who,
 };
 use crate::dayfile::ProtoColumn;
 
@@ -328,13 +330,14 @@ fn today(h: &mut String, window: &Window) {
 }
 
 /// The details rows of one page.
-fn detail_rows(h: &mut String, window: &Window, page: &DetailPage) {
+fn detail_rows(h: &mut String, window: &Window, e: &Enrichment, page: &DetailPage) {
     for d in &page.rows {
         let _ = writeln!(
             h,
-            r#"<tr>{}<td>{}</td><td>{}</td><td>{}</td><td class="n">{}</td><td class="n">{}</td></tr>"#,
+            r#"<tr>{}<td>{}</td>{}<td>{}</td><td>{}</td><td class="n">{}</td><td class="n">{}</td></tr>"#,
             service_cells(d.service),
             esc(&window.source_of(d).to_string()),
+            who::enrich_cells(e, d.src_id()),
             utc_time(d.first_seen),
             date(d.last_day),
             d.days,
@@ -343,21 +346,28 @@ fn detail_rows(h: &mut String, window: &Window, page: &DetailPage) {
     }
 }
 
-const DETAILS_HEAD: &str = r#"<table id="details-table"><thead><tr><th>Protocol</th><th class="n">Port</th><th>Source</th><th>First seen (UTC)</th><th>Last day</th><th class="n">Days</th><th class="n">Destinations</th></tr></thead><tbody>
-"#;
+/// The details table's head, with the enrichment columns that are on.
+fn details_head(e: &Enrichment) -> String {
+    format!(
+        r#"<table id="details-table"><thead><tr><th>Protocol</th><th class="n">Port</th><th>Source</th>{}<th>First seen (UTC)</th><th>Last day</th><th class="n">Days</th><th class="n">Destinations</th></tr></thead><tbody>
+"#,
+        who::enrich_head(e.columns)
+    )
+}
 
 /// The static file's details: the first rows of the table, and how many there are.
-pub fn static_details(window: &Window, page: &DetailPage) -> String {
+pub fn static_details(window: &Window, e: &Enrichment, page: &DetailPage) -> String {
     let mut h = String::with_capacity(128 * page.rows.len() + 1024);
     let _ = write!(
         h,
         r#"<section id="details"><h2>Details</h2>
 <p class="note">The first {} of {} (protocol, port, source) rows over the window, most recently seen, then most days, then most destinations first. This static file holds only these; <code>tsusen serve</code> filters and pages through all of them.</p>
-{DETAILS_HEAD}"#,
+{}"#,
         page.rows.len(),
-        page.total
+        page.total,
+        details_head(e)
     );
-    detail_rows(&mut h, window, page);
+    detail_rows(&mut h, window, e, page);
     h.push_str("</tbody></table></section>\n");
     h
 }
@@ -368,26 +378,47 @@ pub struct Form<'a> {
     pub ip: &'a str,
     pub port: &'a str,
     pub proto: &'a str,
+    pub dst: &'a str,
+    pub asn: &'a str,
+    pub country: &'a str,
+    pub label: &'a str,
+    pub nolabel: &'a str,
 }
 
 /// The served page's details: filter form, first page (also without script),
 /// pager, and the script that takes over.
-pub fn served_details(window: &Window, form: Form<'_>, page: Result<&DetailPage, &str>) -> String {
+pub fn served_details(
+    window: &Window,
+    e: &Enrichment,
+    form: Form<'_>,
+    page: Result<&DetailPage, &str>,
+) -> String {
     let mut h = String::with_capacity(16 * 1024);
     let _ = write!(
         h,
         r#"<section id="details"><h2>Details</h2>
 <p class="note">Every (protocol, port, source) over the window, most recently seen, then most days, then most destinations first. Filters run on the server.</p>
 <form id="filter" method="get" action="/">
-<label>Source address or CIDR <input name="ip" value="{ip}" placeholder="198.51.100.0/24"></label>
+<label>Source addresses, CIDRs or ranges <input name="ip" value="{ip}" placeholder="198.51.100.0/24"></label>
 <label>Port <input name="port" value="{port}" placeholder="23"></label>
 <label>Protocol <input name="proto" value="{proto}" placeholder="TCP"></label>
+<label>Destinations <input name="dst" value="{dst}" placeholder="192.0.2.0/24, 203.0.113.1-203.0.113.9"></label>
+<label>ASN <input name="asn" value="{asn}" placeholder="AS64500"></label>
+<label>Country <input name="country" value="{country}" placeholder="NL"></label>
+<label>Label <input name="label" value="{label}"></label>
+<label>Hide label <input name="nolabel" value="{nolabel}" placeholder="research"></label>
 <button type="submit">Filter</button>
 </form>
+<p class="note">Lists are comma-separated; the filters apply to the details, the drill-down and the destinations, and stay in the URL.</p>
 "#,
         ip = esc(form.ip),
         port = esc(form.port),
         proto = esc(form.proto),
+        dst = esc(form.dst),
+        asn = esc(form.asn),
+        country = esc(form.country),
+        label = esc(form.label),
+        nolabel = esc(form.nolabel),
     );
     match page {
         Ok(page) => {
@@ -402,8 +433,8 @@ pub fn served_details(window: &Window, form: Form<'_>, page: Result<&DetailPage,
                     page.offset + 1
                 },
             );
-            h.push_str(DETAILS_HEAD);
-            detail_rows(&mut h, window, page);
+            h.push_str(&details_head(e));
+            detail_rows(&mut h, window, e, page);
             let prev = page.offset.saturating_sub(page.limit);
             let _ = write!(
                 h,
@@ -417,8 +448,9 @@ pub fn served_details(window: &Window, form: Form<'_>, page: Result<&DetailPage,
         Err(error) => {
             let _ = writeln!(
                 h,
-                r#"<p id="details-status" data-loaded="error">{}</p>{DETAILS_HEAD}</tbody></table><nav id="pager"><a id="prev" href="?" hidden>Previous</a><a id="next" href="?" hidden>Next</a></nav>"#,
-                esc(error)
+                r#"<p id="details-status" data-loaded="error">{}</p>{}</tbody></table><nav id="pager"><a id="prev" href="?" hidden>Previous</a><a id="next" href="?" hidden>Next</a></nav>"#,
+                esc(error),
+                details_head(e)
             );
         }
     }

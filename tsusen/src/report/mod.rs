@@ -14,6 +14,8 @@
 
 pub mod aggregate;
 pub mod chart;
+pub mod enrich;
+pub mod filter;
 pub mod html;
 pub mod load;
 pub mod serve;
@@ -21,6 +23,7 @@ pub mod source;
 pub mod spikes;
 #[cfg(any(test, feature = "test-helpers"))]
 pub mod testdata;
+pub mod who;
 
 use std::{
     io::Write as _,
@@ -34,6 +37,7 @@ use anyhow::{Context as _, Result, anyhow};
 pub use self::testdata::{bench_inputs, generate};
 use self::{
     aggregate::{DetailFilter, Window, WindowOptions, utc_time},
+    enrich::{Enricher, Enrichment},
     load::Loader,
     source::{DaySource, clickhouse::ClickHouseDays, files::DayFiles},
 };
@@ -70,6 +74,9 @@ pub struct ViewArgs {
     /// Series drawn on the chart (the top ones by the newest day).
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub top: usize,
+    /// ASN, country and labels of addresses (see [`enrich`]).
+    #[command(flatten)]
+    pub enrich: enrich::EnrichArgs,
 }
 
 impl ViewArgs {
@@ -159,7 +166,8 @@ pub struct ServeArgs {
 pub fn report(args: &ReportArgs) -> Result<()> {
     let mut loader = args.view.loader()?;
     loader.refresh()?.new_warnings.log();
-    let html = static_page(&loader, args.details_rows)?;
+    let enricher = Enricher::load(&args.view.enrich);
+    let html = static_page_with(&loader, args.details_rows, &enricher)?;
     write_atomically(&args.out, html.as_bytes())?;
     log::info!(
         "wrote {} ({} {})",
@@ -175,8 +183,10 @@ pub fn report(args: &ReportArgs) -> Result<()> {
 /// a [`Loader`] holds.
 pub struct Page {
     pub window: Window,
-    /// The day files read.
+    /// The day files read (or days in ClickHouse).
     pub files: usize,
+    /// What `files` counts, as the page says it.
+    pub unit: &'static str,
     /// Input skipped, as the page lists it.
     pub warnings: Vec<String>,
     pub chart_svg: String,
@@ -184,12 +194,16 @@ pub struct Page {
     pub top: String,
     /// The HTML below it.
     pub bottom: String,
+    /// ASN, country and labels of the window's addresses.
+    pub enrichment: std::sync::Arc<Enrichment>,
 }
 
 impl Page {
-    pub fn build(loader: &Loader, mode: html::Mode) -> Result<Page> {
+    pub fn build(loader: &Loader, mode: html::Mode, enricher: &Enricher) -> Result<Page> {
         let window = loader.window();
-        let warnings = loader.warnings();
+        let mut warnings = loader.warnings();
+        warnings.extend(enricher.warnings.iter().cloned());
+        let enrichment = std::sync::Arc::new(enricher.enrich(window.addresses()));
         let chart_svg = chart::trends_svg(&window)?;
         let generated = utc_time(chrono::Utc::now().timestamp());
         let about = html::About {
@@ -203,24 +217,51 @@ impl Page {
         Ok(Page {
             window,
             files: loader.files(),
+            unit: loader.unit(),
             warnings,
             chart_svg,
             top,
             bottom,
+            enrichment,
         })
+    }
+
+    /// The served page's top (chart, spikes, newest day) of another window,
+    /// e.g. the one a filter sees: a chart that fails to draw is left out.
+    pub fn top_of(&self, window: &Window) -> String {
+        let chart_svg = chart::trends_svg(window).unwrap_or_default();
+        let generated = utc_time(chrono::Utc::now().timestamp());
+        let about = html::About {
+            files: self.files,
+            unit: self.unit,
+            warnings: &self.warnings,
+            generated: &generated,
+        };
+        html::top(window, &chart_svg, &about, html::Mode::Served)
     }
 }
 
-/// The static report of what `loader` holds.
+/// The static report of what `loader` holds, without enrichment.
 pub fn static_page(loader: &Loader, details_rows: usize) -> Result<String> {
-    let page = Page::build(loader, html::Mode::Static)?;
+    static_page_with(loader, details_rows, &Enricher::default())
+}
+
+/// The static report of what `loader` holds, enriched by `enricher`.
+pub fn static_page_with(
+    loader: &Loader,
+    details_rows: usize,
+    enricher: &Enricher,
+) -> Result<String> {
+    let page = Page::build(loader, html::Mode::Static, enricher)?;
     let details = page
         .window
         .details_page(&DetailFilter::default(), 0, details_rows);
     Ok(format!(
-        "{}{}{}",
+        "{}{}{}{}{}",
         page.top,
-        html::static_details(&page.window, &details),
+        html::static_details(&page.window, &page.enrichment, &details),
+        who::static_drills(&page.window, &page.enrichment),
+        who::static_destinations(&page.window, &page.enrichment),
         page.bottom
     ))
 }

@@ -7,7 +7,7 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
-use crate::clickhouse::Cause;
+use crate::clickhouse::{Cause, Failovers};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CauseLabel {
@@ -22,6 +22,8 @@ pub struct ShipMetrics {
     pub last_success: Gauge,
     pub errors: Family<CauseLabel, Counter>,
     pub cursor_resets: Counter,
+    /// The client's: requests moved on from a replica to the next.
+    pub failovers: Failovers,
 }
 
 impl ShipMetrics {
@@ -45,13 +47,18 @@ impl ShipMetrics {
         );
         registry.register(
             "ship_errors",
-            "Failed requests to ClickHouse, by cause (unreachable, tls, auth, unknown_table, schema, unknown_setting, server)",
+            "Failed requests to ClickHouse, by cause (unreachable, tls, auth, unknown_table, schema, unknown_setting, unhealthy, server)",
             self.errors.clone(),
         );
         registry.register(
             "ship_cursor_resets",
             "Day files found truncated or replaced under the shipper (shipped again from their start)",
             self.cursor_resets.clone(),
+        );
+        registry.register(
+            "ship_failovers",
+            "Requests moved on from a --clickhouse replica (url) to the next: it could not be reached or said it cannot take rows",
+            self.failovers.clone(),
         );
         // Every cause from the start, so a rate() has a series before the first error.
         for cause in Cause::ALL {

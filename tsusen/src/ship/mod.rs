@@ -11,12 +11,18 @@ pub mod cursor;
 pub mod metrics;
 pub mod shipper;
 
-use std::{io::IsTerminal as _, path::PathBuf};
+use std::{
+    io::IsTerminal as _,
+    path::PathBuf,
+    sync::{atomic::Ordering, mpsc},
+};
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::Args;
+use log::{info, warn};
 pub use metrics::ShipMetrics;
-pub use shipper::{OnRefusal, Shipper, Stop};
+use nix::sys::signal::{SigSet, Signal};
+pub use shipper::{OnRefusal, STOP_GRACE, Shipper, Stop};
 
 use crate::{
     clickhouse::{ClickHouseArgs, schema},
@@ -73,17 +79,92 @@ pub fn run(args: &ShipArgs) -> Result<()> {
     if std::io::stderr().is_terminal() {
         shipper = shipper.with_progress_bar();
     }
-    // The first contact says at once whether the URL, the password and the
-    // table are right.
-    shipper.prepare().map_err(refusal)?;
-    log::info!(
-        "shipping {} as sensor {sensor} to {} ({}){}",
+    let what = format!(
+        "{} as sensor {sensor} to {} ({}){}",
         dir.display(),
         args.clickhouse.urls.join(", "),
         args.clickhouse.table()?.qualified(),
         if args.once { ", once" } else { "" }
     );
-    match shipper.follow(None, args.once) {
+
+    // SIGTERM and SIGINT go to a thread of their own (blocked here and so
+    // in the threads started after), shipping to another: a signal stops
+    // shipping cleanly, whatever ClickHouse does.
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGTERM);
+    signals.add(Signal::SIGINT);
+    signals
+        .thread_block()
+        .context("cannot block SIGTERM and SIGINT")?;
+    let (event, events) = mpsc::channel();
+    let signalled = event.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            while let Ok(signal) = signals.wait() {
+                if signalled.send(Event::Signal(signal)).is_err() {
+                    return;
+                }
+            }
+        })?;
+    let stop = shipper.stop_flag();
+    let metrics = shipper.metrics.clone();
+    let once = args.once;
+    std::thread::Builder::new()
+        .name("ship".into())
+        .spawn(move || {
+            // A panic must end the wait too (the signal thread keeps the
+            // channel open): it is an error like any other.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                ship(&mut shipper, &what, once)
+            }))
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the shipping thread panicked")));
+            let _ = event.send(Event::Done(result));
+        })?;
+    match events.recv().expect("the shipping thread reports its end") {
+        Event::Done(result) => result,
+        Event::Signal(signal) => {
+            info!("{signal}: stopping (the batch in flight gets up to {STOP_GRACE:?})");
+            stop.store(true, Ordering::Relaxed);
+            let deadline = std::time::Instant::now() + STOP_GRACE;
+            loop {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                match events.recv_timeout(left) {
+                    Ok(Event::Done(result)) => return result,
+                    // A second signal does not hurry it: the grace is short.
+                    Ok(Event::Signal(_)) => {}
+                    Err(_) => break,
+                }
+            }
+            warn!(
+                "ClickHouse did not answer within {STOP_GRACE:?}: the request in flight is \
+                 abandoned (a batch in flight is sent again at the next start, and rows sent \
+                 twice are stored once)"
+            );
+            info!(
+                "shipped {} rows, {} behind",
+                metrics.rows_shipped.get(),
+                metrics.rows_behind.get()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// What ends `ship`'s wait: shipping ended, or a signal came.
+enum Event {
+    Done(Result<()>),
+    Signal(Signal),
+}
+
+/// Prepare the table, then ship (in `ship`'s shipping thread).
+fn ship(shipper: &mut Shipper, what: &str, once: bool) -> Result<()> {
+    shipper.measure()?;
+    // The first contact says at once whether the URL, the password and the
+    // table are right.
+    shipper.prepare().map_err(refusal)?;
+    info!("shipping {what}");
+    match shipper.follow(None, once) {
         Stop::Asked => Ok(()),
         Stop::Refused(err) => Err(refusal(err)),
         Stop::Local(err) => Err(err),

@@ -16,7 +16,11 @@ use std::{
     fs::File,
     io::{Read as _, Seek as _, SeekFrom},
     path::{Path, PathBuf},
-    sync::mpsc::{Receiver, RecvTimeoutError},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc::{Receiver, RecvTimeoutError},
+    },
     time::{Duration, Instant},
 };
 
@@ -45,6 +49,12 @@ pub const RETRY_FIRST: Duration = Duration::from_millis(200);
 pub const RETRY_CAP: Duration = Duration::from_secs(30);
 /// How often `ship` looks for new rows when following a directory.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// At SIGTERM/SIGINT, how long the batch in flight may take to be
+/// acknowledged before it is abandoned (its range stays in the cursor, so
+/// the next start sends exactly it again).
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How often a waiting shipper looks whether it was told to stop.
+const STOP_CHECK: Duration = Duration::from_millis(50);
 
 /// Why shipping stopped.
 #[derive(Debug)]
@@ -87,6 +97,8 @@ pub struct Shipper {
     /// Rows acknowledged since start, and when shipping started.
     pub shipped: u64,
     started: Instant,
+    /// Set to stop: no new batch is read, waits end (see [`Shipper::stop_flag`]).
+    stop: Arc<AtomicBool>,
     /// Shows progress on a terminal (`ship`).
     progress: Option<indicatif::ProgressBar>,
     last_report: Instant,
@@ -112,6 +124,10 @@ impl Shipper {
         } else {
             client
         };
+        let metrics = ShipMetrics {
+            failovers: client.failovers(),
+            ..ShipMetrics::default()
+        };
         Ok(Shipper {
             dir: dir.to_owned(),
             sensor: sensor.to_owned(),
@@ -119,12 +135,13 @@ impl Shipper {
             table,
             cursor_path,
             cursor,
-            metrics: ShipMetrics::default(),
+            metrics,
             on_refusal,
             table_ready: false,
             last_logged: None,
             shipped: 0,
             started: Instant::now(),
+            stop: Arc::new(AtomicBool::new(false)),
             progress: None,
             last_report: Instant::now(),
             _lock: lock,
@@ -145,6 +162,32 @@ impl Shipper {
         self
     }
 
+    /// Set it to make the shipper stop: it finishes the request in flight
+    /// (a batch acknowledged moves the cursor), reads no new batch, and
+    /// [`Shipper::follow`] returns [`Stop::Asked`].
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Sleep `wait`, or less if told to stop meanwhile.
+    fn pause(&self, wait: Duration) -> Result<(), Stop> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if self.stopping() {
+                return Err(Stop::Asked);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            std::thread::sleep(left.min(STOP_CHECK));
+        }
+    }
+
     /// Create the table where missing and check its columns.
     pub fn prepare(&mut self) -> Result<(), ClickHouseError> {
         self.table.ensure(&self.client)?;
@@ -153,16 +196,24 @@ impl Shipper {
     }
 
     /// Ship, then wait for `wake` (or [`POLL_INTERVAL`] without one) and
-    /// ship again, until `wake`'s sender is dropped or, with `once`, until
-    /// everything complete in the files is shipped.
+    /// ship again, until `wake`'s sender is dropped, the [`Shipper::stop_flag`]
+    /// is set or, with `once`, until everything complete in the files is
+    /// shipped. Ends with a last progress line unless refused.
     pub fn follow(&mut self, wake: Option<&Wake>, once: bool) -> Stop {
+        let stop = self.follow_until_stop(wake, once);
+        if matches!(stop, Stop::Asked) {
+            self.report(true);
+        }
+        stop
+    }
+
+    fn follow_until_stop(&mut self, wake: Option<&Wake>, once: bool) -> Stop {
         loop {
             match self.pass(wake) {
                 Ok(()) => {}
                 Err(stop) => return stop,
             }
-            if once {
-                self.report(true);
+            if once || self.stopping() {
                 return Stop::Asked;
             }
             match wake {
@@ -170,9 +221,19 @@ impl Shipper {
                     Ok(()) | Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => return Stop::Asked,
                 },
-                None => std::thread::sleep(POLL_INTERVAL),
+                None => {
+                    if let Err(stop) = self.pause(POLL_INTERVAL) {
+                        return stop;
+                    }
+                }
             }
         }
+    }
+
+    /// Count the rows behind now (the metric, and the last progress line
+    /// if shipping is stopped before its first pass).
+    pub fn measure(&mut self) -> Result<()> {
+        self.look().map(drop)
     }
 
     /// Ship every complete row of every day file.
@@ -289,6 +350,9 @@ impl Shipper {
             }
         }
         while state.offset < len {
+            if self.stopping() {
+                return Err(Stop::Asked);
+            }
             let batch = self.read_batch(path, &state, None).map_err(Stop::Local)?;
             if batch.end == state.offset {
                 // No complete line yet.
@@ -483,6 +547,10 @@ impl Shipper {
         if !err.cause.is_transient() && self.on_refusal == OnRefusal::Stop {
             return Err(Stop::Refused(err));
         }
+        if self.stopping() {
+            // The batch stays in flight in the cursor: the next start sends it.
+            return Err(Stop::Asked);
+        }
         if self.last_logged != Some(err.cause) {
             error!(
                 "shipping to ClickHouse: {err}; rows wait in the day files{}",
@@ -508,7 +576,10 @@ impl Shipper {
                     if left.is_zero() {
                         break;
                     }
-                    match wake.recv_timeout(left) {
+                    if self.stopping() {
+                        return Err(Stop::Asked);
+                    }
+                    match wake.recv_timeout(left.min(STOP_CHECK * 10)) {
                         // A flush: more rows may be behind.
                         Ok(()) => {
                             self.look().map_err(Stop::Local)?;
@@ -518,7 +589,7 @@ impl Shipper {
                     }
                 }
             }
-            None => std::thread::sleep(wait),
+            None => self.pause(wait)?,
         }
         Ok(())
     }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, reason = "each test crate uses a different part")]
 
+pub(crate) mod browser;
+
 use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
     net::{SocketAddr, TcpStream},

@@ -7,7 +7,7 @@
     reason = "ids, counts and offsets are u32/i32 by design (fewer than 2^32 addresses and rows in a day, offsets within a day); packed fields are unpacked"
 )]
 
-use std::{fmt, net::IpAddr};
+use std::{fmt, net::IpAddr, sync::Arc};
 
 use rustc_hash::FxHashMap;
 use tsusen_common::classify::has_ports;
@@ -236,7 +236,8 @@ pub struct DayAggregate {
     pub services: Vec<(ProtoPort, u32)>,
     /// Keys are grouped by protocol/port in the order of `services`, each
     /// group as long as its count (the time-of-day view relies on it).
-    pub(super) details: Option<DayDetails>,
+    /// Shared with the windows built from it (the drill-down reads them).
+    pub(super) details: Option<Arc<DayDetails>>,
 }
 
 impl DayAggregate {
@@ -251,8 +252,9 @@ pub struct Interner {
     ip_ids: FxHashMap<IpAddr, u32>,
     pub(super) ips: Vec<IpAddr>,
     key_ids: FxHashMap<u64, u32>,
-    /// Key id -> (protocol/port, source address id).
-    pub(super) keys: Vec<(ProtoPort, u32)>,
+    /// Key id -> (protocol/port, source address id); shared with the
+    /// windows built from it, copied on write.
+    pub(super) keys: Arc<Vec<(ProtoPort, u32)>>,
 }
 
 impl Interner {
@@ -278,7 +280,8 @@ impl Interner {
                         .key_ids
                         .entry(u64::from(service) << 32 | u64::from(src))
                         .or_insert_with(|| {
-                            self.keys.push((ProtoPort::from_packed(service), src));
+                            Arc::make_mut(&mut self.keys)
+                                .push((ProtoPort::from_packed(service), src));
                             next
                         });
                     DayKey {
@@ -289,7 +292,7 @@ impl Interner {
                 })
                 .collect();
             let dsts = local.dsts.iter().map(|&d| ids[d as usize]).collect();
-            DayDetails { keys, dsts }
+            Arc::new(DayDetails { keys, dsts })
         });
         DayAggregate {
             day: local.day,

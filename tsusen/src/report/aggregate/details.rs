@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result, bail};
 use ipnet::IpNet;
 use tsusen_common::proto;
 
-use super::{DayAggregate, Interner, ProtoPort, Window};
+use super::{DayAggregate, Interner, ProtoPort, Window, day::DayDetails};
 
 /// One (protocol, port, source) over the shown days.
 #[derive(Clone, Copy, Debug)]
@@ -63,25 +63,55 @@ impl Window {
 }
 
 pub(super) fn build_details(shown: &[&DayAggregate], interner: &Interner) -> Vec<Detail> {
-    let n = interner.keys.len();
+    let days: Vec<(u16, &DayDetails)> = shown
+        .iter()
+        .filter_map(|d| d.details.as_deref().map(|x| (d.day, x)))
+        .collect();
+    build_details_of(&days, &interner.keys, interner.ips.len(), |_, _| true, None)
+}
+
+/// The details rows of `days` for the keys `keep_key` keeps, counting only
+/// the destinations `keep_dst` keeps (all when `None`); a key that hit none
+/// of them that day does not count that day.
+pub(super) fn build_details_of(
+    days: &[(u16, &DayDetails)],
+    keys: &[(ProtoPort, u32)],
+    addresses: usize,
+    keep_key: impl Fn(ProtoPort, u32) -> bool,
+    keep_dst: Option<&[bool]>,
+) -> Vec<Detail> {
+    let n = keys.len();
+    // Destinations of one key on one day that the filter keeps.
+    let hits = |dsts: &[u32]| -> u32 {
+        match keep_dst {
+            None => dsts.len() as u32,
+            Some(keep) => dsts.iter().filter(|&&d| keep[d as usize]).count() as u32,
+        }
+    };
     let mut days_seen = vec![0u16; n];
     let mut first_seen = vec![i64::MAX; n];
     let mut last_day = vec![0u16; n];
     let mut destinations = vec![0u32; n];
-    for day in shown {
-        let Some(details) = &day.details else {
-            continue;
-        };
+    for &(day, details) in days {
         let mut start = 0;
         for k in &details.keys {
             let i = k.key as usize;
+            let range = start as usize..k.dst_end as usize;
+            start = k.dst_end;
+            let (service, src) = keys[i];
+            if !keep_key(service, src) {
+                continue;
+            }
+            let hit = hits(&details.dsts[range]);
+            if hit == 0 {
+                continue;
+            }
             days_seen[i] += 1;
             first_seen[i] = first_seen[i].min(k.first_seen);
-            last_day[i] = last_day[i].max(day.day);
+            last_day[i] = last_day[i].max(day);
             // Exact when seen on one day; keys seen on several days are
             // counted again below as the union of their destinations.
-            destinations[i] = k.dst_end - start;
-            start = k.dst_end;
+            destinations[i] = hit;
         }
     }
 
@@ -95,21 +125,22 @@ pub(super) fn build_details(shown: &[&DayAggregate], interner: &Interner) -> Vec
     if starts[n] > 0 {
         let mut occurrences = vec![(0u16, 0u32, 0u32); starts[n] as usize];
         let mut fill = starts.clone();
-        for (day_index, day) in shown.iter().enumerate() {
-            let Some(details) = &day.details else {
-                continue;
-            };
+        for (day_index, &(_, details)) in days.iter().enumerate() {
             let mut start = 0;
             for k in &details.keys {
                 let i = k.key as usize;
-                if days_seen[i] > 1 {
-                    occurrences[fill[i] as usize] = (day_index as u16, start, k.dst_end);
+                let (from, to) = (start, k.dst_end);
+                start = k.dst_end;
+                // A day it hit none of the kept destinations is no occurrence.
+                if days_seen[i] > 1
+                    && (keep_dst.is_none() || hits(&details.dsts[from as usize..to as usize]) > 0)
+                {
+                    occurrences[fill[i] as usize] = (day_index as u16, from, to);
                     fill[i] += 1;
                 }
-                start = k.dst_end;
             }
         }
-        let mut stamp = vec![u32::MAX; interner.ips.len()];
+        let mut stamp = vec![u32::MAX; addresses];
         for key in 0..n {
             if days_seen[key] < 2 {
                 continue;
@@ -118,13 +149,11 @@ pub(super) fn build_details(shown: &[&DayAggregate], interner: &Interner) -> Vec
             for &(day_index, from, to) in
                 &occurrences[starts[key] as usize..starts[key + 1] as usize]
             {
-                let dsts = &shown[usize::from(day_index)]
-                    .details
-                    .as_ref()
-                    .expect("occurrences come from days with details")
-                    .dsts;
+                let dsts = &days[usize::from(day_index)].1.dsts;
                 for &dst in &dsts[from as usize..to as usize] {
-                    if stamp[dst as usize] != key as u32 {
+                    if keep_dst.is_none_or(|keep| keep[dst as usize])
+                        && stamp[dst as usize] != key as u32
+                    {
                         stamp[dst as usize] = key as u32;
                         count += 1;
                     }
@@ -137,7 +166,7 @@ pub(super) fn build_details(shown: &[&DayAggregate], interner: &Interner) -> Vec
     let mut details: Vec<Detail> = (0..n)
         .filter(|&i| days_seen[i] > 0)
         .map(|i| {
-            let (service, src) = interner.keys[i];
+            let (service, src) = keys[i];
             Detail {
                 service,
                 src,
@@ -148,15 +177,17 @@ pub(super) fn build_details(shown: &[&DayAggregate], interner: &Interner) -> Vec
             }
         })
         .collect();
-    // Most recent, most persistent, widest first; ids break ties so the order
-    // is stable from one build to the next.
-    details.sort_unstable_by(|a, b| {
-        (b.last_day, b.days, b.destinations)
-            .cmp(&(a.last_day, a.days, a.destinations))
-            .then(a.service.cmp(&b.service))
-            .then(a.src.cmp(&b.src))
-    });
+    details.sort_unstable_by(detail_order);
     details
+}
+
+/// The details table's order: most recent, most persistent, widest first;
+/// ids break ties so the order is stable from one build to the next.
+pub(super) fn detail_order(a: &Detail, b: &Detail) -> std::cmp::Ordering {
+    (b.last_day, b.days, b.destinations)
+        .cmp(&(a.last_day, a.days, a.destinations))
+        .then(a.service.cmp(&b.service))
+        .then(a.src.cmp(&b.src))
 }
 
 /// Filters for the details table; all given ones must match.

@@ -5,10 +5,12 @@
 //!
 //! [`day`] reduces one day file, [`window`] builds the trends and spikes,
 //! [`details`] the details table, [`today`] the newest day's lists,
+//! [`drill`] a day's sources for one port, our addresses, and selections,
 //! [`hours`] a day's sources by hour.
 
 mod day;
 mod details;
+mod drill;
 mod hours;
 mod today;
 mod window;
@@ -16,6 +18,10 @@ mod window;
 pub use self::{
     day::{DayAggregate, DayBuilder, Interner, LocalDay, ProtoPort},
     details::{Detail, DetailFilter, DetailPage},
+    drill::{
+        DESTINATION_PORTS_LISTED, DESTINATIONS_LISTED, DestinationPage, DestinationRow,
+        DestinationSort, DrillBy, DrillPage, DrillRow, DrillSort, Selection,
+    },
     hours::Hours,
     today::{Busiest, Today},
     window::{Change, DayCounts, Series, Spike, Trend, Trends, Window, WindowOptions},

@@ -302,7 +302,11 @@ pub struct Window {
     pub(super) details: Vec<Detail>,
     pub(super) ips: Arc<Vec<IpAddr>>,
     /// The shown days' first-seen hours, for [`Window::hours`].
-    pub(super) shown_days: Vec<ShownDay>,
+    /// Shared with the windows a filter sees ([`Window::selected`]).
+    pub(super) shown_days: Arc<Vec<ShownDay>>,
+    /// The shown days' (protocol, port, source) entries, for the drill-down
+    /// and the per-destination view (see `drill.rs`).
+    pub(super) drill: super::drill::DrillDays,
 }
 
 impl Window {
@@ -340,6 +344,7 @@ impl Window {
         let details = build_details(&shown_days, interner);
         let today = build_today(&series, &shown_days, last_day, interner);
         let shown = shown_days.iter().filter_map(|d| ShownDay::of(d)).collect();
+        let drill = super::drill::DrillDays::new(&shown_days, interner);
         Window {
             options,
             first_day,
@@ -351,7 +356,8 @@ impl Window {
             today,
             details,
             ips: Arc::new(interner.ips.clone()),
-            shown_days: shown,
+            shown_days: Arc::new(shown),
+            drill,
         }
     }
 
@@ -367,7 +373,8 @@ impl Window {
             today: Today::default(),
             details: Vec::new(),
             ips: Arc::default(),
-            shown_days: Vec::new(),
+            shown_days: Arc::default(),
+            drill: super::drill::DrillDays::default(),
         }
     }
 

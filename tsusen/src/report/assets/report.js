@@ -9,8 +9,8 @@
   if (!form || !status || !body) { return; }
   function query(offset) {
     var p = new URLSearchParams();
-    ["ip", "port", "proto"].forEach(function (k) {
-      var v = form.elements[k].value.trim();
+    ["ip", "port", "proto", "dst", "asn", "country", "label", "nolabel"].forEach(function (k) {
+      var v = form.elements[k] ? form.elements[k].value.trim() : "";
       if (v) { p.set(k, v); }
     });
     if (offset > 0) { p.set("offset", String(offset)); }
@@ -35,13 +35,19 @@
         body.textContent = "";
         j.rows.forEach(function (d) {
           var tr = document.createElement("tr");
-          [d.proto, d.port === null ? "-" : d.port, d.src, d.first_seen, d.last_day, d.days, d.destinations]
-            .forEach(function (v, i) {
-              var td = document.createElement("td");
-              td.textContent = String(v);
-              if (i >= 5) { td.className = "n"; }
-              tr.appendChild(td);
-            });
+          var c = j.columns || {};
+          var cells = [[d.proto], [d.port === null ? "-" : d.port, "n"], [d.src]];
+          // The enrichment columns the server has (ASN, country, labels).
+          if (c.asn) { cells.push([d.asn === null ? "" : "AS" + d.asn, "asn"], [d.org || "", "org"]); }
+          if (c.country) { cells.push([d.country || "", "country"]); }
+          if (c.labels) { cells.push([(d.labels || []).join(", "), "labels"]); }
+          cells.push([d.first_seen], [d.last_day], [d.days, "n"], [d.destinations, "n"]);
+          cells.forEach(function (cell) {
+            var td = document.createElement("td");
+            td.textContent = String(cell[0]);
+            if (cell[1]) { td.className = cell[1]; }
+            tr.appendChild(td);
+          });
           body.appendChild(tr);
         });
         var to = j.offset + j.rows.length;

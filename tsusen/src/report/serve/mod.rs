@@ -36,14 +36,14 @@ use axum::{
 };
 
 pub use self::api::{
-    DetailQuery, HoursQuery, SeriesQuery, details_json, hours_json, series_json, spikes_json,
-    summary_json, today_json, trends_json,
+    DetailQuery, EXPORT_MAX, HoursQuery, SeriesQuery, destinations_json, details_json, drill_json,
+    hours_json, series_json, spikes_json, summary_json, to_csv, today_json, trends_json,
 };
 use self::{
     api::{error, not_found},
     limit::Limiter,
 };
-use super::{Page, ServeArgs, html, load::Loader, source::DaySource};
+use super::{Page, ServeArgs, enrich::Enricher, html, load::Loader, source::DaySource, who};
 use crate::http::{auth::Auth, connections, listen::ListenAddr};
 
 /// Everything a request may read: rebuilt whenever the files change.
@@ -53,21 +53,28 @@ pub struct Snapshot {
     trends: String,
     spikes: String,
     today: String,
+    /// The page's "which of our hosts" without filters (a scan of every
+    /// shown day: done here, off the request path).
+    destinations: String,
 }
 
 impl Snapshot {
-    pub fn build(loader: &Loader) -> Result<Snapshot> {
-        let page = Page::build(loader, html::Mode::Served)?;
+    pub fn build(loader: &Loader, enricher: &Enricher) -> Result<Snapshot> {
+        let page = Page::build(loader, html::Mode::Served, enricher)?;
         let summary = summary_json(&page.window, page.files, &page.warnings).to_string();
         let trends = trends_json(&page.window).to_string();
         let spikes = spikes_json(&page.window).to_string();
         let today = today_json(&page.window).to_string();
+        let destinations = DetailQuery::default()
+            .destinations(&page.window, &page.enrichment, who::DESTINATIONS_SHOWN)
+            .map(|d| who::destinations_section(&page.enrichment, Ok(&d), Some("")))?;
         Ok(Snapshot {
             page,
             summary,
             trends,
             spikes,
             today,
+            destinations,
         })
     }
 }
@@ -108,9 +115,11 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
     connections::raise_nofile_limit();
     let mut loader = args.view.loader()?;
     loader.refresh()?.new_warnings.log();
+    // Read once at start; a new database needs a restart.
+    let enricher = Enricher::load(&args.view.enrich);
     let listener = addr.bind("--listen", auth.is_some(), how_to_auth)?;
     let state = Arc::new(AppState {
-        snapshot: RwLock::new(Arc::new(Snapshot::build(&loader)?)),
+        snapshot: RwLock::new(Arc::new(Snapshot::build(&loader, &enricher)?)),
         source: loader.source(),
         auth,
         limiter: Mutex::new(Limiter::new(args.rate_limit)),
@@ -137,7 +146,7 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
         let every = Duration::from_secs(args.refresh.max(1));
         std::thread::Builder::new()
             .name("refresh".into())
-            .spawn(move || refresh_loop(loader, &refresher, every))
+            .spawn(move || refresh_loop(loader, &enricher, &refresher, every))
             .context("cannot start the refresh thread")?;
 
         connections::serve(listener, router(state), connections::SERVE, shutdown()).await;
@@ -145,13 +154,13 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
     })
 }
 
-fn refresh_loop(mut loader: Loader, state: &AppState, every: Duration) {
+fn refresh_loop(mut loader: Loader, enricher: &Enricher, state: &AppState, every: Duration) {
     loop {
         std::thread::sleep(every);
         match loader.refresh() {
             Ok(r) if r.changed => {
                 r.new_warnings.log();
-                match Snapshot::build(&loader) {
+                match Snapshot::build(&loader, enricher) {
                     Ok(s) => {
                         *state
                             .snapshot
@@ -193,6 +202,10 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/api/spikes", get(api::spikes))
         .route("/api/today", get(api::today))
         .route("/api/details", get(api::details))
+        .route("/api/drill", get(api::drill))
+        .route("/api/destinations", get(api::destinations))
+        .route("/api/export.csv", get(api::export_csv))
+        .route("/api/export.json", get(api::export_json))
         .route("/api/day/{date}", get(api::day))
         .route("/api/series", get(api::series))
         .route("/api/hours", get(api::hours))
@@ -233,28 +246,88 @@ async fn script() -> Response {
 async fn page(State(state): State<Arc<AppState>>, Query(query): Query<DetailQuery>) -> Response {
     let snapshot = state.snapshot();
     let rendered = tokio::task::spawn_blocking(move || {
-        let result = query.run(&snapshot.page.window);
+        let (window, e) = (&snapshot.page.window, &snapshot.page.enrichment);
+        let result = query.run(window, e);
+        let f = &query.filter;
+        let value = |v: &Option<String>| v.as_deref().unwrap_or("").to_owned();
+        let ip = [value(&f.ip), value(&f.src)]
+            .into_iter()
+            .filter(|v| !v.trim().is_empty())
+            .collect::<Vec<_>>()
+            .join(",");
+        let (port, proto, dst) = (value(&f.port), value(&f.proto), value(&f.dst));
+        let (asn, country) = (value(&f.asn), value(&f.country));
+        let (label, nolabel) = (value(&f.label), value(&f.nolabel));
         let form = html::Form {
-            ip: query.ip.as_deref().unwrap_or(""),
-            port: query.port.as_deref().unwrap_or(""),
-            proto: query.proto.as_deref().unwrap_or(""),
+            ip: &ip,
+            port: &port,
+            proto: &proto,
+            dst: &dst,
+            asn: &asn,
+            country: &country,
+            label: &label,
+            nolabel: &nolabel,
         };
         let message = result.as_ref().err().map(|e| format!("{e:#}"));
         let details = html::served_details(
-            &snapshot.page.window,
+            window,
+            e,
             form,
             result
                 .as_ref()
                 .map_err(|_| message.as_deref().unwrap_or_default()),
         );
-        let status = if message.is_some() {
+        // A drill-down when the URL names a day; the destinations always.
+        let drill = query
+            .day
+            .as_deref()
+            .is_some_and(|d| !d.trim().is_empty())
+            .then(|| query.drill(window, e, 1000).map_err(|e| format!("{e:#}")));
+        let drill_html = who::served_drill(
+            window,
+            e,
+            &query.filter,
+            drill.as_ref().map(|r| r.as_ref().map_err(String::as_str)),
+        );
+        let destinations_html = if query.filter.narrows()
+            || query.day.as_deref().is_some_and(|d| !d.trim().is_empty())
+        {
+            let destinations = query
+                .destinations(window, e, who::DESTINATIONS_SHOWN)
+                .map_err(|e| format!("{e:#}"));
+            let export = query.filter.to_query();
+            who::destinations_section(
+                e,
+                destinations.as_ref().map_err(String::as_str),
+                Some(&export),
+            )
+        } else {
+            snapshot.destinations.clone()
+        };
+        let failed = message.is_some() || drill.as_ref().is_some_and(Result::is_err);
+        let status = if failed {
             StatusCode::BAD_REQUEST
         } else {
             StatusCode::OK
         };
+        // With filters the chart and the spikes are those of what they keep.
+        let top = if query.filter.narrows() && message.is_none() {
+            query
+                .filter()
+                .and_then(|f| f.selection(window, e))
+                .map_or_else(
+                    |_| snapshot.page.top.clone(),
+                    |selection| snapshot.page.top_of(&window.selected(&selection)),
+                )
+        } else {
+            snapshot.page.top.clone()
+        };
         (
             status,
-            format!("{}{details}{}", snapshot.page.top, snapshot.page.bottom),
+            format!(
+                "{top}{details}{drill_html}{destinations_html}{}",
+                snapshot.page.bottom
+            ),
         )
     })
     .await;

@@ -93,7 +93,7 @@ impl ClickHouseDays {
 /// run-time one; either way one line with cause and fix.
 fn user_error(err: ClickHouseError) -> anyhow::Error {
     match err.cause {
-        Cause::Unreachable | Cause::Server => exit::runtime(err),
+        Cause::Unreachable | Cause::Unhealthy | Cause::Server => exit::runtime(err),
         _ => exit::config(err),
     }
 }
