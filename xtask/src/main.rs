@@ -137,7 +137,9 @@ fn real_main() -> Result<()> {
             status(
                 cargo(&toolchain)
                     .args(["test", "--release", "--quiet", "--package", "tsusen"])
+                    // One thread: the timings must not share the cores.
                     .args(["--test", "report_perf", "--", "--ignored", "--nocapture"])
+                    .arg("--test-threads=1")
                     .env("TSUSEN_REPORT_ROWS", "1000000"),
             )?;
         }
