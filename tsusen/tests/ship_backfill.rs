@@ -428,6 +428,17 @@ fn wrong_password_wrong_url_and_another_schema_are_one_line_each() {
     );
     assert_eq!(out.status.code(), Some(1));
 
+    // https to the plain HTTP port: no CA would help, the scheme or port is wrong.
+    let out = ship(&url.replacen("http://", "https://", 1), "right", &[]);
+    let line = one_error_line(&out);
+    assert!(
+        line.contains("plain HTTP")
+            && line.contains("http://")
+            && !line.contains("--clickhouse-ca"),
+        "{line}"
+    );
+    assert_eq!(out.status.code(), Some(2));
+
     node.query("CREATE DATABASE other");
     node.query("CREATE TABLE other.attempts (x UInt8) ENGINE = Memory");
     let out = ship(&url, "right", &["--clickhouse-table", "other.attempts"]);
