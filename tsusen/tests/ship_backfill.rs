@@ -260,6 +260,22 @@ fn follow_logged(node: &Node, dir: &Path, sensor: &str, table: &str) -> (KillOnD
     (child, lines)
 }
 
+/// A progress line's `shipped A rows (R rows/s), B behind`: A + B.
+fn shipped_plus_behind(line: &str) -> u64 {
+    let number_after = |word: &str| -> u64 {
+        let at = line
+            .find(word)
+            .unwrap_or_else(|| panic!("{word:?} in {line}"))
+            + word.len();
+        let digits: String = line[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().unwrap()
+    };
+    number_after("shipped ") + number_after("rows/s), ")
+}
+
 /// Whether the cursor at `path` holds a batch in flight.
 fn batch_in_flight(path: &Path) -> bool {
     let cursor = fs::read_to_string(path).unwrap_or_default();
@@ -324,6 +340,16 @@ fn sigterm_or_sigint_stop_shipping_cleanly_and_a_restart_stores_every_row_once()
     assert!(status.success(), "{status:?}");
     wait_line(&log, "SIGTERM: stopping");
     wait_line(&log, "behind");
+    // Rows shipped and behind add up to the rows in the files: a header is
+    // no row behind.
+    let last = log
+        .lock()
+        .unwrap()
+        .iter()
+        .rfind(|l| l.contains(" behind"))
+        .cloned()
+        .unwrap();
+    assert_eq!(shipped_plus_behind(&last), n, "{last}");
 
     // ClickHouse hangs (stopped): the shipper's request waits for it.
     node.freeze();

@@ -280,7 +280,8 @@ impl Shipper {
         Ok(files)
     }
 
-    /// Lines not shipped yet in `files` (a new file's header counts as one).
+    /// Lines not shipped yet in `files`, but for the header of a file not
+    /// started yet (it is no row: it would keep the bar short of its end).
     fn rows_behind(&self, files: &[dayfile::DayFile]) -> Result<u64> {
         let mut behind = 0;
         for file in files {
@@ -294,12 +295,21 @@ impl Shipper {
             };
             f.seek(SeekFrom::Start(offset))?;
             let mut buf = vec![0; 1 << 20];
+            let mut first = offset == 0;
             loop {
                 let n = f.read(&mut buf)?;
                 if n == 0 {
                     break;
                 }
-                behind += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
+                let lines = memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
+                behind += lines;
+                if std::mem::take(&mut first) && lines > 0 {
+                    let end = memchr::memchr(b'\n', &buf[..n]).unwrap_or(n);
+                    let line = String::from_utf8_lossy(&buf[..end]);
+                    if dayfile::Format::of_header(line.trim_end()).is_some() {
+                        behind -= 1;
+                    }
+                }
             }
         }
         Ok(behind)
