@@ -520,6 +520,10 @@ fn the_printed_schema_creates_the_table_the_shipper_uses() {
     .unwrap();
     ship_once_ok(&node, &dir, "p", "dba.rows");
     assert_eq!(node.count("SELECT count() FROM dba.rows"), 1);
+    // The same directory and sensor to another table: the cursor was for
+    // dba.rows, so every row goes again.
+    ship_once_ok(&node, &dir, "p", "dba.other");
+    assert_eq!(node.count("SELECT count() FROM dba.other"), 1);
 }
 
 /// HTTPS with a private CA: ClickHouse 18.16 serves it (its `openSSL`

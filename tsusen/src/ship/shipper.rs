@@ -117,7 +117,20 @@ impl Shipper {
         schema::check_sensor(sensor)?;
         let lock = cursor::lock(dir, sensor)?;
         let cursor_path = cursor::path(dir, sensor);
-        let cursor = Cursor::load(&cursor_path)?;
+        let mut cursor = Cursor::load(&cursor_path)?;
+        // Offsets into another table say nothing about this one.
+        let qualified = table.qualified();
+        if let Some(was) = cursor.table.as_deref()
+            && was != qualified
+        {
+            warn!(
+                "{}: the day files were shipped to {was}, not {qualified}: shipping them to \
+                 {qualified} from their start",
+                dir.display()
+            );
+            cursor = Cursor::default();
+        }
+        cursor.table = Some(qualified);
         let client = if table.cluster.is_some() {
             // Acknowledged only once the shards have the rows.
             client.with_insert_setting("insert_distributed_sync", "1")
