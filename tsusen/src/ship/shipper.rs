@@ -165,14 +165,20 @@ impl Shipper {
     pub fn with_progress_bar(mut self) -> Self {
         let bar =
             indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} rows ({per_sec}, {eta} left) {msg}",
-            )
-            .expect("a valid template"),
-        );
+        bar.set_style(progress_style());
         self.progress = Some(bar);
         self
+    }
+
+    /// The progress bar, if one is shown: log lines go above it
+    /// ([`indicatif::ProgressBar::suspend`]), not after it on its line.
+    pub fn progress_bar(&self) -> Option<indicatif::ProgressBar> {
+        self.progress.clone()
+    }
+
+    /// Log with `log`, above the progress bar if one is shown.
+    pub fn say(&self, log: impl FnOnce()) {
+        above_bar(self.progress.as_ref(), log);
     }
 
     /// Set it to make the shipper stop: it finishes the request in flight
@@ -273,7 +279,7 @@ impl Shipper {
     fn look(&mut self) -> Result<Vec<dayfile::DayFile>> {
         let mut warnings = Warnings::default();
         let files = dayfile::list_day_files(&self.dir, &mut warnings)?;
-        warnings.log();
+        self.say(|| warnings.log());
         // Forget files that are gone.
         self.cursor.files.retain(|name, _| {
             files
@@ -339,11 +345,13 @@ impl Shipper {
             Some(state) => match state.changed(inode, len, &head) {
                 None => state.clone(),
                 Some(why) => {
-                    warn!(
-                        "{}: {why} since rows were shipped from it; shipping it again from its \
-                         start (rows sent twice are stored once)",
-                        path.display()
-                    );
+                    self.say(|| {
+                        warn!(
+                            "{}: {why} since rows were shipped from it; shipping it again from \
+                             its start (rows sent twice are stored once)",
+                            path.display()
+                        );
+                    });
                     self.metrics.cursor_resets.inc();
                     FileCursor::start(inode)
                 }
@@ -362,11 +370,14 @@ impl Shipper {
                 _ => false,
             };
             if stored {
-                info!(
-                    "{}: the batch in flight at the last stop (bytes {}..{end}) is stored; not sent again",
-                    path.display(),
-                    state.offset
-                );
+                self.say(|| {
+                    info!(
+                        "{}: the batch in flight at the last stop (bytes {}..{end}) is stored; \
+                         not sent again",
+                        path.display(),
+                        state.offset
+                    );
+                });
                 self.acknowledged(&name, &mut state, &batch, 0)?;
             } else {
                 self.send(&name, &mut state, &batch, wake)?;
@@ -440,7 +451,7 @@ impl Shipper {
                 last = Some(*row);
             })
             .with_context(|| format!("cannot read {}", path.display()))?;
-        warnings.log();
+        self.say(|| warnings.log());
         Ok(Batch {
             end: state.offset + bytes.len() as u64,
             line_no: reading.line_no,
@@ -575,14 +586,16 @@ impl Shipper {
             return Err(Stop::Asked);
         }
         if self.last_logged != Some(err.cause) {
-            error!(
-                "shipping to ClickHouse: {err}; rows wait in the day files{}",
-                if self.on_refusal == OnRefusal::Retry {
-                    " (recording goes on)"
-                } else {
-                    ""
-                }
-            );
+            self.say(|| {
+                error!(
+                    "shipping to ClickHouse: {err}; rows wait in the day files{}",
+                    if self.on_refusal == OnRefusal::Retry {
+                        " (recording goes on)"
+                    } else {
+                        ""
+                    }
+                );
+            });
             self.last_logged = Some(err.cause);
         }
         let wait = if err.cause.is_transient() {
@@ -620,10 +633,12 @@ impl Shipper {
     /// A request succeeded: say so if errors were logged before.
     fn recovered(&mut self) {
         if self.last_logged.take().is_some() {
-            info!(
-                "shipping to ClickHouse works again ({})",
-                self.client.urls().join(", ")
-            );
+            self.say(|| {
+                info!(
+                    "shipping to ClickHouse works again ({})",
+                    self.client.urls().join(", ")
+                );
+            });
         }
     }
 
@@ -646,7 +661,8 @@ impl Shipper {
                 bar.finish_and_clear();
                 info!("{line}");
             }
-            Some(bar) if !bar.is_hidden() => bar.set_message(line),
+            // The bar shows the same, without a line every 10 s.
+            Some(bar) if !bar.is_hidden() => {}
             _ => info!("{line}"),
         }
     }
@@ -662,6 +678,28 @@ struct Batch {
     tsv: Vec<u8>,
     first: Option<Row>,
     last: Option<Row>,
+}
+
+/// The progress bar: `████░░░ 120,000/660,000 rows (118241 rows/s, 4s left)`.
+fn progress_style() -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template(
+        "{bar:40} {human_pos}/{human_len} rows ({rate}, {eta} left)",
+    )
+    .expect("a valid template")
+    .with_key(
+        "rate",
+        |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{:.0} rows/s", state.per_sec());
+        },
+    )
+}
+
+/// Run `log` with `bar` (if any) cleared meanwhile and drawn again after.
+pub fn above_bar(bar: Option<&indicatif::ProgressBar>, log: impl FnOnce()) {
+    match bar {
+        Some(bar) => bar.suspend(log),
+        None => log(),
+    }
 }
 
 fn file_name(path: &Path) -> &str {
@@ -687,6 +725,62 @@ pub fn backoff(failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A terminal that keeps what is written to it.
+    #[derive(Debug, Default, Clone)]
+    struct Screen(Arc<std::sync::Mutex<String>>);
+
+    impl indicatif::TermLike for Screen {
+        fn width(&self) -> u16 {
+            120
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.write_str(&format!("{s}\n"))
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            self.0.lock().unwrap().push_str(s);
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Counts a person reads at a glance: thousands grouped, a whole rate.
+    #[test]
+    fn the_progress_bar_shows_rows_and_a_whole_rate() {
+        let screen = Screen::default();
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(660_000),
+            indicatif::ProgressDrawTarget::term_like(Box::new(screen.clone())),
+        );
+        bar.set_style(progress_style());
+        bar.set_position(120_000);
+        bar.force_draw();
+        let shown = screen.0.lock().unwrap().clone();
+        assert!(shown.contains(" 120,000/660,000 rows ("), "{shown}");
+        let rate = shown.split(" rows (").nth(1).unwrap();
+        let rate = rate.split(" rows/s,").next().unwrap();
+        assert!(
+            !rate.is_empty() && rate.chars().all(|c| c.is_ascii_digit()),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn backoff_grows_to_the_cap_with_jitter() {
