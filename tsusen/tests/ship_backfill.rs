@@ -385,6 +385,8 @@ fn rows_wait_while_clickhouse_is_down_and_arrive_when_it_is_back() {
     let (shipper, log) = follow_logged(&node, &dir, "d", "t.d");
     let query = |sql: &str| node.try_query(sql);
     assert_eq!(wait_count(query, "t.d", 2), 2);
+    // Following, it says when it caught up (not only when it stops).
+    wait_line(&log, "shipped 2 rows");
 
     node.kill9();
     let mut file = fs::OpenOptions::new().append(true).open(&path).unwrap();

@@ -53,6 +53,8 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// acknowledged before it is abandoned (its range stays in the cursor, so
 /// the next start sends exactly it again).
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How often a progress line is logged while shipping.
+const REPORT_INTERVAL: Duration = Duration::from_secs(10);
 /// How often a waiting shipper looks whether it was told to stop.
 const STOP_CHECK: Duration = Duration::from_millis(50);
 
@@ -102,6 +104,8 @@ pub struct Shipper {
     /// Shows progress on a terminal (`ship`).
     progress: Option<indicatif::ProgressBar>,
     last_report: Instant,
+    /// Whether `ship` said it caught up once (following a directory).
+    caught_up: bool,
     /// Held while this shipper lives: one per directory and sensor.
     _lock: nix::fcntl::Flock<File>,
 }
@@ -157,6 +161,7 @@ impl Shipper {
             stop: Arc::new(AtomicBool::new(false)),
             progress: None,
             last_report: Instant::now(),
+            caught_up: false,
             _lock: lock,
         })
     }
@@ -228,12 +233,22 @@ impl Shipper {
 
     fn follow_until_stop(&mut self, wake: Option<&Wake>, once: bool) -> Stop {
         loop {
+            let before = self.shipped;
             match self.pass(wake) {
                 Ok(()) => {}
                 Err(stop) => return stop,
             }
             if once || self.stopping() {
                 return Stop::Asked;
+            }
+            // `ship` following a directory says when it caught up: after
+            // its backfill, then at most every 10 s while rows come.
+            if wake.is_none()
+                && self.shipped > before
+                && (!self.caught_up || self.last_report.elapsed() >= REPORT_INTERVAL)
+            {
+                self.caught_up = true;
+                self.report_line();
             }
             match wake {
                 Some(wake) => match wake.recv_timeout(POLL_INTERVAL * 10) {
@@ -645,9 +660,20 @@ impl Shipper {
     /// Rows shipped, behind, and the rate: every 10 s, and when caught up
     /// (`done`).
     fn report(&mut self, done: bool) {
-        if !done && self.last_report.elapsed() < Duration::from_secs(10) {
+        if !done && self.last_report.elapsed() < REPORT_INTERVAL {
             return;
         }
+        match &self.progress {
+            Some(bar) if done => bar.finish_and_clear(),
+            // The bar shows the same, without a line every 10 s.
+            Some(bar) if !done && !bar.is_hidden() => return,
+            _ => {}
+        }
+        self.report_line();
+    }
+
+    /// Log `shipped N rows (R rows/s), B behind`.
+    fn report_line(&mut self) {
         self.last_report = Instant::now();
         let secs = self.started.elapsed().as_secs_f64().max(0.001);
         let line = format!(
@@ -656,15 +682,7 @@ impl Shipper {
             self.shipped as f64 / secs,
             self.metrics.rows_behind.get()
         );
-        match &self.progress {
-            Some(bar) if done => {
-                bar.finish_and_clear();
-                info!("{line}");
-            }
-            // The bar shows the same, without a line every 10 s.
-            Some(bar) if !bar.is_hidden() => {}
-            _ => info!("{line}"),
-        }
+        self.say(|| info!("{line}"));
     }
 }
 
