@@ -435,7 +435,12 @@ fn wrong_url_password_table_or_flags_are_one_clear_line() {
         &["--clickhouse", &url, "--clickhouse-table", "nope.rows"],
         &env,
     );
-    assert!(line.contains("nope.rows does not exist"), "{line}");
+    assert!(
+        line.contains("nope.rows does not exist")
+            && line.contains("ship rows first")
+            && !line.contains("let tsusen create it"),
+        "{line}"
+    );
     node.query("CREATE DATABASE other");
     node.query("CREATE TABLE other.rows (day Date, n UInt64) ENGINE = MergeTree ORDER BY day");
     let line = report(

@@ -61,7 +61,17 @@ impl ClickHouseDays {
         }
         let client = args.client().map_err(exit::config)?;
         let table: Table = args.table().map_err(exit::config)?;
-        table.check(&client).map_err(user_error)?;
+        table.check(&client).map_err(|err| match err.cause {
+            // The report creates nothing: the shipper's fix would mislead.
+            Cause::UnknownTable => exit::config(anyhow::anyhow!(
+                "ClickHouse at {}: {}; nothing was shipped there: ship rows first (tsusen \
+                 ship, or tsusen run --clickhouse), or name the table they went to with \
+                 --clickhouse-table",
+                err.server,
+                err.detail
+            )),
+            _ => user_error(err),
+        })?;
         let sensor_filter = if sensors.is_empty() {
             String::new()
         } else {
