@@ -79,6 +79,21 @@ impl ClickHouseDays {
             let quoted: Vec<String> = sensors.iter().map(|s| format!("'{s}'")).collect();
             format!(" AND sensor IN ({})", quoted.join(", "))
         };
+        if !sensors.is_empty() {
+            // A misspelt --sensor would otherwise be an empty page and no word.
+            let found = client
+                .query_lines(&format!(
+                    "SELECT DISTINCT sensor FROM {} WHERE 1{sensor_filter} FORMAT TabSeparated",
+                    table.qualified()
+                ))
+                .map_err(user_error)?;
+            for name in sensors.iter().filter(|name| !found.contains(name)) {
+                log::warn!(
+                    "--sensor {name}: no rows of this sensor in {} (yet)",
+                    table.qualified()
+                );
+            }
+        }
         Ok(ClickHouseDays {
             client,
             table: table.qualified(),
