@@ -273,6 +273,30 @@ fn sensors_filter_and_break_down_a_series() {
     );
     let none = views(&clickhouse_loader(&node, table, &["c"]));
     assert_eq!(none["summary"]["days"], 0, "{}", none["summary"]);
+    // A sensor without rows (a typo) is named in a warning.
+    let out = tempdir("ch-sensor-typo").join("r.html");
+    let typo = tsusen(
+        &[
+            "report",
+            "--clickhouse",
+            &node.url(),
+            "--clickhouse-table",
+            table,
+            "--sensor",
+            "a",
+            "--sensor",
+            "c",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(typo.status.success(), "{typo:?}");
+    let stderr = String::from_utf8_lossy(&typo.stderr);
+    assert!(
+        stderr.contains("--sensor c: no rows") && !stderr.contains("--sensor a:"),
+        "{stderr}"
+    );
 
     // The breakdown of a series: each sensor's distinct sources per day,
     // as its own day files count them.
@@ -436,7 +460,12 @@ fn wrong_url_password_table_or_flags_are_one_clear_line() {
         &["--clickhouse", &url, "--clickhouse-table", "nope.rows"],
         &env,
     );
-    assert!(line.contains("nope.rows does not exist"), "{line}");
+    assert!(
+        line.contains("nope.rows does not exist")
+            && line.contains("ship rows first")
+            && !line.contains("let tsusen create it"),
+        "{line}"
+    );
     node.query("CREATE DATABASE other");
     node.query("CREATE TABLE other.rows (day Date, n UInt64) ENGINE = MergeTree ORDER BY day");
     let line = report(

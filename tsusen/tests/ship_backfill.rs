@@ -260,6 +260,22 @@ fn follow_logged(node: &Node, dir: &Path, sensor: &str, table: &str) -> (KillOnD
     (child, lines)
 }
 
+/// A progress line's `shipped A rows (R rows/s), B behind`: A + B.
+fn shipped_plus_behind(line: &str) -> u64 {
+    let number_after = |word: &str| -> u64 {
+        let at = line
+            .find(word)
+            .unwrap_or_else(|| panic!("{word:?} in {line}"))
+            + word.len();
+        let digits: String = line[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().unwrap()
+    };
+    number_after("shipped ") + number_after("rows/s), ")
+}
+
 /// Whether the cursor at `path` holds a batch in flight.
 fn batch_in_flight(path: &Path) -> bool {
     let cursor = fs::read_to_string(path).unwrap_or_default();
@@ -324,6 +340,16 @@ fn sigterm_or_sigint_stop_shipping_cleanly_and_a_restart_stores_every_row_once()
     assert!(status.success(), "{status:?}");
     wait_line(&log, "SIGTERM: stopping");
     wait_line(&log, "behind");
+    // Rows shipped and behind add up to the rows in the files: a header is
+    // no row behind.
+    let last = log
+        .lock()
+        .unwrap()
+        .iter()
+        .rfind(|l| l.contains(" behind"))
+        .cloned()
+        .unwrap();
+    assert_eq!(shipped_plus_behind(&last), n, "{last}");
 
     // ClickHouse hangs (stopped): the shipper's request waits for it.
     node.freeze();
@@ -359,6 +385,8 @@ fn rows_wait_while_clickhouse_is_down_and_arrive_when_it_is_back() {
     let (shipper, log) = follow_logged(&node, &dir, "d", "t.d");
     let query = |sql: &str| node.try_query(sql);
     assert_eq!(wait_count(query, "t.d", 2), 2);
+    // Following, it says when it caught up (not only when it stops).
+    wait_line(&log, "shipped 2 rows");
 
     node.kill9();
     let mut file = fs::OpenOptions::new().append(true).open(&path).unwrap();
@@ -428,6 +456,17 @@ fn wrong_password_wrong_url_and_another_schema_are_one_line_each() {
     );
     assert_eq!(out.status.code(), Some(1));
 
+    // https to the plain HTTP port: no CA would help, the scheme or port is wrong.
+    let out = ship(&url.replacen("http://", "https://", 1), "right", &[]);
+    let line = one_error_line(&out);
+    assert!(
+        line.contains("plain HTTP")
+            && line.contains("http://")
+            && !line.contains("--clickhouse-ca"),
+        "{line}"
+    );
+    assert_eq!(out.status.code(), Some(2));
+
     node.query("CREATE DATABASE other");
     node.query("CREATE TABLE other.attempts (x UInt8) ENGINE = Memory");
     let out = ship(&url, "right", &["--clickhouse-table", "other.attempts"]);
@@ -483,6 +522,10 @@ fn the_printed_schema_creates_the_table_the_shipper_uses() {
     .unwrap();
     ship_once_ok(&node, &dir, "p", "dba.rows");
     assert_eq!(node.count("SELECT count() FROM dba.rows"), 1);
+    // The same directory and sensor to another table: the cursor was for
+    // dba.rows, so every row goes again.
+    ship_once_ok(&node, &dir, "p", "dba.other");
+    assert_eq!(node.count("SELECT count() FROM dba.other"), 1);
 }
 
 /// HTTPS with a private CA: ClickHouse 18.16 serves it (its `openSSL`

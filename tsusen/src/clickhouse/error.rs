@@ -99,6 +99,11 @@ impl Cause {
     }
 }
 
+/// The fix for a TLS handshake whose answer was not TLS at all (rustls:
+/// "received corrupt message of type InvalidContentType"): an `https` URL
+/// with the port of ClickHouse's plain `http_port`. A CA would not help.
+const PLAIN_HTTP_PORT_FIX: &str = "this port answers in plain HTTP, not TLS: use an http:// URL, or the port of the server's https_port";
+
 /// A failed request: which server, why, what it said, and the fix.
 #[derive(Clone, Debug)]
 pub struct ClickHouseError {
@@ -109,6 +114,17 @@ pub struct ClickHouseError {
     pub detail: String,
 }
 
+impl ClickHouseError {
+    /// The fix to suggest: the cause's, unless the detail says better.
+    fn fix(&self) -> &'static str {
+        if self.cause == Cause::Tls && self.detail.contains("InvalidContentType") {
+            PLAIN_HTTP_PORT_FIX
+        } else {
+            self.cause.fix()
+        }
+    }
+}
+
 impl fmt::Display for ClickHouseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -116,7 +132,7 @@ impl fmt::Display for ClickHouseError {
             "ClickHouse at {}: {}; {}",
             self.server,
             self.detail,
-            self.cause.fix()
+            self.fix()
         )
     }
 }

@@ -60,6 +60,10 @@ pub fn lock(dir: &Path, sensor: &str) -> Result<nix::fcntl::Flock<File>> {
 /// Where shipping stands in every day file of a directory.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Cursor {
+    /// The table (`database.name`) the offsets are for: shipping to another
+    /// one starts over (absent in cursors written before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
     /// By file name (`YYYY-MM-DD.csv`).
     pub files: BTreeMap<String, FileCursor>,
 }

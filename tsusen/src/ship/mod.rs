@@ -108,6 +108,7 @@ pub fn run(args: &ShipArgs) -> Result<()> {
             }
         })?;
     let stop = shipper.stop_flag();
+    let bar = shipper.progress_bar();
     let metrics = shipper.metrics.clone();
     let once = args.once;
     std::thread::Builder::new()
@@ -124,7 +125,9 @@ pub fn run(args: &ShipArgs) -> Result<()> {
     match events.recv().expect("the shipping thread reports its end") {
         Event::Done(result) => result,
         Event::Signal(signal) => {
-            info!("{signal}: stopping (the batch in flight gets up to {STOP_GRACE:?})");
+            shipper::above_bar(bar.as_ref(), || {
+                info!("{signal}: stopping (the batch in flight gets up to {STOP_GRACE:?})");
+            });
             stop.store(true, Ordering::Relaxed);
             let deadline = std::time::Instant::now() + STOP_GRACE;
             loop {
@@ -135,6 +138,9 @@ pub fn run(args: &ShipArgs) -> Result<()> {
                     Ok(Event::Signal(_)) => {}
                     Err(_) => break,
                 }
+            }
+            if let Some(bar) = &bar {
+                bar.finish_and_clear();
             }
             warn!(
                 "ClickHouse did not answer within {STOP_GRACE:?}: the request in flight is \
@@ -163,7 +169,7 @@ fn ship(shipper: &mut Shipper, what: &str, once: bool) -> Result<()> {
     // The first contact says at once whether the URL, the password and the
     // table are right.
     shipper.prepare().map_err(refusal)?;
-    info!("shipping {what}");
+    shipper.say(|| info!("shipping {what}"));
     match shipper.follow(None, once) {
         Stop::Asked => Ok(()),
         Stop::Refused(err) => Err(refusal(err)),

@@ -53,6 +53,8 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// acknowledged before it is abandoned (its range stays in the cursor, so
 /// the next start sends exactly it again).
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How often a progress line is logged while shipping.
+const REPORT_INTERVAL: Duration = Duration::from_secs(10);
 /// How often a waiting shipper looks whether it was told to stop.
 const STOP_CHECK: Duration = Duration::from_millis(50);
 
@@ -102,6 +104,8 @@ pub struct Shipper {
     /// Shows progress on a terminal (`ship`).
     progress: Option<indicatif::ProgressBar>,
     last_report: Instant,
+    /// Whether `ship` said it caught up once (following a directory).
+    caught_up: bool,
     /// Held while this shipper lives: one per directory and sensor.
     _lock: nix::fcntl::Flock<File>,
 }
@@ -117,7 +121,20 @@ impl Shipper {
         schema::check_sensor(sensor)?;
         let lock = cursor::lock(dir, sensor)?;
         let cursor_path = cursor::path(dir, sensor);
-        let cursor = Cursor::load(&cursor_path)?;
+        let mut cursor = Cursor::load(&cursor_path)?;
+        // Offsets into another table say nothing about this one.
+        let qualified = table.qualified();
+        if let Some(was) = cursor.table.as_deref()
+            && was != qualified
+        {
+            warn!(
+                "{}: the day files were shipped to {was}, not {qualified}: shipping them to \
+                 {qualified} from their start",
+                dir.display()
+            );
+            cursor = Cursor::default();
+        }
+        cursor.table = Some(qualified);
         let client = if table.cluster.is_some() {
             // Acknowledged only once the shards have the rows.
             client.with_insert_setting("insert_distributed_sync", "1")
@@ -144,6 +161,7 @@ impl Shipper {
             stop: Arc::new(AtomicBool::new(false)),
             progress: None,
             last_report: Instant::now(),
+            caught_up: false,
             _lock: lock,
         })
     }
@@ -152,14 +170,20 @@ impl Shipper {
     pub fn with_progress_bar(mut self) -> Self {
         let bar =
             indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} rows ({per_sec}, {eta} left) {msg}",
-            )
-            .expect("a valid template"),
-        );
+        bar.set_style(progress_style());
         self.progress = Some(bar);
         self
+    }
+
+    /// The progress bar, if one is shown: log lines go above it
+    /// ([`indicatif::ProgressBar::suspend`]), not after it on its line.
+    pub fn progress_bar(&self) -> Option<indicatif::ProgressBar> {
+        self.progress.clone()
+    }
+
+    /// Log with `log`, above the progress bar if one is shown.
+    pub fn say(&self, log: impl FnOnce()) {
+        above_bar(self.progress.as_ref(), log);
     }
 
     /// Set it to make the shipper stop: it finishes the request in flight
@@ -209,12 +233,22 @@ impl Shipper {
 
     fn follow_until_stop(&mut self, wake: Option<&Wake>, once: bool) -> Stop {
         loop {
+            let before = self.shipped;
             match self.pass(wake) {
                 Ok(()) => {}
                 Err(stop) => return stop,
             }
             if once || self.stopping() {
                 return Stop::Asked;
+            }
+            // `ship` following a directory says when it caught up: after
+            // its backfill, then at most every 10 s while rows come.
+            if wake.is_none()
+                && self.shipped > before
+                && (!self.caught_up || self.last_report.elapsed() >= REPORT_INTERVAL)
+            {
+                self.caught_up = true;
+                self.report_line();
             }
             match wake {
                 Some(wake) => match wake.recv_timeout(POLL_INTERVAL * 10) {
@@ -260,7 +294,7 @@ impl Shipper {
     fn look(&mut self) -> Result<Vec<dayfile::DayFile>> {
         let mut warnings = Warnings::default();
         let files = dayfile::list_day_files(&self.dir, &mut warnings)?;
-        warnings.log();
+        self.say(|| warnings.log());
         // Forget files that are gone.
         self.cursor.files.retain(|name, _| {
             files
@@ -280,7 +314,8 @@ impl Shipper {
         Ok(files)
     }
 
-    /// Lines not shipped yet in `files` (a new file's header counts as one).
+    /// Lines not shipped yet in `files`, but for the header of a file not
+    /// started yet (it is no row: it would keep the bar short of its end).
     fn rows_behind(&self, files: &[dayfile::DayFile]) -> Result<u64> {
         let mut behind = 0;
         for file in files {
@@ -294,12 +329,21 @@ impl Shipper {
             };
             f.seek(SeekFrom::Start(offset))?;
             let mut buf = vec![0; 1 << 20];
+            let mut first = offset == 0;
             loop {
                 let n = f.read(&mut buf)?;
                 if n == 0 {
                     break;
                 }
-                behind += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
+                let lines = memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
+                behind += lines;
+                if std::mem::take(&mut first) && lines > 0 {
+                    let end = memchr::memchr(b'\n', &buf[..n]).unwrap_or(n);
+                    let line = String::from_utf8_lossy(&buf[..end]);
+                    if dayfile::Format::of_header(line.trim_end()).is_some() {
+                        behind -= 1;
+                    }
+                }
             }
         }
         Ok(behind)
@@ -316,11 +360,13 @@ impl Shipper {
             Some(state) => match state.changed(inode, len, &head) {
                 None => state.clone(),
                 Some(why) => {
-                    warn!(
-                        "{}: {why} since rows were shipped from it; shipping it again from its \
-                         start (rows sent twice are stored once)",
-                        path.display()
-                    );
+                    self.say(|| {
+                        warn!(
+                            "{}: {why} since rows were shipped from it; shipping it again from \
+                             its start (rows sent twice are stored once)",
+                            path.display()
+                        );
+                    });
                     self.metrics.cursor_resets.inc();
                     FileCursor::start(inode)
                 }
@@ -339,11 +385,14 @@ impl Shipper {
                 _ => false,
             };
             if stored {
-                info!(
-                    "{}: the batch in flight at the last stop (bytes {}..{end}) is stored; not sent again",
-                    path.display(),
-                    state.offset
-                );
+                self.say(|| {
+                    info!(
+                        "{}: the batch in flight at the last stop (bytes {}..{end}) is stored; \
+                         not sent again",
+                        path.display(),
+                        state.offset
+                    );
+                });
                 self.acknowledged(&name, &mut state, &batch, 0)?;
             } else {
                 self.send(&name, &mut state, &batch, wake)?;
@@ -417,7 +466,7 @@ impl Shipper {
                 last = Some(*row);
             })
             .with_context(|| format!("cannot read {}", path.display()))?;
-        warnings.log();
+        self.say(|| warnings.log());
         Ok(Batch {
             end: state.offset + bytes.len() as u64,
             line_no: reading.line_no,
@@ -552,14 +601,16 @@ impl Shipper {
             return Err(Stop::Asked);
         }
         if self.last_logged != Some(err.cause) {
-            error!(
-                "shipping to ClickHouse: {err}; rows wait in the day files{}",
-                if self.on_refusal == OnRefusal::Retry {
-                    " (recording goes on)"
-                } else {
-                    ""
-                }
-            );
+            self.say(|| {
+                error!(
+                    "shipping to ClickHouse: {err}; rows wait in the day files{}",
+                    if self.on_refusal == OnRefusal::Retry {
+                        " (recording goes on)"
+                    } else {
+                        ""
+                    }
+                );
+            });
             self.last_logged = Some(err.cause);
         }
         let wait = if err.cause.is_transient() {
@@ -597,19 +648,32 @@ impl Shipper {
     /// A request succeeded: say so if errors were logged before.
     fn recovered(&mut self) {
         if self.last_logged.take().is_some() {
-            info!(
-                "shipping to ClickHouse works again ({})",
-                self.client.urls().join(", ")
-            );
+            self.say(|| {
+                info!(
+                    "shipping to ClickHouse works again ({})",
+                    self.client.urls().join(", ")
+                );
+            });
         }
     }
 
     /// Rows shipped, behind, and the rate: every 10 s, and when caught up
     /// (`done`).
     fn report(&mut self, done: bool) {
-        if !done && self.last_report.elapsed() < Duration::from_secs(10) {
+        if !done && self.last_report.elapsed() < REPORT_INTERVAL {
             return;
         }
+        match &self.progress {
+            Some(bar) if done => bar.finish_and_clear(),
+            // The bar shows the same, without a line every 10 s.
+            Some(bar) if !done && !bar.is_hidden() => return,
+            _ => {}
+        }
+        self.report_line();
+    }
+
+    /// Log `shipped N rows (R rows/s), B behind`.
+    fn report_line(&mut self) {
         self.last_report = Instant::now();
         let secs = self.started.elapsed().as_secs_f64().max(0.001);
         let line = format!(
@@ -618,14 +682,7 @@ impl Shipper {
             self.shipped as f64 / secs,
             self.metrics.rows_behind.get()
         );
-        match &self.progress {
-            Some(bar) if done => {
-                bar.finish_and_clear();
-                info!("{line}");
-            }
-            Some(bar) if !bar.is_hidden() => bar.set_message(line),
-            _ => info!("{line}"),
-        }
+        self.say(|| info!("{line}"));
     }
 }
 
@@ -639,6 +696,28 @@ struct Batch {
     tsv: Vec<u8>,
     first: Option<Row>,
     last: Option<Row>,
+}
+
+/// The progress bar: `████░░░ 120,000/660,000 rows (118241 rows/s, 4s left)`.
+fn progress_style() -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template(
+        "{bar:40} {human_pos}/{human_len} rows ({rate}, {eta} left)",
+    )
+    .expect("a valid template")
+    .with_key(
+        "rate",
+        |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{:.0} rows/s", state.per_sec());
+        },
+    )
+}
+
+/// Run `log` with `bar` (if any) cleared meanwhile and drawn again after.
+pub fn above_bar(bar: Option<&indicatif::ProgressBar>, log: impl FnOnce()) {
+    match bar {
+        Some(bar) => bar.suspend(log),
+        None => log(),
+    }
 }
 
 fn file_name(path: &Path) -> &str {
@@ -664,6 +743,62 @@ pub fn backoff(failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A terminal that keeps what is written to it.
+    #[derive(Debug, Default, Clone)]
+    struct Screen(Arc<std::sync::Mutex<String>>);
+
+    impl indicatif::TermLike for Screen {
+        fn width(&self) -> u16 {
+            120
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.write_str(&format!("{s}\n"))
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            self.0.lock().unwrap().push_str(s);
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Counts a person reads at a glance: thousands grouped, a whole rate.
+    #[test]
+    fn the_progress_bar_shows_rows_and_a_whole_rate() {
+        let screen = Screen::default();
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(660_000),
+            indicatif::ProgressDrawTarget::term_like(Box::new(screen.clone())),
+        );
+        bar.set_style(progress_style());
+        bar.set_position(120_000);
+        bar.force_draw();
+        let shown = screen.0.lock().unwrap().clone();
+        assert!(shown.contains(" 120,000/660,000 rows ("), "{shown}");
+        let rate = shown.split(" rows (").nth(1).unwrap();
+        let rate = rate.split(" rows/s,").next().unwrap();
+        assert!(
+            !rate.is_empty() && rate.chars().all(|c| c.is_ascii_digit()),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn backoff_grows_to_the_cap_with_jitter() {

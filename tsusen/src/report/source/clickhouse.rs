@@ -61,7 +61,17 @@ impl ClickHouseDays {
         }
         let client = args.client().map_err(exit::config)?;
         let table: Table = args.table().map_err(exit::config)?;
-        table.check(&client).map_err(user_error)?;
+        table.check(&client).map_err(|err| match err.cause {
+            // The report creates nothing: the shipper's fix would mislead.
+            Cause::UnknownTable => exit::config(anyhow::anyhow!(
+                "ClickHouse at {}: {}; nothing was shipped there: ship rows first (tsusen \
+                 ship, or tsusen run --clickhouse), or name the table they went to with \
+                 --clickhouse-table",
+                err.server,
+                err.detail
+            )),
+            _ => user_error(err),
+        })?;
         let sensor_filter = if sensors.is_empty() {
             String::new()
         } else {
@@ -69,6 +79,21 @@ impl ClickHouseDays {
             let quoted: Vec<String> = sensors.iter().map(|s| format!("'{s}'")).collect();
             format!(" AND sensor IN ({})", quoted.join(", "))
         };
+        if !sensors.is_empty() {
+            // A misspelt --sensor would otherwise be an empty page and no word.
+            let found = client
+                .query_lines(&format!(
+                    "SELECT DISTINCT sensor FROM {} WHERE 1{sensor_filter} FORMAT TabSeparated",
+                    table.qualified()
+                ))
+                .map_err(user_error)?;
+            for name in sensors.iter().filter(|name| !found.contains(name)) {
+                log::warn!(
+                    "--sensor {name}: no rows of this sensor in {} (yet)",
+                    table.qualified()
+                );
+            }
+        }
         Ok(ClickHouseDays {
             client,
             table: table.qualified(),
