@@ -3,6 +3,9 @@
 //! every series' change against yesterday and last week and its trend; the
 //! per-hour counts) against an independent computation in Python over the
 //! same files (`tests/data/report_changes.py`), and the pages that show them.
+//! The JSON checks run twice: over the day files, and over the same days
+//! stored in a real ClickHouse node (`serve --clickhouse`; skipped without
+//! `clickhouse-server`).
 
 mod report_support;
 
@@ -17,7 +20,10 @@ use tsusen::{
         testdata::{Spec, generate},
     },
     skip_unless,
-    testing::have_program,
+    testing::{
+        clickhouse::{Node, why_not_node},
+        have_program,
+    },
 };
 
 /// 36 days ending 2026-01-30 (30 shown, the first ones with a full
@@ -109,9 +115,31 @@ fn hours_of(server: &Server, query: &str) -> Value {
     server.json(&format!("/api/hours?day={date}&proto={proto}{port}"))
 }
 
-/// One server's JSON against Python's, with the given sensitivity.
-fn compare(dir: &Path, k: &str, spike_min: &str) -> Value {
-    let server = Server::start(
+/// Where `serve` reads the days from: the directory Python reads, or a
+/// ClickHouse node holding the same rows.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Files,
+    ClickHouse(&'a Node),
+}
+
+impl Source<'_> {
+    fn serve(self, dir: &Path, extra: &[&str]) -> Server {
+        match self {
+            Source::Files => Server::start(dir, extra, &[]),
+            Source::ClickHouse(node) => {
+                let url = node.url();
+                let mut args = vec!["--clickhouse", &url];
+                args.extend_from_slice(extra);
+                Server::start_from(&args, &[])
+            }
+        }
+    }
+}
+
+/// One server's JSON against Python's over `dir`, with the given sensitivity.
+fn compare(source: Source, dir: &Path, k: &str, spike_min: &str) -> Value {
+    let server = source.serve(
         dir,
         &[
             "--spike-k",
@@ -121,7 +149,6 @@ fn compare(dir: &Path, k: &str, spike_min: &str) -> Value {
             "--rate-limit",
             "0",
         ],
-        &[],
     );
     let spikes = server.json("/api/spikes");
     assert_eq!(spikes["spike_k"].as_f64(), k.parse().ok());
@@ -197,8 +224,23 @@ fn compare(dir: &Path, k: &str, spike_min: &str) -> Value {
 fn spikes_changes_and_hours_match_an_independent_computation() {
     skip_unless!(have_program("python3"), "needs python3");
     let dir = generated("changes-python", 10_000);
+    spikes_changes_and_hours_from(Source::Files, &dir);
+}
 
-    let want = compare(&dir, "2", "10");
+/// The same JSON from `serve --clickhouse` over the same days stored in a
+/// real ClickHouse node, still against Python over the day files.
+#[test]
+fn spikes_changes_and_hours_from_clickhouse_match_the_same_computation() {
+    skip_unless!(have_program("python3"), "needs python3");
+    skip_unless!(why_not_node().is_empty(), &why_not_node());
+    let dir = generated("changes-clickhouse", 10_000);
+    let node = Node::start();
+    assert!(node.store_day_files(&dir, "tsusen.attempts", "edge-1") > 0);
+    spikes_changes_and_hours_from(Source::ClickHouse(&node), &dir);
+}
+
+fn spikes_changes_and_hours_from(source: Source, dir: &Path) {
+    let want = compare(source, dir, "2", "10");
     // The generated wave is the most significant spike, well clear of the
     // noise that crosses the threshold by chance.
     let spikes = want["spikes"].as_array().unwrap();
@@ -217,7 +259,7 @@ fn spikes_changes_and_hours_match_an_independent_computation() {
     );
 
     // More sensitive: more spikes, still the same answers as Python's.
-    let sensitive = compare(&dir, "1.5", "5");
+    let sensitive = compare(source, dir, "1.5", "5");
     assert!(sensitive["spikes"].as_array().unwrap().len() > spikes.len());
 }
 

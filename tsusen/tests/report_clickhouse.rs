@@ -525,14 +525,8 @@ fn thirty_days_from_clickhouse_against_day_files() {
         tsusen::report::bench_inputs(&dir, 30, rows).unwrap();
     }
     let node = Node::start();
-    create_table(&node, "tsusen.attempts");
     let t = Instant::now();
-    let mut warnings = Warnings::default();
-    for file in dayfile::list_day_files(&dir, &mut warnings).unwrap() {
-        let mut day = Vec::with_capacity(rows);
-        dayfile::read_day_file(&file.path, &mut warnings, |r| day.push(*r)).unwrap();
-        insert(&node, "tsusen.attempts", "edge-1", &day);
-    }
+    node.store_day_files(&dir, "tsusen.attempts", "edge-1");
     eprintln!("stored 30 x {rows} rows in {:.2?}", t.elapsed());
 
     let t = Instant::now();

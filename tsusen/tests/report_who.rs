@@ -5,7 +5,9 @@
 //! computation in Python over the same day files (`tests/data/who_expected.py`,
 //! which reads the databases with python3-maxminddb), the filters, their
 //! one-line 400s, and the exports; and in headless Chromium, from the spikes
-//! to the drill-down of today's wave.
+//! to the drill-down of today's wave. The drill-down and per-destination
+//! checks run over ClickHouse too (`serve --clickhouse` over the same days
+//! stored in a test node; skipped without `clickhouse-server`).
 
 mod report_support;
 
@@ -27,6 +29,7 @@ use tsusen::{
     dayfile::{day_from_name, day_name},
     report::testdata::{Spec, generate},
     skip_unless,
+    testing::clickhouse::{Node, why_not_node},
 };
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
@@ -88,6 +91,8 @@ fn write_mmdb(path: &Path, kind: &str, spec: &str) {
 
 struct Fixture {
     days: PathBuf,
+    /// A ClickHouse node holding the same days: `serve` reads it instead.
+    clickhouse: Option<Node>,
     asn: PathBuf,
     country: PathBuf,
     labels: PathBuf,
@@ -104,6 +109,7 @@ impl Fixture {
         generate(&days, &spec).unwrap();
         let f = Fixture {
             days,
+            clickhouse: None,
             asn: root.join("asn.mmdb"),
             country: root.join("country.mmdb"),
             labels: root.join("labels.txt"),
@@ -125,10 +131,26 @@ impl Fixture {
         .collect()
     }
 
+    /// The same days, also stored in a ClickHouse node that `serve` reads.
+    fn in_clickhouse(name: &str) -> Fixture {
+        let mut f = Fixture::new(name);
+        let node = Node::start();
+        node.store_day_files(&f.days, "tsusen.attempts", "edge-1");
+        f.clickhouse = Some(node);
+        f
+    }
+
     fn serve(&self) -> Server {
         let flags = self.flags();
-        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        Server::start(&self.days, &flags, &[])
+        let mut flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        match &self.clickhouse {
+            None => Server::start(&self.days, &flags, &[]),
+            Some(node) => {
+                let url = node.url();
+                flags.splice(0..0, ["--clickhouse", url.as_str()]);
+                Server::start_from(&flags, &[])
+            }
+        }
     }
 
     /// What the Python script computes for `proto port` on `day`.
@@ -234,7 +256,19 @@ fn expected_by_src(
 #[test]
 fn drill_down_of_the_spike_matches_python_with_asn_country_and_labels() {
     skip_unless!(ready(), NEEDS);
-    let f = Fixture::new("who-drill");
+    drill_down_matches_python(&Fixture::new("who-drill"));
+}
+
+/// The same from `serve --clickhouse` over the same days, against the same
+/// Python over the day files.
+#[test]
+fn drill_down_from_clickhouse_matches_python_with_asn_country_and_labels() {
+    skip_unless!(ready(), NEEDS);
+    skip_unless!(why_not_node().is_empty(), &why_not_node());
+    drill_down_matches_python(&Fixture::in_clickhouse("who-drill-ch"));
+}
+
+fn drill_down_matches_python(f: &Fixture) {
     let expected = f.expected(LAST, "TCP", "5555");
     let server = f.serve();
 
@@ -388,7 +422,18 @@ fn drill_down_of_the_spike_matches_python_with_asn_country_and_labels() {
 #[test]
 fn destinations_match_python_and_follow_filters() {
     skip_unless!(ready(), NEEDS);
-    let f = Fixture::new("who-dst");
+    destinations_match_python(&Fixture::new("who-dst"));
+}
+
+/// The same from `serve --clickhouse` over the same days.
+#[test]
+fn destinations_from_clickhouse_match_python_and_follow_filters() {
+    skip_unless!(ready(), NEEDS);
+    skip_unless!(why_not_node().is_empty(), &why_not_node());
+    destinations_match_python(&Fixture::in_clickhouse("who-dst-ch"));
+}
+
+fn destinations_match_python(f: &Fixture) {
     let expected = f.expected(LAST, "TCP", "5555");
     let server = f.serve();
 

@@ -2,7 +2,7 @@
 //!
 //! - `setup`: install what building the eBPF program needs, for the route this
 //!   machine can take (idempotent; seconds when everything is there).
-//! - `build`, `test`, `run`, `bench`, `image`, `deb`, `vm-test`: call `setup`
+//! - `build`, `test`, `run`, `bench`, `screenshot`, `image`, `deb`, `vm-test`: call `setup`
 //!   where they build, then do the thing.
 
 mod deb;
@@ -50,6 +50,15 @@ enum Cmd {
     /// replay throughput, the live sensor (drain, memory, a masscan sweep) and
     /// the report on 30 x 1,000,000 rows. Needs root for the kernel parts.
     Bench,
+    /// The README's screenshot of the report: generated days with a spike,
+    /// enrichment on, `tsusen serve` photographed by headless Chromium
+    /// (tsusen/examples/report_screenshot.rs). Needs chromium and
+    /// libmaxmind-db-writer-perl.
+    Screenshot {
+        /// Where the PNG goes.
+        #[arg(default_value = "docs/report.png")]
+        out: PathBuf,
+    },
     /// Build the container image (podman or docker): packaging/Containerfile,
     /// or with --local a FROM scratch image of a static binary built here.
     Image {
@@ -128,7 +137,9 @@ fn real_main() -> Result<()> {
             status(
                 cargo(&toolchain)
                     .args(["test", "--release", "--quiet", "--package", "tsusen"])
+                    // One thread: the timings must not share the cores.
                     .args(["--test", "report_perf", "--", "--ignored", "--nocapture"])
+                    .arg("--test-threads=1")
                     .env("TSUSEN_REPORT_ROWS", "1000000"),
             )?;
         }
@@ -153,6 +164,17 @@ fn real_main() -> Result<()> {
                     accel,
                     verbose,
                 },
+            )?;
+        }
+        Cmd::Screenshot { out } => {
+            let toolchain = setup::run(false)?;
+            let binary = build(&toolchain, false)?;
+            status(
+                cargo(&toolchain)
+                    .args(["run", "--quiet", "--package", "tsusen"])
+                    .args(["--example", "report_screenshot", "--"])
+                    .arg(&binary)
+                    .arg(workspace_root().join(out)),
             )?;
         }
         Cmd::Image { local, tag } => image::run(local, &tag)?,

@@ -311,6 +311,34 @@ impl Node {
         }
     }
 
+    /// Create `table` as the shipper does and store every row of the day
+    /// files in `dir` as `sensor`'s, one block per day, as the shipper
+    /// writes them: the same days for a test of the ClickHouse source as
+    /// for one of the files. Returns the number of rows stored.
+    pub fn store_day_files(&self, dir: &Path, table: &str, sensor: &str) -> u64 {
+        use crate::{
+            clickhouse::schema::{DayCache, Table, write_tsv_row},
+            dayfile::{self, Warnings},
+        };
+        for statement in Table::new(table, None).unwrap().ddl() {
+            self.query(&statement);
+        }
+        let mut warnings = Warnings::default();
+        let mut stored = 0;
+        for file in dayfile::list_day_files(dir, &mut warnings).unwrap() {
+            let (mut tsv, mut days) = (Vec::new(), DayCache::default());
+            dayfile::read_day_file(&file.path, &mut warnings, |row| {
+                write_tsv_row(row, sensor, &mut days, &mut tsv);
+                stored += 1;
+            })
+            .unwrap();
+            self.insert(&format!("INSERT INTO {table} FORMAT TabSeparated"), &tsv)
+                .unwrap();
+        }
+        assert!(warnings.lines.is_empty(), "{:?}", warnings.lines);
+        stored
+    }
+
     /// A query whose answer is one number.
     pub fn count(&self, sql: &str) -> u64 {
         let out = self.query(sql);
