@@ -460,6 +460,19 @@ fn destinations_match_python(f: &Fixture) {
         rows.windows(2)
             .all(|w| w[0]["probes"].as_u64() >= w[1]["probes"].as_u64())
     );
+    // By address: the same rows (the server pages one kept listing when
+    // nothing narrows it), in address order.
+    let by_dst = all_rows(&server, "/api/destinations?sort=dst", 50);
+    let addr = |r: &Value| {
+        r["dst"]
+            .as_str()
+            .unwrap()
+            .parse::<std::net::IpAddr>()
+            .unwrap()
+    };
+    let mut want_by_dst = rows.clone();
+    want_by_dst.sort_by_key(addr);
+    assert_eq!(by_dst, want_by_dst);
 
     // Under a destination range and a port, per-port counts are the
     // Python ones for that port.

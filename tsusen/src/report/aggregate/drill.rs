@@ -231,6 +231,25 @@ pub struct DestinationPage {
     pub rows: Vec<DestinationRow>,
 }
 
+impl DestinationPage {
+    /// A page of this listing of every destination (as [`Window::destinations`]
+    /// gives it with offset 0 and no limit), in `sort` order: the server keeps
+    /// the unfiltered listing and pages it without a scan of the days.
+    pub fn repage(&self, sort: DestinationSort, offset: usize, limit: usize) -> DestinationPage {
+        let mut rows: Vec<&DestinationRow> = self.rows.iter().collect();
+        if sort == DestinationSort::Address {
+            rows.sort_unstable_by_key(|r| r.dst);
+        }
+        DestinationPage {
+            day: self.day,
+            total: self.total,
+            offset,
+            limit,
+            rows: rows.into_iter().skip(offset).take(limit).cloned().collect(),
+        }
+    }
+}
+
 impl Window {
     /// Distinct sources per protocol/port on each shown day that the
     /// selection keeps (a source counts when it hit a kept destination).

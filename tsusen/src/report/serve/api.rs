@@ -241,11 +241,22 @@ pub(super) async fn drill(
     .await
 }
 
-/// `/api/destinations`: our addresses, most probed first.
+/// `/api/destinations`: our addresses, most probed first. Without filters
+/// or a day, a page of the listing the snapshot keeps (no scan of the days).
 pub(super) async fn destinations(
     State(state): State<Arc<AppState>>,
     Query(query): Query<DetailQuery>,
 ) -> Response {
+    if !query.filter.narrows() && given(query.day.as_ref()).is_none() {
+        let snapshot = state.snapshot();
+        return answer(move || {
+            let (offset, limit) = query.page(DEFAULT_LIMIT, MAX_LIMIT)?;
+            let sort = DestinationSort::parse(query.sort.as_deref())?;
+            let page = snapshot.all_destinations.repage(sort, offset, limit);
+            Ok(destinations_json(&snapshot.page.enrichment, &page).to_string())
+        })
+        .await;
+    }
     from_snapshot(&state, move |w, e| {
         query
             .destinations(w, e, MAX_LIMIT)

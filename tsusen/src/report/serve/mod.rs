@@ -43,7 +43,15 @@ use self::{
     api::{error, not_found},
     limit::Limiter,
 };
-use super::{Page, ServeArgs, enrich::Enricher, html, load::Loader, source::DaySource, who};
+use super::{
+    Page, ServeArgs,
+    aggregate::{DestinationPage, DestinationSort, Selection},
+    enrich::Enricher,
+    html,
+    load::Loader,
+    source::DaySource,
+    who,
+};
 use crate::http::{auth::Auth, connections, listen::ListenAddr};
 
 /// Everything a request may read: rebuilt whenever the files change.
@@ -56,6 +64,9 @@ pub struct Snapshot {
     /// The page's "which of our hosts" without filters (a scan of every
     /// shown day: done here, off the request path).
     destinations: String,
+    /// Every destination of the window, most probed first: unfiltered
+    /// `/api/destinations` pages are cut from it.
+    all_destinations: DestinationPage,
 }
 
 impl Snapshot {
@@ -65,9 +76,18 @@ impl Snapshot {
         let trends = trends_json(&page.window).to_string();
         let spikes = spikes_json(&page.window).to_string();
         let today = today_json(&page.window).to_string();
-        let destinations = DetailQuery::default()
-            .destinations(&page.window, &page.enrichment, who::DESTINATIONS_SHOWN)
-            .map(|d| who::destinations_section(&page.enrichment, Ok(&d), Some("")))?;
+        let all_destinations = page.window.destinations(
+            None,
+            &Selection::default(),
+            DestinationSort::Probes,
+            0,
+            usize::MAX,
+        );
+        let destinations = who::destinations_section(
+            &page.enrichment,
+            Ok(&all_destinations.repage(DestinationSort::Probes, 0, who::DESTINATIONS_SHOWN)),
+            Some(""),
+        );
         Ok(Snapshot {
             page,
             summary,
@@ -75,6 +95,7 @@ impl Snapshot {
             spikes,
             today,
             destinations,
+            all_destinations,
         })
     }
 }
