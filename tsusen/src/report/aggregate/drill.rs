@@ -231,23 +231,16 @@ pub struct DestinationPage {
     pub rows: Vec<DestinationRow>,
 }
 
-impl DestinationPage {
-    /// A page of this listing of every destination (as [`Window::destinations`]
-    /// gives it with offset 0 and no limit), in `sort` order: the server keeps
-    /// the unfiltered listing and pages it without a scan of the days.
-    pub fn repage(&self, sort: DestinationSort, offset: usize, limit: usize) -> DestinationPage {
-        let mut rows: Vec<&DestinationRow> = self.rows.iter().collect();
-        if sort == DestinationSort::Address {
-            rows.sort_unstable_by_key(|r| r.dst);
-        }
-        DestinationPage {
-            day: self.day,
-            total: self.total,
-            offset,
-            limit,
-            rows: rows.into_iter().skip(offset).take(limit).cloned().collect(),
-        }
-    }
+/// How much each of our addresses was probed, over the shown days or on one
+/// day, under a selection: the first of the two scans of a per-destination
+/// page, which the server keeps for the unfiltered view.
+#[derive(Clone, Debug, Default)]
+pub struct DestinationCounts {
+    day: Option<u16>,
+    /// By address id.
+    probes: Vec<u64>,
+    /// Ids of the probed addresses, most probed first (then by address).
+    by_probes: Vec<u32>,
 }
 
 impl Window {
@@ -515,6 +508,12 @@ impl Window {
         offset: usize,
         limit: usize,
     ) -> DestinationPage {
+        let counts = self.destination_counts(day, sel);
+        self.destination_page(&counts, sel, sort, offset, limit)
+    }
+
+    /// The probes per address under `sel`: one scan of the days' entries.
+    pub fn destination_counts(&self, day: Option<u16>, sel: &Selection) -> DestinationCounts {
         let n = self.ips.len();
         let mut probes = vec![0u64; n];
         for part in self.fold_entries(
@@ -533,19 +532,36 @@ impl Window {
                 *total += p;
             }
         }
-        let mut ids: Vec<u32> = (0..probes.len() as u32)
+        let mut by_probes: Vec<u32> = (0..probes.len() as u32)
             .filter(|&d| probes[d as usize] > 0)
             .collect();
         let ips = &self.ips;
-        match sort {
-            DestinationSort::Probes => ids.sort_unstable_by(|&a, &b| {
-                probes[b as usize]
-                    .cmp(&probes[a as usize])
-                    .then(ips[a as usize].cmp(&ips[b as usize]))
-            }),
-            DestinationSort::Address => {
-                ids.sort_unstable_by(|&a, &b| ips[a as usize].cmp(&ips[b as usize]));
-            }
+        by_probes.sort_unstable_by(|&a, &b| {
+            probes[b as usize]
+                .cmp(&probes[a as usize])
+                .then(ips[a as usize].cmp(&ips[b as usize]))
+        });
+        DestinationCounts {
+            day,
+            probes,
+            by_probes,
+        }
+    }
+
+    /// One page of `counts` (made under the same `sel`) in `sort` order, with
+    /// the ports of the page's addresses: a second scan, for those only.
+    pub fn destination_page(
+        &self,
+        counts: &DestinationCounts,
+        sel: &Selection,
+        sort: DestinationSort,
+        offset: usize,
+        limit: usize,
+    ) -> DestinationPage {
+        let (day, probes, ips) = (counts.day, &counts.probes, &self.ips);
+        let mut ids = counts.by_probes.clone();
+        if sort == DestinationSort::Address {
+            ids.sort_unstable_by(|&a, &b| ips[a as usize].cmp(&ips[b as usize]));
         }
         let total = ids.len();
         let page: Vec<u32> = ids.into_iter().skip(offset).take(limit).collect();

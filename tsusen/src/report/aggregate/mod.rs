@@ -19,8 +19,8 @@ pub use self::{
     day::{DayAggregate, DayBuilder, Interner, LocalDay, ProtoPort},
     details::{Detail, DetailFilter, DetailPage},
     drill::{
-        DESTINATION_PORTS_LISTED, DESTINATIONS_LISTED, DestinationPage, DestinationRow,
-        DestinationSort, DrillBy, DrillPage, DrillRow, DrillSort, Selection,
+        DESTINATION_PORTS_LISTED, DESTINATIONS_LISTED, DestinationCounts, DestinationPage,
+        DestinationRow, DestinationSort, DrillBy, DrillPage, DrillRow, DrillSort, Selection,
     },
     hours::Hours,
     today::{Busiest, Today},

@@ -18,7 +18,7 @@ use crate::{
     report::{
         aggregate::{
             Change, DestinationPage, DestinationSort, DetailPage, DrillPage, DrillSort, Hours,
-            ProtoPort, Series, Window, date, utc_time,
+            ProtoPort, Selection, Series, Window, date, utc_time,
         },
         chart,
         enrich::Enrichment,
@@ -242,7 +242,7 @@ pub(super) async fn drill(
 }
 
 /// `/api/destinations`: our addresses, most probed first. Without filters
-/// or a day, a page of the listing the snapshot keeps (no scan of the days).
+/// or a day, from the probe counts the snapshot keeps (one scan, not two).
 pub(super) async fn destinations(
     State(state): State<Arc<AppState>>,
     Query(query): Query<DetailQuery>,
@@ -252,7 +252,13 @@ pub(super) async fn destinations(
         return answer(move || {
             let (offset, limit) = query.page(DEFAULT_LIMIT, MAX_LIMIT)?;
             let sort = DestinationSort::parse(query.sort.as_deref())?;
-            let page = snapshot.all_destinations.repage(sort, offset, limit);
+            let page = snapshot.page.window.destination_page(
+                &snapshot.destination_counts,
+                &Selection::default(),
+                sort,
+                offset,
+                limit,
+            );
             Ok(destinations_json(&snapshot.page.enrichment, &page).to_string())
         })
         .await;

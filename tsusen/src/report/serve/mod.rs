@@ -45,7 +45,7 @@ use self::{
 };
 use super::{
     Page, ServeArgs,
-    aggregate::{DestinationPage, DestinationSort, Selection},
+    aggregate::{DestinationCounts, DestinationSort, Selection},
     enrich::Enricher,
     html,
     load::Loader,
@@ -64,9 +64,9 @@ pub struct Snapshot {
     /// The page's "which of our hosts" without filters (a scan of every
     /// shown day: done here, off the request path).
     destinations: String,
-    /// Every destination of the window, most probed first: unfiltered
-    /// `/api/destinations` pages are cut from it.
-    all_destinations: DestinationPage,
+    /// Probes per destination over the window without filters: unfiltered
+    /// `/api/destinations` pages need only the second scan (their ports).
+    destination_counts: DestinationCounts,
 }
 
 impl Snapshot {
@@ -76,18 +76,15 @@ impl Snapshot {
         let trends = trends_json(&page.window).to_string();
         let spikes = spikes_json(&page.window).to_string();
         let today = today_json(&page.window).to_string();
-        let all_destinations = page.window.destinations(
-            None,
+        let destination_counts = page.window.destination_counts(None, &Selection::default());
+        let shown = page.window.destination_page(
+            &destination_counts,
             &Selection::default(),
             DestinationSort::Probes,
             0,
-            usize::MAX,
+            who::DESTINATIONS_SHOWN,
         );
-        let destinations = who::destinations_section(
-            &page.enrichment,
-            Ok(&all_destinations.repage(DestinationSort::Probes, 0, who::DESTINATIONS_SHOWN)),
-            Some(""),
-        );
+        let destinations = who::destinations_section(&page.enrichment, Ok(&shown), Some(""));
         Ok(Snapshot {
             page,
             summary,
@@ -95,7 +92,7 @@ impl Snapshot {
             spikes,
             today,
             destinations,
-            all_destinations,
+            destination_counts,
         })
     }
 }
