@@ -48,6 +48,14 @@ const TEST_TOOL_PACKAGES: &[(&str, &str)] = &[
     // tests/deploy_systemd_real.rs: a Debian 12 rootfs booted under systemd.
     ("mmdebstrap", "mmdebstrap"),
     ("systemd-container", "systemd-nspawn"),
+    // tests/ship_*.rs, fleet_cluster.rs, report_clickhouse.rs: real ClickHouse
+    // nodes and ZooKeeper (libraries and jars: found by dpkg, not on PATH).
+    ("clickhouse-server", "clickhouse-server"),
+    ("clickhouse-client", "clickhouse-client"),
+    ("zookeeper", "zookeeper"),
+    // tests/report_who.rs: test .mmdb files written in Perl, read back in Python.
+    ("libmaxmind-db-writer-perl", "libmaxmind-db-writer-perl"),
+    ("python3-maxminddb", "python3-maxminddb"),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
