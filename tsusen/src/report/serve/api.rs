@@ -1,7 +1,7 @@
 //! The JSON endpoints (`/api/...`), their documents, and the details query
 //! the page shares with them.
 
-use std::sync::Arc;
+use std::{borrow::Cow, sync::Arc};
 
 use anyhow::{Context as _, Result, bail};
 use axum::{
@@ -17,8 +17,8 @@ use crate::{
     dayfile::{ProtoColumn, day_of_name},
     report::{
         aggregate::{
-            Change, DestinationPage, DestinationSort, DetailPage, DrillPage, DrillSort, Hours,
-            ProtoPort, Selection, Series, Window, date, utc_time,
+            Change, DestinationCounts, DestinationPage, DestinationSort, DetailPage, DrillPage,
+            DrillSort, Hours, ProtoPort, Series, Window, date, utc_time,
         },
         chart,
         enrich::Enrichment,
@@ -168,16 +168,26 @@ impl DetailQuery {
             .with_context(|| format!("no details kept for {}", date(day)))
     }
 
+    /// The per-destination page this query asks for. Without filters or a
+    /// day, `unfiltered` (the probe counts the snapshot keeps) spares the
+    /// first of its two scans of the shown days.
     pub(super) fn destinations(
         &self,
         window: &Window,
         e: &Enrichment,
         max: usize,
+        unfiltered: &DestinationCounts,
     ) -> Result<DestinationPage> {
         let selection = self.filter()?.selection(window, e)?;
         let (offset, limit) = self.page(DEFAULT_LIMIT, max)?;
         let sort = DestinationSort::parse(self.sort.as_deref())?;
-        Ok(window.destinations(self.day(window)?, &selection, sort, offset, limit))
+        let day = self.day(window)?;
+        let counts = if day.is_none() && !self.filter.narrows() {
+            Cow::Borrowed(unfiltered)
+        } else {
+            Cow::Owned(window.destination_counts(day, &selection))
+        };
+        Ok(window.destination_page(&counts, &selection, sort, offset, limit))
     }
 }
 
@@ -241,31 +251,16 @@ pub(super) async fn drill(
     .await
 }
 
-/// `/api/destinations`: our addresses, most probed first. Without filters
-/// or a day, from the probe counts the snapshot keeps (one scan, not two).
+/// `/api/destinations`: our addresses, most probed first.
 pub(super) async fn destinations(
     State(state): State<Arc<AppState>>,
     Query(query): Query<DetailQuery>,
 ) -> Response {
-    if !query.filter.narrows() && given(query.day.as_ref()).is_none() {
-        let snapshot = state.snapshot();
-        return answer(move || {
-            let (offset, limit) = query.page(DEFAULT_LIMIT, MAX_LIMIT)?;
-            let sort = DestinationSort::parse(query.sort.as_deref())?;
-            let page = snapshot.page.window.destination_page(
-                &snapshot.destination_counts,
-                &Selection::default(),
-                sort,
-                offset,
-                limit,
-            );
-            Ok(destinations_json(&snapshot.page.enrichment, &page).to_string())
-        })
-        .await;
-    }
-    from_snapshot(&state, move |w, e| {
+    let snapshot = state.snapshot();
+    answer(move || {
+        let (w, e) = (&snapshot.page.window, &snapshot.page.enrichment);
         query
-            .destinations(w, e, MAX_LIMIT)
+            .destinations(w, e, MAX_LIMIT, &snapshot.destination_counts)
             .map(|page| destinations_json(e, &page).to_string())
     })
     .await
@@ -309,9 +304,9 @@ const DESTINATIONS_COLUMNS: &[&str] = &["dst", "labels", "probes", "services", "
 /// The document of the view an export names, and its CSV columns.
 fn export_rows(
     query: &DetailQuery,
-    w: &Window,
-    e: &Enrichment,
+    snapshot: &Snapshot,
 ) -> Result<(Value, &'static [&'static str])> {
+    let (w, e) = (&snapshot.page.window, &snapshot.page.enrichment);
     match given(query.view.as_ref()).unwrap_or("details") {
         "details" => {
             let (offset, limit) = query.page(EXPORT_MAX, EXPORT_MAX)?;
@@ -324,7 +319,10 @@ fn export_rows(
             DRILL_COLUMNS,
         )),
         "destinations" => Ok((
-            destinations_json(e, &query.destinations(w, e, EXPORT_MAX)?),
+            destinations_json(
+                e,
+                &query.destinations(w, e, EXPORT_MAX, &snapshot.destination_counts)?,
+            ),
             DESTINATIONS_COLUMNS,
         )),
         v => bail!("bad view {v:?}: expected details, drill or destinations"),
@@ -337,10 +335,8 @@ pub(super) async fn export_json(
     State(state): State<Arc<AppState>>,
     Query(query): Query<DetailQuery>,
 ) -> Response {
-    from_snapshot(&state, move |w, e| {
-        export_rows(&query, w, e).map(|(v, _)| v.to_string())
-    })
-    .await
+    let snapshot = state.snapshot();
+    answer(move || export_rows(&query, &snapshot).map(|(v, _)| v.to_string())).await
 }
 
 /// `/api/export.csv`: the same rows as CSV, lists space-separated; the
@@ -351,7 +347,7 @@ pub(super) async fn export_csv(
 ) -> Response {
     let snapshot = state.snapshot();
     let result = tokio::task::spawn_blocking(move || {
-        export_rows(&query, &snapshot.page.window, &snapshot.page.enrichment).map(|(v, columns)| {
+        export_rows(&query, &snapshot).map(|(v, columns)| {
             (
                 v["total"].as_u64().unwrap_or(0),
                 to_csv(&v["rows"], columns),

@@ -311,7 +311,12 @@ async fn page(State(state): State<Arc<AppState>>, Query(query): Query<DetailQuer
             || query.day.as_deref().is_some_and(|d| !d.trim().is_empty())
         {
             let destinations = query
-                .destinations(window, e, who::DESTINATIONS_SHOWN)
+                .destinations(
+                    window,
+                    e,
+                    who::DESTINATIONS_SHOWN,
+                    &snapshot.destination_counts,
+                )
                 .map_err(|e| format!("{e:#}"));
             let export = query.filter.to_query();
             who::destinations_section(
