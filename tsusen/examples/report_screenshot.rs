@@ -17,18 +17,9 @@ use std::{
 use anyhow::{Context as _, Result, bail, ensure};
 use base64::Engine as _;
 use serde_json::{Value, json};
-use tsusen::report::testdata::{Spec, generate};
-
-/// The generated sources are 198.18.0.0-198.18.39.255 and some of
-/// 2001:db8::/32; the databases cover part of them, as real ones would.
-const ASN: &str = r#"198.18.0.0/19 {"autonomous_system_number":64500,"autonomous_system_organization":"Bench Scanners"}
-198.18.32.0/19 {"autonomous_system_number":64501,"autonomous_system_organization":"Other Net, Inc."}
-"#;
-const COUNTRY: &str = r#"198.18.0.0/20 {"country":{"iso_code":"NL","names":{"en":"Netherlands"}}}
-198.18.16.0/20 {"country":{"iso_code":"DE","names":{"en":"Germany"}}}
-198.18.32.0/19 {"registered_country":{"iso_code":"DE","names":{"en":"Germany"}}}
-"#;
-const LABELS: &str = "198.18.0.0/24 research\n198.18.0.0/16 partner\n192.0.2.0/24 ours\n";
+use tsusen::report::testdata::{
+    ASN_NETWORKS, COUNTRY_NETWORKS, LABELS, Spec, generate, write_mmdb,
+};
 
 /// The viewport's width; clips reach below it.
 const WINDOW: &str = "--window-size=1200,1400";
@@ -62,8 +53,8 @@ fn shoot(binary: &Path, root: &Path, out: &Path) -> Result<()> {
         root.join("country.mmdb"),
         root.join("labels.txt"),
     );
-    write_mmdb(&asn, "GeoLite2-ASN", ASN)?;
-    write_mmdb(&country, "GeoLite2-Country", COUNTRY)?;
+    write_mmdb(&asn, "GeoLite2-ASN", ASN_NETWORKS)?;
+    write_mmdb(&country, "GeoLite2-Country", COUNTRY_NETWORKS)?;
     std::fs::write(&labels, LABELS)?;
 
     let mut serve = Command::new(binary)
@@ -123,24 +114,6 @@ fn shoot(binary: &Path, root: &Path, out: &Path) -> Result<()> {
     let _ = serve.kill();
     let _ = serve.wait();
     shot
-}
-
-fn write_mmdb(path: &Path, kind: &str, networks: &str) -> Result<()> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/mmdb_write.pl");
-    let mut child = Command::new("perl")
-        .arg(script)
-        .arg(path)
-        .arg(kind)
-        .stdin(Stdio::piped())
-        .spawn()
-        .context("cannot start perl (libmaxmind-db-writer-perl writes the databases)")?;
-    child
-        .stdin
-        .take()
-        .context("perl's stdin")?
-        .write_all(networks.as_bytes())?;
-    ensure!(child.wait()?.success(), "mmdb_write.pl {kind} failed");
-    Ok(())
 }
 
 /// What to photograph: a section of the page from its top, at most this tall.

@@ -5,14 +5,13 @@
 
 mod report_support;
 
-use std::{
-    path::{Path, PathBuf},
-    time::Instant,
-};
+use std::{path::PathBuf, time::Instant};
 
 use report_support::Server;
 
-use tsusen::report::{aggregate::WindowOptions, bench_inputs, load::Loader, static_page};
+use tsusen::report::{
+    aggregate::WindowOptions, bench_inputs, load::Loader, static_page, testdata::write_mmdb,
+};
 
 fn rows_per_day() -> usize {
     std::env::var("TSUSEN_REPORT_ROWS")
@@ -158,7 +157,6 @@ impl Enrichment {
         )
         .unwrap();
         let mut flags = vec![("--labels".to_owned(), labels)];
-        let writer = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/mmdb_write.pl");
         for (flag, kind, networks) in [
             (
                 "--asn-db",
@@ -175,7 +173,8 @@ impl Enrichment {
             ),
         ] {
             let path = root.join(format!("{kind}.mmdb"));
-            if write_mmdb(&writer, &path, kind, networks) {
+            // Without libmaxmind-db-writer-perl the bench goes on with labels only.
+            if write_mmdb(&path, kind, networks).is_ok() {
                 flags.push((flag.to_owned(), path));
             }
         }
@@ -193,26 +192,6 @@ impl Enrichment {
             .flat_map(|(flag, path)| [flag.clone(), path.display().to_string()])
             .collect()
     }
-}
-
-/// Whether `perl mmdb_write.pl` wrote `path` (it needs libmaxmind-db-writer-perl).
-fn write_mmdb(writer: &Path, path: &Path, kind: &str, networks: &str) -> bool {
-    use std::io::Write as _;
-    let Ok(mut child) = std::process::Command::new("perl")
-        .arg(writer)
-        .arg(path)
-        .arg(kind)
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-    else {
-        return false;
-    };
-    let fed = child
-        .stdin
-        .take()
-        .is_some_and(|mut stdin| stdin.write_all(networks.as_bytes()).is_ok());
-    child.wait().is_ok_and(|s| s.success()) && fed
 }
 
 /// The inputs both tests time, generated once.

@@ -13,7 +13,6 @@ mod report_support;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    io::Write as _,
     net::IpAddr,
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -27,7 +26,7 @@ use report_support::{
 use serde_json::Value;
 use tsusen::{
     dayfile::{day_from_name, day_name},
-    report::testdata::{Spec, generate},
+    report::testdata::{ASN_NETWORKS, COUNTRY_NETWORKS, LABELS, Spec, generate, write_mmdb},
     skip_unless,
     testing::clickhouse::{Node, why_not_node},
 };
@@ -35,20 +34,6 @@ use tsusen::{
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
 /// The generated days end here, with a wave on TCP 5555 (report::testdata).
 const LAST: &str = "2026-01-30";
-
-/// The fixture's sources are 198.18.0.0-198.18.39.255 (a pool of 10,000)
-/// and some IPv6. ASN: two /19s and the IPv6 part; country: NL, DE, and DE
-/// as the registered country only; labels: a research scanner /24 inside a
-/// partner /16, and our own destination range.
-const ASN: &str = r#"198.18.0.0/19 {"autonomous_system_number":64500,"autonomous_system_organization":"Bench Scanners"}
-198.18.32.0/19 {"autonomous_system_number":64501,"autonomous_system_organization":"Other Net, Inc."}
-2001:db8:5::/48 {"autonomous_system_number":64502,"autonomous_system_organization":"Six"}
-"#;
-const COUNTRY: &str = r#"198.18.0.0/20 {"country":{"iso_code":"NL","names":{"en":"Netherlands"}}}
-198.18.16.0/20 {"country":{"iso_code":"DE","names":{"en":"Germany"}}}
-198.18.32.0/19 {"registered_country":{"iso_code":"DE","names":{"en":"Germany"}}}
-"#;
-const LABELS: &str = "# known research scanners\n198.18.0.0/24 research\n198.18.0.0/16 partner # a partner's range\n192.0.2.0/24 ours\n";
 
 fn python() -> &'static str {
     // Debian's, which has python3-maxminddb (a pyenv shim may not).
@@ -71,23 +56,6 @@ fn ready() -> bool {
 }
 
 const NEEDS: &str = "needs libmaxmind-db-writer-perl and python3-maxminddb (apt-get install)";
-
-fn write_mmdb(path: &Path, kind: &str, spec: &str) {
-    let mut child = Command::new("perl")
-        .arg(Path::new(DATA).join("mmdb_write.pl"))
-        .arg(path)
-        .arg(kind)
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(spec.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success(), "mmdb_write.pl {kind}");
-}
 
 struct Fixture {
     days: PathBuf,
@@ -114,8 +82,8 @@ impl Fixture {
             country: root.join("country.mmdb"),
             labels: root.join("labels.txt"),
         };
-        write_mmdb(&f.asn, "GeoLite2-ASN", ASN);
-        write_mmdb(&f.country, "GeoLite2-Country", COUNTRY);
+        write_mmdb(&f.asn, "GeoLite2-ASN", ASN_NETWORKS).unwrap();
+        write_mmdb(&f.country, "GeoLite2-Country", COUNTRY_NETWORKS).unwrap();
         std::fs::write(&f.labels, LABELS).unwrap();
         f
     }
@@ -952,7 +920,8 @@ fn an_ipinfo_lite_shaped_database_gives_asn_and_country() {
         r#"198.51.100.0/24 {"asn":"AS64510","as_name":"Lite Example","country_code":"JP"}
 2001:db8:5::/48 {"asn":"AS64511","as_name":"Lite Six","country_code":"se"}
 "#,
-    );
+    )
+    .unwrap();
     let server = Server::start(
         &days,
         &[

@@ -13,9 +13,10 @@ use std::{
     io::{BufWriter, Write as _},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
+    process::{Command, Stdio},
 };
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, ensure};
 use rustc_hash::FxHashSet;
 
 use super::aggregate::ProtoPort;
@@ -252,4 +253,46 @@ fn day_rows(spec: &Spec, day: u16) -> Vec<Row> {
         }
     }
     rows
+}
+
+/// Enrichment over [`generate`]'s sources (198.18.0.0-198.18.39.255 and some
+/// IPv6), as the input of [`write_mmdb`]: ASN for two /19s and an IPv6 /48;
+/// country NL, DE, and DE as the registered country only.
+pub const ASN_NETWORKS: &str = r#"198.18.0.0/19 {"autonomous_system_number":64500,"autonomous_system_organization":"Bench Scanners"}
+198.18.32.0/19 {"autonomous_system_number":64501,"autonomous_system_organization":"Other Net, Inc."}
+2001:db8:5::/48 {"autonomous_system_number":64502,"autonomous_system_organization":"Six"}
+"#;
+pub const COUNTRY_NETWORKS: &str = r#"198.18.0.0/20 {"country":{"iso_code":"NL","names":{"en":"Netherlands"}}}
+198.18.16.0/20 {"country":{"iso_code":"DE","names":{"en":"Germany"}}}
+198.18.32.0/19 {"registered_country":{"iso_code":"DE","names":{"en":"Germany"}}}
+"#;
+/// A `--labels` list: a research scanner /24 inside a partner /16, and our
+/// own destination range.
+pub const LABELS: &str = "# known research scanners\n198.18.0.0/24 research\n198.18.0.0/16 partner # a partner's range\n192.0.2.0/24 ours\n";
+
+/// Write a MaxMind DB of `kind` (`GeoLite2-ASN`, `GeoLite2-Country`, ...)
+/// from `networks` (`CIDR JSON` lines) with `tests/data/mmdb_write.pl`,
+/// which needs Debian's libmaxmind-db-writer-perl; perl's complaint is the error.
+pub fn write_mmdb(path: &Path, kind: &str, networks: &str) -> Result<()> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/mmdb_write.pl");
+    let mut child = Command::new("perl")
+        .arg(script)
+        .arg(path)
+        .arg(kind)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot start perl (libmaxmind-db-writer-perl writes the databases)")?;
+    child
+        .stdin
+        .take()
+        .context("perl's stdin")?
+        .write_all(networks.as_bytes())?;
+    let out = child.wait_with_output()?;
+    ensure!(
+        out.status.success(),
+        "mmdb_write.pl {kind} failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
 }
