@@ -144,7 +144,6 @@ pub fn run(args: RunFlags) -> Result<()> {
         looping: false,
         stopping: false,
         shipper,
-        ship_wake: None,
         shipping: None,
         _out_dir_lock: out_dir_lock,
     };
@@ -201,13 +200,8 @@ struct Daemon {
     stopping: bool,
     /// `--clickhouse`: the shipper, until its thread starts.
     shipper: Option<crate::ship::Shipper>,
-    /// Wakes the shipper's thread after each flush.
-    ship_wake: Option<std::sync::mpsc::SyncSender<()>>,
-    /// The shipper's stop flag, and word from its thread that it ended.
-    shipping: Option<(
-        std::sync::Arc<std::sync::atomic::AtomicBool>,
-        std::sync::mpsc::Receiver<()>,
-    )>,
+    /// Its thread, once started.
+    shipping: Option<crate::ship::background::Background>,
     /// Held until exit: one sensor per out-dir.
     _out_dir_lock: crate::lock::Lock,
 }
@@ -237,25 +231,8 @@ impl Daemon {
             metrics.serve(listener)?;
             self.metrics = Some(metrics);
         }
-        // Shipping runs in a thread of its own: recording and flushing
-        // never wait for ClickHouse. Dropping the sender stops it.
-        if let Some(mut shipper) = self.shipper.take() {
-            let (wake, woken) = std::sync::mpsc::sync_channel(1);
-            let (ended, end) = std::sync::mpsc::channel();
-            let stop = shipper.stop_flag();
-            std::thread::Builder::new()
-                .name("ship".into())
-                .spawn(move || {
-                    match shipper.follow(Some(&woken), false) {
-                        crate::ship::Stop::Asked | crate::ship::Stop::Refused(_) => {}
-                        crate::ship::Stop::Local(err) => {
-                            error!("shipping stopped: {err:#}; recording goes on, rows stay in the day files");
-                        }
-                    }
-                    let _ = ended.send(());
-                })?;
-            self.ship_wake = Some(wake);
-            self.shipping = Some((stop, end));
+        if let Some(shipper) = self.shipper.take() {
+            self.shipping = Some(crate::ship::background::Background::spawn(shipper)?);
         }
         let mut watch = local::AddressWatch::new()?;
         let mut term = signal(SignalKind::terminate())?;
@@ -302,12 +279,13 @@ impl Daemon {
         // Shipping starts no new batch now; it gets a short chance to
         // finish the one it has after the sensor's last drains, which never
         // wait for it.
-        if let Some((stop, _)) = &self.shipping {
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(shipping) = &mut self.shipping {
+            shipping.stop();
         }
-        self.ship_wake = None;
         let stopped = self.stop();
-        self.stop_shipping();
+        if let Some(shipping) = self.shipping.take() {
+            shipping.wait();
+        }
         stopped
     }
 
@@ -354,22 +332,6 @@ impl Daemon {
         sensor.shutdown()?;
         info!("detached and unpinned; bye");
         Ok(())
-    }
-
-    /// Wait up to [`crate::ship::STOP_GRACE`] for the shipper's thread to
-    /// end (the batch in flight acknowledged, or not: then its range stays
-    /// in the cursor and the next start sends it again).
-    fn stop_shipping(&mut self) {
-        if let Some((_, end)) = self.shipping.take()
-            && let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                end.recv_timeout(crate::ship::STOP_GRACE)
-        {
-            warn!(
-                "ClickHouse did not acknowledge within {:?}: the batch in flight is abandoned; \
-                 the next start sends it again (rows sent twice are stored once)",
-                crate::ship::STOP_GRACE
-            );
-        }
     }
 
     /// Why the map cannot be dropped yet, if some entries are not on disk.
@@ -421,9 +383,8 @@ impl Daemon {
         if let Some(metrics) = &self.metrics {
             metrics.observe_flush(started.elapsed());
         }
-        if let Some(wake) = &self.ship_wake {
-            // Never waits: a wake-up already pending covers this flush too.
-            let _ = wake.try_send(());
+        if let Some(shipping) = &self.shipping {
+            shipping.wake();
         }
         drained
     }

@@ -7,6 +7,7 @@
 //! disk while ClickHouse is away and nothing is kept in memory beyond a
 //! batch.
 
+pub mod background;
 pub mod cursor;
 pub mod metrics;
 pub mod shipper;
