@@ -161,7 +161,18 @@ fn clickhouse_started_after_the_sensor_gets_every_row() {
 
     in_netns(&live.net.sensor, || node.restart());
     assert_eq!(wait_stored(&live, &node, "tsusen.attempts", 4), 4);
-    let metrics = live::fetch_metrics(&live.net.sensor, METRICS).unwrap();
+    // The shipper counts a batch after ClickHouse acknowledged it and the
+    // cursor moved: a moment after the rows are visible there.
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let metrics = loop {
+        let metrics = live::fetch_metrics(&live.net.sensor, METRICS).unwrap();
+        if live::metric(&metrics, "tsusen_ship_rows_total").is_some_and(|v| v >= 4.0)
+            || std::time::Instant::now() > deadline
+        {
+            break metrics;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert!(
         live::metric(&metrics, "tsusen_ship_rows_total").is_some_and(|v| v >= 4.0),
         "{metrics}"
