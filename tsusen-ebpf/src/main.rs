@@ -37,12 +37,36 @@ use tsusen_common::{
         Insert, Packet, Tables, Today, UDP_FLOW_REFRESH_NS, decide, ethernet, outbound_udp_flow,
     },
     config::flags,
+    recent,
 };
 
 /// First-seen time of each tuple not yet drained by userspace.
 #[map]
 static FIRST_SEEN: LruHashMap<TupleKey, FirstSeen> =
     LruHashMap::with_max_entries(DEFAULT_FIRST_SEEN_ENTRIES, 0);
+
+/// A per-CPU direct-mapped cache of tuples recorded today, in front of
+/// FIRST_SEEN (slots and hash: `tsusen_common::recent`): a repeated attempt
+/// whose whole key (its day included) is in its slot skips the LRU lookup
+/// (hashing 38 bytes, the bucket walk, the compare). A slot is filled when
+/// FIRST_SEEN has the key or has just taken it, and what it says stays true
+/// all day whatever becomes of the map entry: a drained entry's row is on
+/// disk, so the tuple is recorded today all the same; yesterday's key never
+/// equals today's, so midnight starts afresh. An all-zero slot matches no
+/// key (day 0 is 1970-01-01). An entry the map evicted before a drain read
+/// it is counted lost (`evicted`); without the cache the tuple's next attempt
+/// would record it again, with a later time; with it, not while its slot
+/// holds it. The map evicts only while new tuples outrun the drains, and
+/// each of those takes a slot, so slots turn over within a few hundred new
+/// tuples: nothing more to count.
+#[map]
+static RECENT: PerCpuArray<[RecentKey; recent::SLOTS]> = PerCpuArray::with_max_entries(1, 0);
+
+/// A RECENT slot: the key, 8-aligned so comparing it takes word loads.
+#[repr(C, align(8))]
+struct RecentKey(TupleKey);
+
+const _: () = assert!(core::mem::size_of::<RecentKey>() == recent::SLOT_BYTES);
 
 /// Counters, indexed by `Stat`.
 #[map]
@@ -124,6 +148,7 @@ pub(crate) fn tsusen_egress(ctx: TcContext) -> i32 {
 fn record(pkt: &Frame) {
     let mut today = KernelToday {
         config: Config::default(),
+        recent: None,
     };
     let _ = decide(pkt, ethernet(pkt), &mut today);
 }
@@ -210,6 +235,20 @@ impl Packet for Frame {
 struct KernelToday {
     /// CONFIG, read once the packet is an attempt.
     config: Config,
+    /// This CPU's RECENT slot for the packet's key, once `contains` missed it.
+    recent: Option<*mut RecentKey>,
+}
+
+impl KernelToday {
+    /// Remember in this CPU's RECENT slot that `key` is recorded today.
+    #[inline(always)]
+    fn remember(&self, key: &TupleKey) {
+        if let Some(slot) = self.recent {
+            // SAFETY: a valid per-CPU map value; this program is its only
+            // writer on this CPU, and it runs to completion there.
+            unsafe { (*slot).0 = *key };
+        }
+    }
 }
 
 impl Tables for KernelToday {
@@ -269,20 +308,36 @@ impl Today for KernelToday {
 
     #[inline(always)]
     fn contains(&mut self, key: &TupleKey) -> Result<bool, Self::Error> {
-        Ok(FIRST_SEEN.get_ptr(key).is_some())
+        self.recent = RECENT.get_ptr_mut(0).map(|slots| {
+            // SAFETY: a valid per-CPU map value; `slot` is below SLOTS.
+            unsafe { &raw mut (*slots)[recent::slot(key) & (recent::SLOTS - 1)] }
+        });
+        if let Some(slot) = self.recent {
+            // SAFETY: a valid per-CPU map value (see `remember`).
+            if unsafe { (*slot).0 } == *key {
+                return Ok(true);
+            }
+        }
+        let recorded = FIRST_SEEN.get_ptr(key).is_some();
+        if recorded {
+            self.remember(key);
+        }
+        Ok(recorded)
     }
 
     #[inline(always)]
     fn insert(&mut self, key: &TupleKey, wall_ns: u64) -> Result<Insert, Self::Error> {
         // BPF_NOEXIST: when two CPUs race on the same new tuple, one wins and
         // the earlier time stays.
-        Ok(
-            match FIRST_SEEN.insert(key, FirstSeen { wall_ns }, u64::from(BPF_NOEXIST)) {
-                Ok(()) => Insert::New,
-                Err(err) if err == -EEXIST => Insert::Raced,
-                Err(_) => Insert::Failed,
-            },
-        )
+        let insert = match FIRST_SEEN.insert(key, FirstSeen { wall_ns }, u64::from(BPF_NOEXIST)) {
+            Ok(()) => Insert::New,
+            Err(err) if err == -EEXIST => Insert::Raced,
+            Err(_) => Insert::Failed,
+        };
+        if insert != Insert::Failed {
+            self.remember(key);
+        }
+        Ok(insert)
     }
 
     #[inline(always)]
