@@ -24,7 +24,7 @@
 
 use aya_ebpf::{
     Global,
-    bindings::{BPF_NOEXIST, TC_ACT_OK, xdp_action},
+    bindings::{BPF_F_NO_COMMON_LRU, BPF_NOEXIST, TC_ACT_OK, xdp_action},
     helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
     macros::{classifier, map, xdp},
     maps::{Array, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
@@ -38,6 +38,7 @@ use tsusen_common::{
     },
     config::flags,
     recent,
+    tuple::ipv4_mapped,
 };
 
 /// First-seen time of each tuple not yet drained by userspace.
@@ -67,6 +68,19 @@ static RECENT: PerCpuArray<[RecentKey; recent::SLOTS]> = PerCpuArray::with_max_e
 struct RecentKey(TupleKey);
 
 const _: () = assert!(core::mem::size_of::<RecentKey>() == recent::SLOT_BYTES);
+
+/// The benchmark's floor for a new tuple: what the kernel's own LRU insert
+/// costs, with keys and values of FIRST_SEEN's sizes, in a map that
+/// `cargo xtask bench` sizes as FIRST_SEEN (`tsusen_insert_floor`). One entry
+/// unless the bench asks for more, so a sensor does not pay for it.
+#[map]
+static INSERT_FLOOR: LruHashMap<TupleKey, FirstSeen> = LruHashMap::with_max_entries(1, 0);
+
+/// The same with per-CPU LRU lists (`BPF_F_NO_COMMON_LRU`, 4.10), a figure
+/// the README compares (`tsusen_insert_floor_percpu`).
+#[map]
+static INSERT_FLOOR_PERCPU: LruHashMap<TupleKey, FirstSeen> =
+    LruHashMap::with_max_entries(1, BPF_F_NO_COMMON_LRU);
 
 /// Counters, indexed by `Stat`.
 #[map]
@@ -124,6 +138,44 @@ pub(crate) fn tsusen_fresh(ctx: XdpContext) -> u32 {
     if start + 30 <= end {
         let src = (start + 26) as *mut [u8; 4];
         // SAFETY: in bounds, checked above; [u8; 4] has no alignment needs.
+        unsafe { *src = u32::from_be_bytes(*src).wrapping_add(1).to_be_bytes() };
+    }
+    xdp_action::XDP_PASS
+}
+
+/// The benchmark's floor for [`tsusen_fresh`]: only the insert of a new key
+/// into an LRU map of FIRST_SEEN's size (no parse, no rules, no clock), the
+/// key made of the frame's IPv4 addresses and ports, whose source is then
+/// counted up as in `tsusen_fresh`. Never attached.
+#[xdp]
+pub(crate) fn tsusen_insert_floor(ctx: XdpContext) -> u32 {
+    insert_floor(&ctx, &INSERT_FLOOR)
+}
+
+/// [`tsusen_insert_floor`] into a map with per-CPU LRU lists. Never attached.
+#[xdp]
+pub(crate) fn tsusen_insert_floor_percpu(ctx: XdpContext) -> u32 {
+    insert_floor(&ctx, &INSERT_FLOOR_PERCPU)
+}
+
+#[inline(always)]
+fn insert_floor(ctx: &XdpContext, map: &LruHashMap<TupleKey, FirstSeen>) -> u32 {
+    let (start, end) = (ctx.data(), ctx.data_end());
+    // An untagged IPv4 frame without options: addresses at 26..34, ports 34..38.
+    if start + 38 <= end {
+        // SAFETY: in bounds, checked above; [u8; 12] has no alignment needs.
+        let b = unsafe { *((start + 26) as *const [u8; 12]) };
+        let key = TupleKey {
+            src_ip: ipv4_mapped([b[0], b[1], b[2], b[3]]),
+            dst_ip: ipv4_mapped([b[4], b[5], b[6], b[7]]),
+            dst_port: u16::from_be_bytes([b[10], b[11]]),
+            day: 1,
+            proto: 6,
+            _pad: 0,
+        };
+        let _ = map.insert(&key, &FirstSeen { wall_ns: 1 }, u64::from(BPF_NOEXIST));
+        let src = (start + 26) as *mut [u8; 4];
+        // SAFETY: in bounds, checked above.
         unsafe { *src = u32::from_be_bytes(*src).wrapping_add(1).to_be_bytes() };
     }
     xdp_action::XDP_PASS

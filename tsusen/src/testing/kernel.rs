@@ -159,6 +159,23 @@ impl KernelSensor {
         self.time_other(capture::FRESH_PROGRAM, packet, repeat)
     }
 
+    /// The same for the benchmark's floor of a new tuple, the kernel's LRU
+    /// insert alone (load with `LoadOptions::insert_floor_entries`), into a
+    /// map with common or per-CPU LRU lists (`BPF_F_NO_COMMON_LRU`).
+    pub fn time_insert_floor(
+        &mut self,
+        per_cpu_lru: bool,
+        packet: &[u8],
+        repeat: u32,
+    ) -> Result<Duration> {
+        let name = if per_cpu_lru {
+            capture::INSERT_FLOOR_PERCPU_PROGRAM
+        } else {
+            capture::INSERT_FLOOR_PROGRAM
+        };
+        self.time_other(name, packet, repeat)
+    }
+
     fn time_other(&mut self, name: &str, packet: &[u8], repeat: u32) -> Result<Duration> {
         let program: &mut Xdp = self
             .ebpf
