@@ -7,8 +7,9 @@
 //! Both always let the packet through: the sensor observes, it never drops.
 //!
 //! Kernel requirements (the oldest kernel each feature needs):
-//! XDP 4.8, TC clsact 4.5 with direct packet access 4.7, LRU hash 4.10,
-//! LPM trie 4.11, per-CPU array 4.6, bpf_ktime_get_coarse_ns 5.11 (else
+//! XDP 4.8, TC clsact 4.5 with direct packet access 4.7, LRU hash 4.10
+//! (`BPF_F_NO_COMMON_LRU` too, for a benchmark map), LPM trie 4.11, per-CPU
+//! array 4.6 (counters, the RECENT cache), bpf_ktime_get_coarse_ns 5.11 (else
 //! bpf_ktime_get_ns 4.1, chosen at load through `COARSE_CLOCK`), global data
 //! (`.rodata`) 5.2, bpf_map_delete_elem 3.19 (expired UDP flows), bounded
 //! loops 5.3 (the IPv6 extension-header walk, if LLVM does not unroll it).
@@ -173,7 +174,7 @@ fn insert_floor(ctx: &XdpContext, map: &LruHashMap<TupleKey, FirstSeen>) -> u32 
             proto: 6,
             _pad: 0,
         };
-        let _ = map.insert(&key, &FirstSeen { wall_ns: 1 }, u64::from(BPF_NOEXIST));
+        let _ = map.insert(key, FirstSeen { wall_ns: 1 }, u64::from(BPF_NOEXIST));
         let src = (start + 26) as *mut [u8; 4];
         // SAFETY: in bounds, checked above.
         unsafe { *src = u32::from_be_bytes(*src).wrapping_add(1).to_be_bytes() };
