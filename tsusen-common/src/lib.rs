@@ -33,6 +33,7 @@ pub(crate) use aya_pod;
 pub mod classify;
 pub mod config;
 pub mod proto;
+pub mod recent;
 pub mod stats;
 pub mod tuple;
 
@@ -52,6 +53,7 @@ pub mod maps {
     pub const IGNORED_NETS: &str = "IGNORED_NETS";
     pub const IGNORED_PORTS: &str = "IGNORED_PORTS";
     pub const UDP_FLOWS: &str = "UDP_FLOWS";
+    pub const RECENT: &str = "RECENT";
 }
 
 /// Default number of entries of the first-seen map (`--map-size`).

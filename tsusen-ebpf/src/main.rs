@@ -7,8 +7,9 @@
 //! Both always let the packet through: the sensor observes, it never drops.
 //!
 //! Kernel requirements (the oldest kernel each feature needs):
-//! XDP 4.8, TC clsact 4.5 with direct packet access 4.7, LRU hash 4.10,
-//! LPM trie 4.11, per-CPU array 4.6, bpf_ktime_get_coarse_ns 5.11 (else
+//! XDP 4.8, TC clsact 4.5 with direct packet access 4.7, LRU hash 4.10
+//! (`BPF_F_NO_COMMON_LRU` too, for a benchmark map), LPM trie 4.11, per-CPU
+//! array 4.6 (counters, the RECENT cache), bpf_ktime_get_coarse_ns 5.11 (else
 //! bpf_ktime_get_ns 4.1, chosen at load through `COARSE_CLOCK`), global data
 //! (`.rodata`) 5.2, bpf_map_delete_elem 3.19 (expired UDP flows), bounded
 //! loops 5.3 (the IPv6 extension-header walk, if LLVM does not unroll it).
@@ -24,7 +25,7 @@
 
 use aya_ebpf::{
     Global,
-    bindings::{BPF_NOEXIST, TC_ACT_OK, xdp_action},
+    bindings::{BPF_F_NO_COMMON_LRU, BPF_NOEXIST, TC_ACT_OK, xdp_action},
     helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
     macros::{classifier, map, xdp},
     maps::{Array, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
@@ -37,12 +38,50 @@ use tsusen_common::{
         Insert, Packet, Tables, Today, UDP_FLOW_REFRESH_NS, decide, ethernet, outbound_udp_flow,
     },
     config::flags,
+    recent,
+    tuple::ipv4_mapped,
 };
 
 /// First-seen time of each tuple not yet drained by userspace.
 #[map]
 static FIRST_SEEN: LruHashMap<TupleKey, FirstSeen> =
     LruHashMap::with_max_entries(DEFAULT_FIRST_SEEN_ENTRIES, 0);
+
+/// A per-CPU direct-mapped cache of tuples recorded today, in front of
+/// FIRST_SEEN (slots and hash: `tsusen_common::recent`): a repeated attempt
+/// whose whole key (its day included) is in its slot skips the LRU lookup
+/// (hashing 38 bytes, the bucket walk, the compare). A slot is filled when
+/// FIRST_SEEN has the key or has just taken it, and what it says stays true
+/// all day whatever becomes of the map entry: a drained entry's row is on
+/// disk, so the tuple is recorded today all the same; yesterday's key never
+/// equals today's, so midnight starts afresh. An all-zero slot matches no
+/// key (day 0 is 1970-01-01). An entry the map evicted before a drain read
+/// it is counted lost (`evicted`); without the cache the tuple's next attempt
+/// would record it again, with a later time; with it, not while its slot
+/// holds it. The map evicts only while new tuples outrun the drains, and
+/// each of those takes a slot, so slots turn over within a few hundred new
+/// tuples: nothing more to count.
+#[map]
+static RECENT: PerCpuArray<[RecentKey; recent::SLOTS]> = PerCpuArray::with_max_entries(1, 0);
+
+/// A RECENT slot: the key, 8-aligned so comparing it takes word loads.
+#[repr(C, align(8))]
+struct RecentKey(TupleKey);
+
+const _: () = assert!(core::mem::size_of::<RecentKey>() == recent::SLOT_BYTES);
+
+/// The benchmark's floor for a new tuple: what the kernel's own LRU insert
+/// costs, with keys and values of FIRST_SEEN's sizes, in a map that
+/// `cargo xtask bench` sizes as FIRST_SEEN (`tsusen_insert_floor`). One entry
+/// unless the bench asks for more, so a sensor does not pay for it.
+#[map]
+static INSERT_FLOOR: LruHashMap<TupleKey, FirstSeen> = LruHashMap::with_max_entries(1, 0);
+
+/// The same with per-CPU LRU lists (`BPF_F_NO_COMMON_LRU`, 4.10), a figure
+/// the README compares (`tsusen_insert_floor_percpu`).
+#[map]
+static INSERT_FLOOR_PERCPU: LruHashMap<TupleKey, FirstSeen> =
+    LruHashMap::with_max_entries(1, BPF_F_NO_COMMON_LRU);
 
 /// Counters, indexed by `Stat`.
 #[map]
@@ -105,6 +144,44 @@ pub(crate) fn tsusen_fresh(ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
+/// The benchmark's floor for [`tsusen_fresh`]: only the insert of a new key
+/// into an LRU map of FIRST_SEEN's size (no parse, no rules, no clock), the
+/// key made of the frame's IPv4 addresses and ports, whose source is then
+/// counted up as in `tsusen_fresh`. Never attached.
+#[xdp]
+pub(crate) fn tsusen_insert_floor(ctx: XdpContext) -> u32 {
+    insert_floor(&ctx, &INSERT_FLOOR)
+}
+
+/// [`tsusen_insert_floor`] into a map with per-CPU LRU lists. Never attached.
+#[xdp]
+pub(crate) fn tsusen_insert_floor_percpu(ctx: XdpContext) -> u32 {
+    insert_floor(&ctx, &INSERT_FLOOR_PERCPU)
+}
+
+#[inline(always)]
+fn insert_floor(ctx: &XdpContext, map: &LruHashMap<TupleKey, FirstSeen>) -> u32 {
+    let (start, end) = (ctx.data(), ctx.data_end());
+    // An untagged IPv4 frame without options: addresses at 26..34, ports 34..38.
+    if start + 38 <= end {
+        // SAFETY: in bounds, checked above; [u8; 12] has no alignment needs.
+        let b = unsafe { *((start + 26) as *const [u8; 12]) };
+        let key = TupleKey {
+            src_ip: ipv4_mapped([b[0], b[1], b[2], b[3]]),
+            dst_ip: ipv4_mapped([b[4], b[5], b[6], b[7]]),
+            dst_port: u16::from_be_bytes([b[10], b[11]]),
+            day: 1,
+            proto: 6,
+            _pad: 0,
+        };
+        let _ = map.insert(key, FirstSeen { wall_ns: 1 }, u64::from(BPF_NOEXIST));
+        let src = (start + 26) as *mut [u8; 4];
+        // SAFETY: in bounds, checked above.
+        unsafe { *src = u32::from_be_bytes(*src).wrapping_add(1).to_be_bytes() };
+    }
+    xdp_action::XDP_PASS
+}
+
 /// An empty program: the floor `cargo xtask bench` measures the sensor against
 /// (BPF_PROG_TEST_RUN's own cost). Never attached.
 #[xdp]
@@ -124,6 +201,7 @@ pub(crate) fn tsusen_egress(ctx: TcContext) -> i32 {
 fn record(pkt: &Frame) {
     let mut today = KernelToday {
         config: Config::default(),
+        recent: None,
     };
     let _ = decide(pkt, ethernet(pkt), &mut today);
 }
@@ -210,6 +288,20 @@ impl Packet for Frame {
 struct KernelToday {
     /// CONFIG, read once the packet is an attempt.
     config: Config,
+    /// This CPU's RECENT slot for the packet's key, once `contains` missed it.
+    recent: Option<*mut RecentKey>,
+}
+
+impl KernelToday {
+    /// Remember in this CPU's RECENT slot that `key` is recorded today.
+    #[inline(always)]
+    fn remember(&self, key: &TupleKey) {
+        if let Some(slot) = self.recent {
+            // SAFETY: a valid per-CPU map value; this program is its only
+            // writer on this CPU, and it runs to completion there.
+            unsafe { (*slot).0 = *key };
+        }
+    }
 }
 
 impl Tables for KernelToday {
@@ -269,20 +361,36 @@ impl Today for KernelToday {
 
     #[inline(always)]
     fn contains(&mut self, key: &TupleKey) -> Result<bool, Self::Error> {
-        Ok(FIRST_SEEN.get_ptr(key).is_some())
+        self.recent = RECENT.get_ptr_mut(0).map(|slots| {
+            // SAFETY: a valid per-CPU map value; `slot` is below SLOTS.
+            unsafe { &raw mut (*slots)[recent::slot(key) & (recent::SLOTS - 1)] }
+        });
+        if let Some(slot) = self.recent {
+            // SAFETY: a valid per-CPU map value (see `remember`).
+            if unsafe { (*slot).0 } == *key {
+                return Ok(true);
+            }
+        }
+        let recorded = FIRST_SEEN.get_ptr(key).is_some();
+        if recorded {
+            self.remember(key);
+        }
+        Ok(recorded)
     }
 
     #[inline(always)]
     fn insert(&mut self, key: &TupleKey, wall_ns: u64) -> Result<Insert, Self::Error> {
         // BPF_NOEXIST: when two CPUs race on the same new tuple, one wins and
         // the earlier time stays.
-        Ok(
-            match FIRST_SEEN.insert(key, FirstSeen { wall_ns }, u64::from(BPF_NOEXIST)) {
-                Ok(()) => Insert::New,
-                Err(err) if err == -EEXIST => Insert::Raced,
-                Err(_) => Insert::Failed,
-            },
-        )
+        let insert = match FIRST_SEEN.insert(key, FirstSeen { wall_ns }, u64::from(BPF_NOEXIST)) {
+            Ok(()) => Insert::New,
+            Err(err) if err == -EEXIST => Insert::Raced,
+            Err(_) => Insert::Failed,
+        };
+        if insert != Insert::Failed {
+            self.remember(key);
+        }
+        Ok(insert)
     }
 
     #[inline(always)]

@@ -6,6 +6,9 @@
 //!    an empty XDP_PASS program, per kind of packet, each beside its target
 //!    (issue 13): as this kernel loads it, then with the precise clock of
 //!    kernels before 5.11. The kernel reports whole nanoseconds per run.
+//!    Beside the new tuples: the kernel's LRU insert alone (a program that
+//!    only inserts a new key of the same size into a map of the same size),
+//!    with common and with per-CPU LRU lists (`BPF_F_NO_COMMON_LRU`).
 //! 2. `tsusen replay` end to end (read pcap, classify, write day files) on a
 //!    generated capture of 1,000,000 packets, on one core.
 
@@ -45,13 +48,20 @@ fn fresh_syn(round: u16) -> Vec<u8> {
     Pkt::syn("198.18.0.0", "192.0.2.1", 1_000 + round).bytes()
 }
 
-/// One table for the program as loaded with `options` (`clock` names it).
-fn kernel_table(options: &LoadOptions, clock: &str) {
+/// One table for the program as loaded with `options` (`clock` names it);
+/// with `insert_floors`, beside the new tuples, what the kernel's LRU insert
+/// alone costs in a map of the same size, and with per-CPU LRU lists.
+fn kernel_table(options: &LoadOptions, clock: &str, insert_floors: bool) {
     // The live sensor's usual setup: local networks known, nothing ignored.
     let mut tables = Tables::default();
     tables.local.insert(parse_net("192.0.2.0/24").unwrap());
     tables.local.insert(parse_net("2001:db8:1::/48").unwrap());
-    let mut kernel = KernelSensor::load_with(&tables, options).expect("load the XDP program");
+    let capacity = tsusen_common::DEFAULT_FIRST_SEEN_ENTRIES;
+    let options = LoadOptions {
+        insert_floor_entries: insert_floors.then_some(capacity),
+        ..options.clone()
+    };
+    let mut kernel = KernelSensor::load_with(&tables, &options).expect("load the XDP program");
 
     let cases: [(&str, Vec<u8>, Option<f64>); 5] = [
         (
@@ -95,23 +105,34 @@ fn kernel_table(options: &LoadOptions, clock: &str) {
 
     // New tuples: first while the map has room (7 rounds of 100,000 into a
     // map of 1,048,576), then with the map full, where every insert evicts.
+    // Each round times the sensor, then the insert floors on the same keys.
     let mut round = 0;
-    let mut fresh = |kernel: &mut KernelSensor, repeat: u32| {
+    let mut fresh = |kernel: &mut KernelSensor| -> [f64; 3] {
         round += 1;
-        ns(kernel.time_fresh(&fresh_syn(round), repeat).unwrap())
+        let syn = fresh_syn(round);
+        let sensor = ns(kernel.time_fresh(&syn, FRESH_REPEAT).unwrap());
+        if !insert_floors {
+            return [sensor, 0.0, 0.0];
+        }
+        let mut floor = |per_cpu| {
+            ns(kernel
+                .time_insert_floor(per_cpu, &syn, FRESH_REPEAT)
+                .unwrap())
+        };
+        [sensor, floor(false), floor(true)]
     };
     let mut not_full = Vec::new();
     for _ in 0..ROUNDS {
-        not_full.push(fresh(&mut kernel, FRESH_REPEAT));
+        not_full.push(fresh(&mut kernel));
     }
-    let capacity = tsusen_common::DEFAULT_FIRST_SEEN_ENTRIES;
     for _ in 0..capacity.div_ceil(FRESH_REPEAT) {
-        fresh(&mut kernel, FRESH_REPEAT);
+        fresh(&mut kernel);
     }
     let mut evicting = Vec::new();
     for _ in 0..ROUNDS {
-        evicting.push(fresh(&mut kernel, FRESH_REPEAT));
+        evicting.push(fresh(&mut kernel));
     }
+    let column = |rounds: &[[f64; 3]], i: usize| median(rounds.iter().map(|r| r[i]).collect());
     let stats = kernel.stats().unwrap();
     let failed = stats[tsusen_common::Stat::InsertFailed as usize];
 
@@ -138,16 +159,16 @@ fn kernel_table(options: &LoadOptions, clock: &str) {
     for (i, (name, _, target)) in cases.iter().enumerate() {
         line(name, median(times[i].clone()), *target);
     }
-    line(
-        "SYN, new tuple (map not full)",
-        median(not_full),
-        Some(200.0),
-    );
-    line(
-        "SYN, new tuple (map full: evicting)",
-        median(evicting),
-        Some(300.0),
-    );
+    for (name, rounds, target) in [
+        ("SYN, new tuple (map not full)", &not_full, 200.0),
+        ("SYN, new tuple (map full: evicting)", &evicting, 300.0),
+    ] {
+        line(name, column(rounds, 0), Some(target));
+        if insert_floors {
+            line("  the kernel's LRU insert alone", column(rounds, 1), None);
+            line("  the same, per-CPU LRU lists", column(rounds, 2), None);
+        }
+    }
     if failed > 0 {
         println!("(the kernel refused {failed} inserts)");
     }
@@ -192,7 +213,7 @@ fn main() {
     if is_root() {
         // As loaded on this kernel (the coarse clock from 5.11), then as on
         // kernels before 5.11 (the precise clock).
-        kernel_table(&LoadOptions::default(), "as loaded here");
+        kernel_table(&LoadOptions::default(), "as loaded here", true);
         println!();
         kernel_table(
             &LoadOptions {
@@ -200,6 +221,7 @@ fn main() {
                 ..LoadOptions::default()
             },
             "precise clock (kernels before 5.11)",
+            false,
         );
     } else {
         println!("SKIPPED the XDP measurements: needs root to load the program");

@@ -34,6 +34,12 @@ pub const XDP_PROGRAM: &str = "tsusen";
 pub const FLOOR_PROGRAM: &str = "tsusen_floor";
 /// Name of the benchmark's XDP program that records every run as a new tuple.
 pub const FRESH_PROGRAM: &str = "tsusen_fresh";
+/// Names of the benchmark's floors for a new tuple: only the kernel's LRU
+/// insert, into a map with common or per-CPU LRU lists.
+pub const INSERT_FLOOR_PROGRAM: &str = "tsusen_insert_floor";
+pub const INSERT_FLOOR_PERCPU_PROGRAM: &str = "tsusen_insert_floor_percpu";
+/// Their maps (one entry unless `LoadOptions::insert_floor_entries`).
+const INSERT_FLOOR_MAPS: [&str; 2] = ["INSERT_FLOOR", "INSERT_FLOOR_PERCPU"];
 /// Name of the TC egress program in the object.
 pub const EGRESS_PROGRAM: &str = "tsusen_egress";
 
@@ -58,6 +64,9 @@ pub struct LoadOptions {
     /// Read the precise clock even where the coarse one exists (tests of the
     /// older kernels' program).
     pub precise_clock: bool,
+    /// Entries of the benchmark's insert-floor maps (see
+    /// `INSERT_FLOOR_PROGRAM`); `None` keeps them at one.
+    pub insert_floor_entries: Option<u32>,
 }
 
 /// The global in the XDP object that picks its clock (see tsusen-ebpf).
@@ -92,6 +101,11 @@ pub fn load(opts: &LoadOptions) -> Result<Ebpf> {
     loader.override_global(COARSE_CLOCK, &coarse, true);
     if let Some(entries) = opts.first_seen_entries {
         loader.map_max_entries(maps::FIRST_SEEN, entries);
+    }
+    if let Some(entries) = opts.insert_floor_entries {
+        for map in INSERT_FLOOR_MAPS {
+            loader.map_max_entries(map, entries);
+        }
     }
     let pins: Vec<(&str, PathBuf)> = match &opts.pin_dir {
         Some(dir) => pins::MAPS.iter().map(|&m| (m, dir.join(m))).collect(),

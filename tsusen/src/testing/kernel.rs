@@ -5,18 +5,22 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
+use aya::util::nr_cpus;
 use aya::{
     Ebpf, TestRunResult,
-    maps::{HashMap, MapData},
+    maps::{HashMap, MapData, PerCpuArray, PerCpuValues},
     programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
-use tsusen_common::{FirstSeen, FlowKey, Stat, TupleKey, maps};
+use tsusen_common::{FirstSeen, FlowKey, Stat, TupleKey, maps, recent};
 
 use crate::{capture, replay::sensor::Verdict, tables::Tables};
 
 /// 2026-11-24 12:00:00 UTC: tests pin the kernel's clock here (through the
 /// wall-clock offset) so both sides agree on the day.
 pub const TEST_WALL_NS: u64 = 1_795_521_600 * 1_000_000_000;
+
+/// One CPU's RECENT cache, as bytes.
+type RecentSlots = [[u8; recent::SLOT_BYTES]; recent::SLOTS];
 
 /// What a program returns to let the packet go on, and its name: XDP_PASS,
 /// from linux/bpf.h, and TC_ACT_OK, from linux/pkt_cls.h.
@@ -63,13 +67,31 @@ impl KernelSensor {
         self.clear()
     }
 
-    /// Forget every recorded tuple.
+    /// Forget every recorded tuple: the map and each CPU's cache of it.
     pub fn clear(&mut self) -> Result<()> {
         let mut map = self.first_seen_mut()?;
         let keys: Vec<TupleKey> = map.keys().filter_map(Result::ok).collect();
         for key in keys {
             map.remove(&key)?;
         }
+        self.clear_recent()
+    }
+
+    /// Empty every CPU's RECENT cache (see tsusen-ebpf), keeping the map: a
+    /// drained tuple, as far as the program can tell.
+    pub fn clear_recent(&mut self) -> Result<()> {
+        let mut recent: PerCpuArray<&mut MapData, RecentSlots> =
+            PerCpuArray::try_from(self.ebpf.map_mut(maps::RECENT).context("RECENT")?)?;
+        let cpus = nr_cpus().map_err(|(_, err)| err)?;
+        let empty = [[0; recent::SLOT_BYTES]; recent::SLOTS];
+        recent.set(0, PerCpuValues::try_from(vec![empty; cpus])?, 0)?;
+        Ok(())
+    }
+
+    /// Forget `key` in the map only, as the drain does once its row is on
+    /// disk.
+    pub fn forget(&mut self, key: &TupleKey) -> Result<()> {
+        self.first_seen_mut()?.remove(key)?;
         Ok(())
     }
 
@@ -135,6 +157,23 @@ impl KernelSensor {
     /// (loaded on first use; see `tsusen_fresh` in tsusen-ebpf).
     pub fn time_fresh(&mut self, packet: &[u8], repeat: u32) -> Result<Duration> {
         self.time_other(capture::FRESH_PROGRAM, packet, repeat)
+    }
+
+    /// The same for the benchmark's floor of a new tuple, the kernel's LRU
+    /// insert alone (load with `LoadOptions::insert_floor_entries`), into a
+    /// map with common or per-CPU LRU lists (`BPF_F_NO_COMMON_LRU`).
+    pub fn time_insert_floor(
+        &mut self,
+        per_cpu_lru: bool,
+        packet: &[u8],
+        repeat: u32,
+    ) -> Result<Duration> {
+        let name = if per_cpu_lru {
+            capture::INSERT_FLOOR_PERCPU_PROGRAM
+        } else {
+            capture::INSERT_FLOOR_PROGRAM
+        };
+        self.time_other(name, packet, repeat)
     }
 
     fn time_other(&mut self, name: &str, packet: &[u8], repeat: u32) -> Result<Duration> {
