@@ -234,7 +234,12 @@ impl Daemon {
         let child = net
             .sensor
             .command(env!("CARGO_BIN_EXE_tsusen"))
-            .args(["run", "--iface", &net.sensor_if, "--flush-interval", "1s"])
+            .args(["run", "--iface", &net.sensor_if])
+            .args(if extra.contains(&"--flush-interval") {
+                &[][..]
+            } else {
+                &["--flush-interval", "1s"][..]
+            })
             .args(extra)
             .arg("--out-dir")
             .arg(&out)
@@ -313,7 +318,10 @@ impl Daemon {
 }
 
 /// `tcpreplay --topspeed` of `pcap` from the peer, `loops` times, for at
-/// most `limit`: packets sent and the rate it reports (packets/s).
+/// most `limit`: packets sent and the rate it reports (packets/s). Without
+/// flow statistics: tcpreplay's own table of flows (a hash walk and a 40-byte
+/// compare per packet, over a million flows in the new-tuple stream) took
+/// half the sender's CPU there, whatever the receiver did.
 fn tcpreplay(net: &TestNet, pcap: &std::path::Path, loops: u32, limit: Duration) -> (u64, f64) {
     let out = net
         .peer
@@ -323,6 +331,7 @@ fn tcpreplay(net: &TestNet, pcap: &std::path::Path, loops: u32, limit: Duration)
             "tcpreplay",
             "--topspeed",
             "--preload-pcap",
+            "--no-flow-stats",
             "--loop",
             &loops.to_string(),
             "-i",
@@ -459,44 +468,152 @@ fn flood() {
     fs::remove_dir_all(&dir).unwrap();
 }
 
-/// What is attached to the sensor's end of the veth for one round.
-#[derive(Clone, Copy, PartialEq)]
+/// What is attached to the sensor's end of the veth for one round. Besides
+/// tsusen and its peers, the parts of tsusen's cost: XDP attached at all (the
+/// empty program), the programs without the daemon, the TC egress program
+/// alone (it runs on every reply the sensor's namespace sends: RSTs here).
+#[derive(Clone, Copy, PartialEq, Debug)]
 enum Peer {
     Nothing,
-    Tsusen,
+    Egress,
+    FloorNative,
+    FloorGeneric,
+    ProgramsNative,
+    ProgramsGeneric,
+    TsusenNative,
     TsusenGeneric,
+    TsusenQuiet,
+    TsusenSmallMap,
     Nftables,
     Tcpdump,
 }
 
 impl Peer {
+    const ALL: [Peer; 12] = [
+        Peer::Nothing,
+        Peer::Egress,
+        Peer::FloorNative,
+        Peer::FloorGeneric,
+        Peer::ProgramsNative,
+        Peer::ProgramsGeneric,
+        Peer::TsusenNative,
+        Peer::TsusenGeneric,
+        Peer::TsusenQuiet,
+        Peer::TsusenSmallMap,
+        Peer::Nftables,
+        Peer::Tcpdump,
+    ];
+
     fn name(self) -> &'static str {
         match self {
             Peer::Nothing => "nothing attached",
-            Peer::Tsusen => "tsusen (auto: native on veth)",
+            Peer::Egress => "TC egress program alone",
+            Peer::FloorNative => "empty XDP program, native",
+            Peer::FloorGeneric => "empty XDP program, generic",
+            Peer::ProgramsNative => "XDP + egress, no daemon, native",
+            Peer::ProgramsGeneric => "XDP + egress, no daemon, generic",
+            Peer::TsusenNative => "tsusen --xdp-mode native",
             Peer::TsusenGeneric => "tsusen --xdp-mode generic",
+            Peer::TsusenQuiet => "tsusen (auto), flush every 15m",
+            Peer::TsusenSmallMap => "tsusen (auto), --map-size 65536",
             Peer::Nftables => "nftables dynamic set",
             Peer::Tcpdump => "tcpdump -w, SYN filter",
         }
     }
+
+    /// The name `TSUSEN_BENCH_SIDE_PEERS` picks it by.
+    fn key(self) -> &'static str {
+        match self {
+            Peer::Nothing => "nothing",
+            Peer::Egress => "egress",
+            Peer::FloorNative => "floor-native",
+            Peer::FloorGeneric => "floor-generic",
+            Peer::ProgramsNative => "programs-native",
+            Peer::ProgramsGeneric => "programs-generic",
+            Peer::TsusenNative => "tsusen-native",
+            Peer::TsusenGeneric => "tsusen-generic",
+            Peer::TsusenQuiet => "tsusen-quiet",
+            Peer::TsusenSmallMap => "tsusen-small-map",
+            Peer::Nftables => "nft",
+            Peer::Tcpdump => "tcpdump",
+        }
+    }
 }
 
-/// Attach `peer` in the sensor's namespace; the returned guard detaches it.
-fn attach(net: &TestNet, peer: Peer, dir: &std::path::Path) -> Box<dyn FnOnce()> {
+/// Load the object in the sensor's namespace and attach the XDP program
+/// `xdp` (if any) in `mode`, and the TC egress program if `egress`: tsusen's
+/// programs with the daemon's tables (the sensor's network local) but no
+/// daemon, or the empty program. Dropping the `Ebpf` detaches them.
+fn attach_programs(
+    net: &TestNet,
+    xdp: Option<(&str, aya::programs::xdp::XdpMode)>,
+    egress: bool,
+) -> aya::Ebpf {
+    use aya::programs::{SchedClassifier, TcAttachType, Xdp, tc};
+    use tsusen::capture;
+    tsusen::testing::live::in_netns(&net.sensor, || {
+        let mut ebpf = capture::load(&capture::LoadOptions::default()).unwrap();
+        let mut tables = tsusen::tables::Tables::default();
+        tables
+            .local
+            .insert(tsusen::tables::parse_net("198.18.0.0/24").unwrap());
+        capture::write_tables(&mut ebpf, &tables, capture::clock::wall_offset_ns()).unwrap();
+        if let Some((name, mode)) = xdp {
+            let program: &mut Xdp = ebpf.program_mut(name).unwrap().try_into().unwrap();
+            if program.fd().is_err() {
+                program.load().unwrap();
+            }
+            program.attach(&net.sensor_if, mode).unwrap();
+        }
+        if egress {
+            let program: &mut SchedClassifier = ebpf
+                .program_mut(capture::EGRESS_PROGRAM)
+                .unwrap()
+                .try_into()
+                .unwrap();
+            program.load().unwrap();
+            let _ = tc::qdisc_add_clsact(&net.sensor_if);
+            program
+                .attach(&net.sensor_if, TcAttachType::Egress)
+                .unwrap();
+        }
+        ebpf
+    })
+}
+
+/// Attach `peer` in the sensor's namespace; the returned guard detaches it
+/// (and gives the daemon's pid, if one runs, for its CPU time).
+fn attach(net: &TestNet, peer: Peer, dir: &std::path::Path) -> (Box<dyn FnOnce()>, Option<u32>) {
+    use aya::programs::xdp::XdpMode::{Driver as DrvMode, Skb as SkbMode};
+    let programs = |xdp, egress| -> (Box<dyn FnOnce()>, Option<u32>) {
+        let ebpf = attach_programs(net, xdp, egress);
+        (Box::new(move || drop(ebpf)), None)
+    };
     match peer {
-        Peer::Nothing => Box::new(|| {}),
-        Peer::Tsusen | Peer::TsusenGeneric => {
-            let mode = if peer == Peer::Tsusen {
-                "auto"
-            } else {
-                "generic"
+        Peer::Nothing => (Box::new(|| {}), None),
+        Peer::Egress => programs(None, true),
+        Peer::FloorNative => programs(Some((tsusen::capture::FLOOR_PROGRAM, DrvMode)), false),
+        Peer::FloorGeneric => programs(Some((tsusen::capture::FLOOR_PROGRAM, SkbMode)), false),
+        Peer::ProgramsNative => programs(Some((tsusen::capture::XDP_PROGRAM, DrvMode)), true),
+        Peer::ProgramsGeneric => programs(Some((tsusen::capture::XDP_PROGRAM, SkbMode)), true),
+        Peer::TsusenNative | Peer::TsusenGeneric | Peer::TsusenQuiet | Peer::TsusenSmallMap => {
+            let args: &[&str] = match peer {
+                Peer::TsusenNative => &["--xdp-mode", "native"],
+                Peer::TsusenGeneric => &["--xdp-mode", "generic"],
+                // The default flush interval: no drain during the stream.
+                Peer::TsusenQuiet => &["--flush-interval", "15m"],
+                _ => &["--map-size", "65536"],
             };
-            let daemon = Daemon::start(net, &["--xdp-mode", mode]);
-            Box::new(move || {
-                let out = daemon.out.clone();
-                daemon.stop();
-                let _ = fs::remove_dir_all(&out);
-            })
+            let daemon = Daemon::start(net, args);
+            let pid = daemon.pid();
+            (
+                Box::new(move || {
+                    let out = daemon.out.clone();
+                    daemon.stop();
+                    let _ = fs::remove_dir_all(&out);
+                }),
+                Some(pid),
+            )
         }
         Peer::Nftables => {
             let rules = "table inet tsusen_bench {\n\
@@ -510,21 +627,24 @@ fn attach(net: &TestNet, peer: Peer, dir: &std::path::Path) -> Box<dyn FnOnce()>
             fs::write(&file, rules).unwrap();
             net.sensor.exec("nft", &["-f", file.to_str().unwrap()]);
             let ns = net.sensor.name.clone();
-            Box::new(move || {
-                tsusen::testing::run(
-                    "ip",
-                    &[
-                        "netns",
-                        "exec",
-                        &ns,
-                        "nft",
-                        "delete",
-                        "table",
-                        "inet",
-                        "tsusen_bench",
-                    ],
-                );
-            })
+            (
+                Box::new(move || {
+                    tsusen::testing::run(
+                        "ip",
+                        &[
+                            "netns",
+                            "exec",
+                            &ns,
+                            "nft",
+                            "delete",
+                            "table",
+                            "inet",
+                            "tsusen_bench",
+                        ],
+                    );
+                }),
+                None,
+            )
         }
         Peer::Tcpdump => {
             let file = dir.join("syns.pcap");
@@ -539,14 +659,129 @@ fn attach(net: &TestNet, peer: Peer, dir: &std::path::Path) -> Box<dyn FnOnce()>
                 .spawn()
                 .unwrap();
             std::thread::sleep(Duration::from_secs(2));
-            Box::new(move || {
-                // SAFETY: kill(2) on our own child.
-                unsafe { libc::kill(child.id().cast_signed(), libc::SIGINT) };
-                let _ = child.wait();
-                let _ = fs::remove_file(&file);
-            })
+            (
+                Box::new(move || {
+                    // SAFETY: kill(2) on our own child.
+                    unsafe { libc::kill(child.id().cast_signed(), libc::SIGINT) };
+                    let _ = child.wait();
+                    let _ = fs::remove_file(&file);
+                }),
+                None,
+            )
         }
     }
+}
+
+/// A counter of a veth end, in its namespace.
+fn link_counter(ns: &tsusen::testing::Netns, iface: &str, counter: &str) -> u64 {
+    ns.exec(
+        "cat",
+        &[&format!("/sys/class/net/{iface}/statistics/{counter}")],
+    )
+    .trim()
+    .parse()
+    .unwrap_or(0)
+}
+
+/// `perf record -a -g` into `file` until the returned child gets SIGINT.
+fn perf_record(file: &std::path::Path) -> std::process::Child {
+    let child = std::process::Command::new("perf")
+        .args(["record", "-a", "-g", "-q", "-o"])
+        .arg(file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    child
+}
+
+/// One stream through one peer: what the sender reported, and what it cost
+/// on the way.
+#[derive(Clone, Copy, Default)]
+struct Round {
+    /// The sender's rate, packets/s.
+    pps: f64,
+    /// That rate over the rate with nothing attached just before.
+    ratio: f64,
+    /// Packets the sensor's end received / packets sent.
+    delivered: f64,
+    /// Packets the sensor's end sent back (RSTs) / packets sent.
+    replies: f64,
+    /// The daemon's CPU seconds during the stream (0 without a daemon).
+    daemon_cpu: f64,
+}
+
+/// One stream from the peer (under `perf record -a -g` into `perf`, if
+/// given), with the counters of the sensor's end and the daemon's CPU time.
+fn stream(
+    net: &TestNet,
+    pcap: &std::path::Path,
+    daemon: Option<u32>,
+    perf: Option<std::path::PathBuf>,
+) -> Round {
+    let perf = perf.map(|file| perf_record(&file));
+    let rx = link_counter(&net.sensor, &net.sensor_if, "rx_packets");
+    let tx = link_counter(&net.sensor, &net.sensor_if, "tx_packets");
+    let ticks = daemon.map(cpu_ticks);
+    let (sent, pps) = tcpreplay(net, pcap, 1, Duration::from_secs(30));
+    let daemon_cpu = match (daemon, ticks) {
+        (Some(pid), Some(t)) => (cpu_ticks(pid) - t) as f64 / 100.0,
+        _ => 0.0,
+    };
+    let received = link_counter(&net.sensor, &net.sensor_if, "rx_packets") - rx;
+    let replied = link_counter(&net.sensor, &net.sensor_if, "tx_packets") - tx;
+    if let Some(mut perf) = perf {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(perf.id().cast_signed(), libc::SIGINT) };
+        let _ = perf.wait();
+    }
+    Round {
+        pps,
+        ratio: 0.0,
+        delivered: received as f64 / sent.max(1) as f64,
+        replies: replied as f64 / sent.max(1) as f64,
+        daemon_cpu,
+    }
+}
+
+/// What the TC egress program costs on each packet the host sends: the
+/// streams here get no answer (their TCP checksums are wrong on purpose), but
+/// a host on the Internet answers every SYN to a closed port with a RST, and
+/// the program runs on each (BPF_PROG_TEST_RUN, 1,000,000 runs, beside the
+/// empty XDP program).
+fn egress_cost() {
+    use tsusen::testing::{kernel::KernelSensor, packet::Pkt};
+    let Ok(mut kernel) = KernelSensor::load(&tsusen::tables::Tables::default()) else {
+        println!("SKIPPED the egress program's cost: cannot load the programs");
+        return;
+    };
+    let tcp = Pkt::syn(TestNet::SENSOR_IP, "198.19.0.7", 443).bytes();
+    let udp = Pkt::udp(TestNet::SENSOR_IP, "198.19.0.7", 40000, 53).bytes();
+    let ns = |d: Duration| d.as_nanos();
+    let runs = 1_000_000;
+    println!(
+        "TC egress program per packet sent (BPF_PROG_TEST_RUN): TCP (a RST) {} ns, UDP (a new flow, then known) {} ns; \
+         the empty XDP program {} ns",
+        ns(kernel.time_egress(&tcp, runs).unwrap()),
+        ns(kernel.time_egress(&udp, runs).unwrap()),
+        ns(kernel.time_floor(&tcp, runs).unwrap()),
+    );
+}
+
+/// Which mode `tsusen run --xdp-mode auto` picks on this veth, from its log.
+fn auto_mode(net: &TestNet) -> String {
+    let daemon = Daemon::start(net, &[]);
+    let text = daemon.log_text();
+    let out = daemon.out.clone();
+    daemon.stop();
+    let _ = fs::remove_dir_all(&out);
+    // "watching IFACE (MODE) -> ..."
+    let watching = format!("watching {} (", net.sensor_if);
+    text.lines()
+        .find_map(|l| l.split_once(watching.as_str()).map(|(_, m)| m.to_owned()))
+        .and_then(|m| m.split_once(')').map(|(mode, _)| mode.to_owned()))
+        .unwrap_or_else(|| "?".into())
 }
 
 fn side_by_side() {
@@ -563,6 +798,27 @@ fn side_by_side() {
         );
         return;
     }
+    // Exploring: fewer rounds, fewer peers ("nothing" always runs: the
+    // ratios are to it), and `perf record -a -g` of the first round's streams
+    // into a directory.
+    let rounds: usize = std::env::var("TSUSEN_BENCH_SIDE_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let wanted = std::env::var("TSUSEN_BENCH_SIDE_PEERS").ok();
+    let peers: Vec<Peer> = Peer::ALL
+        .into_iter()
+        .filter(|p| {
+            *p == Peer::Nothing
+                || wanted
+                    .as_deref()
+                    .is_none_or(|w| w.split(',').any(|k| k.trim() == p.key()))
+        })
+        .collect();
+    let perf_dir = std::env::var_os("TSUSEN_BENCH_SIDE_PERF").map(std::path::PathBuf::from);
+    if let Some(dir) = &perf_dir {
+        fs::create_dir_all(dir).unwrap();
+    }
     let net = TestNet::new();
     let dir = std::env::temp_dir().join(unique_name("bench-side"));
     fs::create_dir_all(&dir).unwrap();
@@ -571,64 +827,116 @@ fn side_by_side() {
     pcapgen::write_repeat_pcap(&repeated, PACKETS, "198.19.0.7", TestNet::SENSOR_IP, mac).unwrap();
     let fresh = dir.join("fresh.pcap");
     pcapgen::write_flood_pcap(&fresh, PACKETS, TestNet::SENSOR_IP, mac).unwrap();
-    let peers = [
-        Peer::Nothing,
-        Peer::Tsusen,
-        Peer::TsusenGeneric,
-        Peer::Nftables,
-        Peer::Tcpdump,
-    ];
-    // Median of three rounds; in each round every peer in turn, so load
-    // changes on this shared machine hit them alike.
-    let mut rates = vec![[Vec::new(), Vec::new()]; peers.len()];
-    for _round in 0..3 {
-        for (i, &peer) in peers.iter().enumerate() {
-            let detach = attach(&net, peer, &dir);
+    egress_cost();
+    let load_before = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    // Median of the rounds. This 2-core machine is shared: its load moves
+    // within seconds, so each peer is measured right after "nothing
+    // attached" and its ratio is to that pair's rate; the order of the peers
+    // turns by one each round.
+    let mut results = vec![[Vec::new(), Vec::new()]; peers.len()];
+    for round in 0..rounds {
+        for k in 1..peers.len() {
+            let i = 1 + (k - 1 + round) % (peers.len() - 1);
+            let peer = peers[i];
+            let perf = |s: usize, p: Peer| {
+                perf_dir
+                    .as_ref()
+                    .filter(|_| round == 0)
+                    .map(|d| d.join(format!("{}-{s}.data", p.key())))
+            };
+            let mut alone = [0.0; 2];
             for (s, pcap) in [&repeated, &fresh].into_iter().enumerate() {
-                let (_, pps) = tcpreplay(&net, pcap, 1, Duration::from_secs(30));
-                rates[i][s].push(pps);
+                let nothing = stream(&net, pcap, None, perf(s, Peer::Nothing));
+                alone[s] = nothing.pps;
+                results[0][s].push(Round {
+                    ratio: 1.0,
+                    ..nothing
+                });
+            }
+            let (detach, daemon) = attach(&net, peer, &dir);
+            for (s, pcap) in [&repeated, &fresh].into_iter().enumerate() {
+                let with = stream(&net, pcap, daemon, perf(s, peer));
+                results[i][s].push(Round {
+                    ratio: with.pps / alone[s],
+                    ..with
+                });
             }
             detach();
+            // The clsact qdisc that carried a TC program stays behind.
+            let _ = net
+                .sensor
+                .command("tc")
+                .args(["qdisc", "del", "dev", &net.sensor_if, "clsact"])
+                .stderr(Stdio::null())
+                .status();
         }
     }
-    let median = |v: &Vec<f64>| {
-        let mut v = v.clone();
+    let auto = auto_mode(&net);
+    let load_after = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let median = |v: &[Round], f: fn(&Round) -> f64| {
+        let mut v: Vec<f64> = v.iter().map(f).collect();
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let ratio: Vec<[f64; 2]> = rates
-        .iter()
-        .map(|r| {
-            [
-                median(&r[0]) / median(&rates[0][0]),
-                median(&r[1]) / median(&rates[0][1]),
-            ]
-        })
-        .collect();
+    let pps = |i: usize, s: usize| median(&results[i][s], |r| r.pps);
+    let ratio = |i: usize, s: usize| median(&results[i][s], |r| r.ratio);
     println!();
     println!(
-        "side by side, one veth, 1,000,000-packet streams, sender's rate (median of 3) as a ratio to nothing attached:"
+        "side by side, one veth, 1,000,000-packet streams, sender's rate (median of {rounds}) and its ratio \
+         to nothing attached just before (median of {rounds}); delivered = received by the sensor's end / sent; replies = sent back / sent; \
+         daemon = its CPU seconds during the stream (load average before: {}, after: {}):",
+        load_before.trim(),
+        load_after.trim()
     );
     println!(
-        "{:<32} {:>22} {:>26}",
+        "{:<34} {:>43} {:>43}",
         "", "one tuple repeated", "a new tuple per packet"
     );
     for (i, &peer) in peers.iter().enumerate() {
+        let cell = |s: usize| {
+            format!(
+                "{:>5.0} kpps {:>4.2} {:>5.1}% {:>5.1}% {:>5.2}s",
+                pps(i, s) / 1e3,
+                ratio(i, s),
+                100.0 * median(&results[i][s], |r| r.delivered),
+                100.0 * median(&results[i][s], |r| r.replies),
+                median(&results[i][s], |r| r.daemon_cpu)
+            )
+        };
+        println!("{:<34} {:>43} {:>43}", peer.name(), cell(0), cell(1));
+    }
+    println!("each round (nothing attached: kpps; the others: ratio to the nothing just before):");
+    for (i, &peer) in peers.iter().enumerate() {
+        let all = |s: usize| {
+            results[i][s]
+                .iter()
+                .map(|r| {
+                    if i == 0 {
+                        format!("{:.0}", r.pps / 1e3)
+                    } else {
+                        format!("{:.2}", r.ratio)
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        println!("  {:<32} {} | {}", peer.name(), all(0), all(1));
+    }
+    println!("tsusen --xdp-mode auto attaches here in {auto} mode");
+    let row = |p: Peer| peers.iter().position(|&q| q == p);
+    let tsusen = if auto == "native" {
+        row(Peer::TsusenNative)
+    } else {
+        row(Peer::TsusenGeneric)
+    };
+    if let (Some(ts), Some(nft), Some(dump)) = (tsusen, row(Peer::Nftables), row(Peer::Tcpdump)) {
         println!(
-            "{:<32} {:>12.0} kpps {:>5.2} {:>16.0} kpps {:>5.2}",
-            peer.name(),
-            median(&rates[i][0]) / 1e3,
-            ratio[i][0],
-            median(&rates[i][1]) / 1e3,
-            ratio[i][1]
+            "target: tsusen ({auto}, as auto picks) above nftables on both streams: {}; within 10% of tcpdump on \
+             the repeated stream: {}",
+            met(ratio(ts, 0) > ratio(nft, 0) && ratio(ts, 1) > ratio(nft, 1)),
+            met(ratio(ts, 0) >= 0.9 * ratio(dump, 0))
         );
     }
-    let (ts, nft, dump) = (ratio[1], ratio[3], ratio[4]);
-    println!(
-        "target: tsusen above nftables on both streams: {}; within 10% of tcpdump on the repeated stream: {}",
-        met(ts[0] > nft[0] && ts[1] > nft[1]),
-        met(ts[0] >= 0.9 * dump[0])
-    );
     fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -290,11 +290,16 @@ fn interface(name: &str) -> Check {
     let driver = fs::read_link(format!("/sys/class/net/{name}/device/driver"))
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
-    let detail = match driver {
-        Some(driver) => format!(
+    let kind = capture::iface::index(name)
+        .and_then(|index| capture::iface::link_kind(index).ok().flatten());
+    let detail = match (driver, kind) {
+        (_, Some(kind)) if capture::auto_mode(Some(&kind)) == capture::XdpMode::Generic => format!(
+            "exists, a {kind} device (--xdp-mode auto attaches in generic mode: faster than native XDP on a {kind})"
+        ),
+        (Some(driver), _) => format!(
             "exists, driver {driver} (--xdp-mode auto attaches natively if {driver} supports XDP, else generic)"
         ),
-        None => "exists, a virtual interface (--xdp-mode auto attaches natively if its type supports XDP, else generic)".to_owned(),
+        (None, _) => "exists, a virtual interface (--xdp-mode auto attaches natively if its type supports XDP, else generic)".to_owned(),
     };
     Check::new(Status::Ok, format!("interface {name}"), detail)
 }

@@ -159,3 +159,33 @@ fn a_second_xdp_program_on_the_same_interface_is_refused_clearly() {
             .unwrap();
     });
 }
+
+/// `--xdp-mode auto` on a veth attaches in generic mode: native XDP on a veth
+/// copies every packet and measured slower (README, Performance). Checked
+/// in the mode returned and in what the kernel reports over rtnetlink (what
+/// `ip link` shows: `xdpgeneric`).
+#[test]
+fn auto_on_a_veth_attaches_in_generic_mode() {
+    skip_unless!(is_root(), "needs root to create namespaces and attach XDP");
+    let net = TestNet::new();
+    let ifindex = net.sensor_ifindex();
+    thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                net.sensor.enter_this_thread();
+                assert_eq!(
+                    capture::iface::link_kind(ifindex).unwrap().as_deref(),
+                    Some("veth")
+                );
+                let mut ebpf = capture::load(&capture::LoadOptions::default()).unwrap();
+                let (_link, mode) =
+                    capture::attach_xdp(&mut ebpf, &net.sensor_if, XdpMode::Auto).unwrap();
+                assert_eq!(mode, XdpMode::Generic, "the mode auto reports");
+                let query = capture::iface::xdp_query(ifindex).unwrap();
+                // IFLA_XDP_ATTACHED: 1 driver (native), 2 generic (skb).
+                assert_eq!(query.mode, 2, "the mode the kernel reports: {query:?}");
+            })
+            .join()
+            .unwrap();
+    });
+}

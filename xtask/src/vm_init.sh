@@ -4,12 +4,12 @@
 # own network namespace (198.18.0.2, 2001:db8::2), so packets really cross the
 # veth. Then:
 #   check    `tsusen check` says ready (the host checks what it says degrades)
-#   native   --xdp-mode auto (native on veth): a SYN, a UDP probe, a ping and
+#   native   --xdp-mode native: a SYN, a UDP probe, a ping and
 #            an IPv6 SYN from the peer become rows; the host's own UDP query
 #            goes out (TC egress) and its reply is not a row; /metrics
 #            answers; kill -9, a SYN while no daemon runs, a restart on the
 #            pins, a SYN, SIGTERM: every row there once, exit 0, pins gone
-#   generic  --xdp-mode generic, with the per-key drain of kernels < 5.6
+#   generic  --xdp-mode auto (generic on a veth), with the per-key drain of kernels < 5.6
 #            forced: the same probes and query, SIGTERM
 # Every step that passes prints `VM-TEST ok: ...`; the host checks them all.
 # Everything goes to the serial console, which the host parses.
@@ -180,9 +180,9 @@ ok "check: ready"
 # Native XDP: probes, the host's query, /metrics, kill -9, restart, SIGTERM.
 out=/out/native
 pins=/sys/fs/bpf/native
-start native --xdp-mode auto --out-dir $out --pin-dir "$pins" \
+start native --xdp-mode native --out-dir $out --pin-dir "$pins" \
     --flush-interval 1s --metrics 127.0.0.1:9339
-grep -q 'xdp0 (native)' /tmp/native.log || fail "native: --xdp-mode auto did not attach in native mode"
+grep -q 'xdp0 (native)' /tmp/native.log || fail "native: --xdp-mode native did not attach in native mode"
 ok "native: attached in native mode"
 query 40001
 probes 4242
@@ -222,13 +222,14 @@ ok "native: nothing lost or written twice across kill -9 and restart"
 ok "native: SIGTERM unpinned"
 echo "VM-TEST tc egress filters after the stop: $(tc filter show dev xdp0 parent ffff:fff3 | tr '\n' ' ')"
 
-# Generic XDP, with the drain's per-key path (kernels < 5.6) forced. It
-# attaches without --force: the native round left nothing attached.
+# Generic XDP, which --xdp-mode auto picks on a veth, with the drain's
+# per-key path (kernels < 5.6) forced. It attaches without --force: the
+# native round left nothing attached.
 out=/out/generic
 daemon_env=TSUSEN_TEST_DRAIN_PER_KEY=1
-start generic --xdp-mode generic --out-dir $out \
+start generic --xdp-mode auto --out-dir $out \
     --pin-dir /sys/fs/bpf/generic --flush-interval 1s
-grep -q 'xdp0 (generic)' /tmp/generic.log || fail "generic: did not attach in generic mode"
+grep -q 'xdp0 (generic)' /tmp/generic.log || fail "generic: --xdp-mode auto did not attach in generic mode on a veth"
 ok "generic: attached in generic mode"
 query 40002
 probes 4243

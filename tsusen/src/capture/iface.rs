@@ -65,6 +65,19 @@ pub struct XdpQuery {
 /// which another namespace may use for another interface; this answer is
 /// about ours.
 pub fn xdp_query(ifindex: u32) -> io::Result<XdpQuery> {
+    parse_xdp_query(&getlink(ifindex)?)
+}
+
+/// The kind of interface `ifindex` of this network namespace is, as
+/// rtnetlink names it (IFLA_LINKINFO's IFLA_INFO_KIND: `veth`, `bridge`,
+/// `macvlan`, ...); `None` for a device without one (a real NIC).
+pub fn link_kind(ifindex: u32) -> io::Result<Option<String>> {
+    parse_link_kind(&getlink(ifindex)?)
+}
+
+/// RTM_GETLINK for interface `ifindex`: the kernel's answer (the link's
+/// message, a few kB, or an error message).
+fn getlink(ifindex: u32) -> io::Result<Vec<u8>> {
     let socket = socket(
         AddressFamily::Netlink,
         SockType::Raw,
@@ -76,10 +89,10 @@ pub fn xdp_query(ifindex: u32) -> io::Result<XdpQuery> {
         &getlink_request(ifindex),
         MsgFlags::empty(),
     )?;
-    // One answer: the link's message (a few kB) or an error.
     let mut buf = vec![0u8; 64 * 1024];
     let got = recv(socket.as_raw_fd(), &mut buf, MsgFlags::empty())?;
-    parse_xdp_query(&buf[..got])
+    buf.truncate(got);
+    Ok(buf)
 }
 
 /// The ids of the XDP programs attached to interface `ifindex` of this
@@ -119,8 +132,9 @@ fn getlink_request(ifindex: u32) -> Vec<u8> {
     request
 }
 
-/// The XDP programs in a netlink answer to RTM_GETLINK.
-fn parse_xdp_query(answer: &[u8]) -> io::Result<XdpQuery> {
+/// The top-level attributes of a netlink answer to RTM_GETLINK, each as
+/// (type, value), or the error the answer carries.
+fn link_attrs(answer: &[u8]) -> io::Result<Vec<(u16, &[u8])>> {
     let u16_at = |b: &[u8], at: usize| u16::from_ne_bytes([b[at], b[at + 1]]);
     let u32_at = |b: &[u8], at: usize| u32::from_ne_bytes(b[at..at + 4].try_into().unwrap());
     let malformed = || io::Error::other("malformed netlink answer");
@@ -140,35 +154,47 @@ fn parse_xdp_query(answer: &[u8]) -> io::Result<XdpQuery> {
     if kind != libc::RTM_NEWLINK {
         return Err(malformed());
     }
-    // Attributes: {u16 len, u16 type, value}, each 4-aligned.
-    let attrs = |from: usize, to: usize| {
-        let mut at = from;
-        std::iter::from_fn(move || {
-            if at + 4 > to {
-                return None;
-            }
-            let len = u16_at(answer, at) as usize;
-            if len < 4 || at + len > to {
-                return None;
-            }
-            let item = (u16_at(answer, at + 2) & NLA_TYPE_MASK, at + 4, at + len);
-            at += len.next_multiple_of(4);
-            Some(item)
-        })
+    Ok(nested_attrs(
+        answer.get(header + IFINFOMSG_LEN..len).unwrap_or_default(),
+    ))
+}
+
+/// Attributes: {u16 len, u16 type, value}, each 4-aligned; as (type without
+/// the flag bits, value).
+fn nested_attrs(mut bytes: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut attrs = Vec::new();
+    while bytes.len() >= 4 {
+        let len = usize::from(u16::from_ne_bytes([bytes[0], bytes[1]]));
+        if len < 4 || len > bytes.len() {
+            break;
+        }
+        let kind = u16::from_ne_bytes([bytes[2], bytes[3]]) & NLA_TYPE_MASK;
+        attrs.push((kind, &bytes[4..len]));
+        bytes = &bytes[len.next_multiple_of(4).min(bytes.len())..];
+    }
+    attrs
+}
+
+/// The XDP programs in a netlink answer to RTM_GETLINK.
+fn parse_xdp_query(answer: &[u8]) -> io::Result<XdpQuery> {
+    let u32_of = |v: &[u8]| {
+        v.get(..4)
+            .map(|b| u32::from_ne_bytes(b.try_into().unwrap()))
     };
     let mut query = XdpQuery::default();
-    let first = header + IFINFOMSG_LEN;
-    for (kind, from, to) in attrs(first, len) {
+    for (kind, value) in link_attrs(answer)? {
         if kind != IFLA_XDP {
             continue;
         }
-        for (kind, from, to) in attrs(from, to) {
+        for (kind, value) in nested_attrs(value) {
             let kind = u32::from(kind);
-            if kind == IFLA_XDP_ATTACHED && to > from {
-                query.mode = answer[from];
+            if kind == IFLA_XDP_ATTACHED
+                && let Some(&mode) = value.first()
+            {
+                query.mode = mode;
             }
-            if kind == IFLA_XDP_PROG_ID && to - from >= 4 {
-                query.prog_id = Some(u32_at(answer, from));
+            if kind == IFLA_XDP_PROG_ID {
+                query.prog_id = u32_of(value).or(query.prog_id);
             }
             let per_mode = [
                 IFLA_XDP_PROG_ID,
@@ -176,15 +202,34 @@ fn parse_xdp_query(answer: &[u8]) -> io::Result<XdpQuery> {
                 IFLA_XDP_SKB_PROG_ID,
                 IFLA_XDP_HW_PROG_ID,
             ];
-            if per_mode.contains(&kind) && to - from >= 4 {
-                let id = u32_at(answer, from);
-                if id != 0 && !query.prog_ids.contains(&id) {
-                    query.prog_ids.push(id);
-                }
+            if per_mode.contains(&kind)
+                && let Some(id) = u32_of(value)
+                && id != 0
+                && !query.prog_ids.contains(&id)
+            {
+                query.prog_ids.push(id);
             }
         }
     }
     Ok(query)
+}
+
+/// `IFLA_LINKINFO` and its nested `IFLA_INFO_KIND` (linux/if_link.h).
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_INFO_KIND: u16 = 1;
+
+/// The link kind in a netlink answer to RTM_GETLINK (a NUL-terminated
+/// string inside IFLA_LINKINFO).
+fn parse_link_kind(answer: &[u8]) -> io::Result<Option<String>> {
+    Ok(link_attrs(answer)?
+        .into_iter()
+        .filter(|&(kind, _)| kind == IFLA_LINKINFO)
+        .flat_map(|(_, value)| nested_attrs(value))
+        .find(|&(kind, _)| kind == IFLA_INFO_KIND)
+        .map(|(_, name)| {
+            let name = name.split(|&b| b == 0).next().unwrap_or_default();
+            String::from_utf8_lossy(name).into_owned()
+        }))
 }
 
 #[cfg(test)]
@@ -200,6 +245,12 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("lo"), "the error lists real interfaces: {err}");
+    }
+
+    #[test]
+    fn loopback_has_no_link_kind() {
+        assert_eq!(link_kind(index("lo").unwrap()).unwrap(), None);
+        assert!(link_kind(999_999).is_err());
     }
 
     #[test]

@@ -148,6 +148,20 @@ impl KernelSensor {
         Ok(())
     }
 
+    /// Run the TC egress program (loaded on first use) `repeat` times on
+    /// `packet`; returns the mean time per run.
+    pub fn time_egress(&mut self, packet: &[u8], repeat: u32) -> Result<Duration> {
+        let egress: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(capture::EGRESS_PROGRAM)
+            .context("no egress program")?
+            .try_into()?;
+        if egress.fd().is_err() {
+            egress.load()?;
+        }
+        test_run(egress, packet, repeat, TC_ACT_OK)
+    }
+
     /// The same for the empty program (loaded on first use): the floor.
     pub fn time_floor(&mut self, packet: &[u8], repeat: u32) -> Result<Duration> {
         self.time_other(capture::FLOOR_PROGRAM, packet, repeat)
