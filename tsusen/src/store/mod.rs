@@ -51,6 +51,21 @@ pub struct StoreStats {
     pub bad_lines: u64,
 }
 
+/// Where a drained entry's tuple stands (see [`DayStore::claim`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// Not known that day: claimed now. Its row must be queued
+    /// ([`DayStore::queue`]) or the claim given back ([`DayStore::unclaim`])
+    /// before the next flush.
+    New,
+    /// Its row is on disk: the entry may leave the kernel's map.
+    Written,
+    /// Its row is not on disk and is not queued now (its day's file cannot
+    /// be read, it waits after a failed write, or `--max-pending` rows wait
+    /// for a failing disk): the entry stays in the kernel's map.
+    Held,
+}
+
 /// One day's file and what is known about it.
 struct Day {
     path: PathBuf,
@@ -151,13 +166,19 @@ impl DayStore {
     }
 
     /// Make room for `additional` more tuples on `day`.
-    pub fn reserve(&mut self, day: u16, additional: usize) -> Result<()> {
+    pub fn reserve_tuples(&mut self, day: u16, additional: usize) {
         let day = self.day(day);
         if day.blocked.is_none() {
             day.tuples.reserve(additional);
+        }
+    }
+
+    /// Make room for `additional` more rows to queue on `day`.
+    pub fn reserve_rows(&mut self, day: u16, additional: usize) {
+        let day = self.day(day);
+        if day.blocked.is_none() {
             day.pending.reserve(additional);
         }
-        Ok(())
     }
 
     /// Whether the row's tuple is already on disk or pending for its day; an
@@ -200,6 +221,59 @@ impl DayStore {
         day.pending.push(row);
         self.pending += 1;
         Ok(true)
+    }
+
+    /// A drained entry's tuple, in one lookup of its day's set: a new one is
+    /// claimed (and counts as pending), so the drain can apply its row
+    /// budget to the rows it would write before queuing them.
+    pub fn claim(&mut self, key: &TupleKey) -> Claim {
+        let capped = self.refusing && self.pending >= self.max_pending;
+        let day = self.day(key.day);
+        if day.blocked.is_some() {
+            return Claim::Held;
+        }
+        let known = if capped {
+            day.tuples.contains(key)
+        } else {
+            !day.tuples.insert(key)
+        };
+        if !known {
+            if capped {
+                // Not remembered: when the tuple is drained again it is
+                // queued then.
+                self.stats.pending_dropped += 1;
+                return Claim::Held;
+            }
+            self.pending += 1;
+            return Claim::New;
+        }
+        if day.unwritten.is_empty() || !day.unwritten.contains(key) {
+            Claim::Written
+        } else {
+            Claim::Held
+        }
+    }
+
+    /// Queue the row of a tuple [`DayStore::claim`] found new.
+    pub fn queue(&mut self, key: &TupleKey, row: Row) {
+        let day = self.days.get_mut(&key.day).expect("claimed before");
+        day.pending.push(row);
+    }
+
+    /// Give back the claim on a tuple [`DayStore::claim`] found new, whose
+    /// row is not queued after all (beyond the drain's row budget).
+    pub fn unclaim(&mut self, key: &TupleKey) {
+        let day = self.days.get_mut(&key.day).expect("claimed before");
+        if day.tuples.remove(key) {
+            self.pending -= 1;
+        }
+    }
+
+    /// Whether every row queued for `day` is on disk (after a flush).
+    pub fn day_written(&self, day: u16) -> bool {
+        self.days
+            .get(&day)
+            .is_some_and(|day| day.blocked.is_none() && day.pending.is_empty())
     }
 
     /// Whether the tuple's row is on disk (written by this flush, an earlier
