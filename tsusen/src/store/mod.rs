@@ -3,8 +3,8 @@
 //! Each row is a tuple's first sighting on that day, written once: the store
 //! keeps, per day, the set of tuples on disk or waiting to be written, loaded
 //! from the day's file when the day is first touched (so a restart continues
-//! where the last run stopped). A flush appends the waiting rows in one write
-//! and fsyncs.
+//! where the last run stopped). A flush appends the waiting rows (written a
+//! megabyte at a time, under one lock) and fsyncs once.
 //!
 //! The file is shared with whoever else writes the out-dir (another tsusen,
 //! a replay, a person moving files): before each append the store checks that
@@ -493,8 +493,9 @@ fn read_rows(
     Ok(reading.line_no)
 }
 
-/// Append a day's pending rows (with the header if the file is new) in one
-/// write and fsync, after reading what others wrote there since. Returns the
+/// Append a day's pending rows (with the header if the file is new), a
+/// megabyte per write, and fsync once, after reading what others wrote there
+/// since; a failed write cuts back what this append wrote. Returns the
 /// rows written.
 fn append(day: &mut Day, stats: &mut StoreStats) -> Result<usize> {
     let mut locked = file::open(&day.path, true)?.expect("opened to append, or created");
@@ -578,7 +579,7 @@ fn append(day: &mut Day, stats: &mut StoreStats) -> Result<usize> {
             .sort_unstable_by(|a, b| a.timestamp.cmp(&b.timestamp).then_with(|| a.cmp(b)));
     }
     let format = *day.format.get_or_insert_default();
-    let mut buf = Vec::with_capacity(day.pending.len() * 48 + 64);
+    let mut buf = Vec::with_capacity((day.pending.len() * 48 + 64).min(WRITE_PIECE + 256));
     if len == 0 {
         buf.extend_from_slice(format.header().as_bytes());
         buf.push(b'\n');
@@ -589,13 +590,26 @@ fn append(day: &mut Day, stats: &mut StoreStats) -> Result<usize> {
         buf.push(b'\n');
         lines += 1;
     }
+    // Written a piece at a time from one small buffer, which stays in the
+    // cache (one buffer of the whole append would be as large as the rows).
+    let mut appended = 0;
+    let mut result = Ok(());
     for row in &day.pending {
         row.write_line_as(format, &mut buf);
+        if buf.len() >= WRITE_PIECE {
+            result = locked.file.write_all(&buf);
+            if result.is_err() {
+                break;
+            }
+            appended += buf.len() as u64;
+            buf.clear();
+        }
     }
-    let result = locked
-        .file
-        .write_all(&buf)
-        .and_then(|()| locked.file.sync_data());
+    if result.is_ok() {
+        result = locked.file.write_all(&buf);
+        appended += buf.len() as u64;
+    }
+    let result = result.and_then(|()| locked.file.sync_data());
     if let Err(err) = result {
         // Cut back our own partial write, and only that: under the lock, the
         // bytes past `len` of this file are ours.
@@ -610,7 +624,7 @@ fn append(day: &mut Day, stats: &mut StoreStats) -> Result<usize> {
     let rows = day.pending.len();
     day.seen = Some(Seen {
         id: locked.id,
-        len: len + buf.len() as u64,
+        len: len + appended,
         lines: lines + rows as u64,
     });
     // Give the buffer back: after a burst it can be large.
@@ -620,6 +634,9 @@ fn append(day: &mut Day, stats: &mut StoreStats) -> Result<usize> {
     }
     Ok(rows)
 }
+
+/// Bytes of rows formatted before each write of an append.
+const WRITE_PIECE: usize = 1 << 20;
 
 fn ends_in_newline(file: &mut File, len: u64) -> io::Result<bool> {
     let mut last = [0u8];
