@@ -108,8 +108,12 @@ impl Drain {
         // never overcount them.
         let before = sensor.stats()?;
         let per_key = self.per_key || per_key_forced();
-        let mut entries = read_all(sensor, per_key)?;
-        let (mut drained, removable) = write(store, &mut entries, self.row_budget);
+        let Claimed {
+            mut entries,
+            claims,
+            ..
+        } = read_and_claim(sensor, store, per_key, self.row_budget)?;
+        let (mut drained, removable) = write(store, &mut entries, claims, self.row_budget);
         if removable > 0 {
             drained.removed = remove(sensor, &entries[..removable], per_key)?;
             // All of them were drained, even those evicted after the read.
@@ -210,24 +214,20 @@ fn over_budget(entries: &mut [(TupleKey, FirstSeen)], budget: usize) -> usize {
 fn write(
     store: &mut DayStore,
     entries: &mut [(TupleKey, FirstSeen)],
+    mut claims: Vec<Claim>,
     budget: usize,
 ) -> (Drained, usize) {
     let mut drained = Drained {
         entries: entries.len(),
         ..Drained::default()
     };
-    if let Some((key, _)) = entries.first() {
-        // Most entries share the current day: size its set once, for the
-        // rows the budget lets in (entries written before are in it).
-        store.reserve_tuples(key.day, entries.len().min(budget));
-    }
-    // One lookup per entry; then new ones are first, rows on disk next, and
-    // the entries that must stay last.
+    // New ones first, rows on disk next, and the entries that must stay last.
     let (mut new, mut i, mut held) = (0, 0, entries.len());
     while i < held {
-        match store.claim(&entries[i].0) {
+        match claims[i] {
             Claim::New => {
                 entries.swap(new, i);
+                claims.swap(new, i);
                 new += 1;
                 i += 1;
             }
@@ -235,9 +235,11 @@ fn write(
             Claim::Held => {
                 held -= 1;
                 entries.swap(i, held);
+                claims.swap(i, held);
             }
         }
     }
+    drop(claims);
     drained.kept = entries.len() - held;
     let queued = over_budget(&mut entries[..new], budget);
     for (key, _) in &entries[queued..new] {
@@ -286,21 +288,73 @@ fn write(
 /// Entries per batch read: 48 bytes each, so about 3 MiB of buffer.
 const BATCH: usize = 65_536;
 
-fn read_all(sensor: &mut Sensor, per_key: bool) -> Result<Vec<(TupleKey, FirstSeen)>> {
+/// Read the map and [`DayStore::claim`] each entry (one lookup in its day's
+/// set), the claims overlapping the next batch's read. Should the read fail
+/// part way, the claims made are given back.
+fn read_and_claim(
+    sensor: &mut Sensor,
+    store: &mut DayStore,
+    per_key: bool,
+    budget: usize,
+) -> Result<Claimed> {
+    // Room for a full map up front: no copy as it grows, and pages are only
+    // touched for the entries there are.
+    let mut read = Claimed::with_capacity(sensor.first_seen_capacity()? as usize, budget);
     if !per_key {
-        // Room for a full map up front: no copy as it grows, and pages are
-        // only touched for the entries there are.
-        let capacity = sensor.first_seen_capacity()? as usize;
-        match batch::lookup_all(sensor.first_seen_fd()?, BATCH, capacity) {
-            Ok(entries) => return Ok(entries),
-            Err(err) if batch::unsupported(&err) => {}
-            Err(err) => return Err(err).context("reading the first-seen map"),
+        let result = batch::lookup_each(sensor.first_seen_fd()?, BATCH, |keys, values| {
+            for (key, seen) in keys.iter().zip(values) {
+                read.push(store, key, *seen);
+            }
+        });
+        match result {
+            Ok(()) => return Ok(read),
+            Err(err) => {
+                for ((key, _), claim) in read.entries.iter().zip(&read.claims) {
+                    if *claim == Claim::New {
+                        store.unclaim(key);
+                    }
+                }
+                if !(read.entries.is_empty() && batch::unsupported(&err)) {
+                    return Err(err).context("reading the first-seen map");
+                }
+            }
         }
     }
     // Kernels before 5.6: one key at a time. An entry evicted while we walk
     // can end the walk early; the next drain gets the rest.
     let map = sensor.first_seen()?;
-    Ok(map.iter().filter_map(Result::ok).collect())
+    for (key, seen) in map.iter().filter_map(Result::ok) {
+        read.push(store, &key, seen);
+    }
+    Ok(read)
+}
+
+/// Entries read and, for each, its [`Claim`].
+struct Claimed {
+    entries: Vec<(TupleKey, FirstSeen)>,
+    claims: Vec<Claim>,
+    /// The most new tuples the drain will keep in a day's set.
+    new_rows: usize,
+}
+
+impl Claimed {
+    fn with_capacity(capacity: usize, budget: usize) -> Self {
+        Claimed {
+            entries: Vec::with_capacity(capacity),
+            claims: Vec::with_capacity(capacity),
+            new_rows: capacity.min(budget),
+        }
+    }
+
+    fn push(&mut self, store: &mut DayStore, key: &TupleKey, seen: FirstSeen) {
+        if self.entries.is_empty() {
+            // Most entries share the current day: size its set once, for
+            // the rows the budget lets in.
+            store.reserve_tuples(key.day, self.new_rows);
+        }
+        self.claims.push(store.claim(key));
+        self.entries.push((*key, seen));
+    }
 }
 
 fn remove(sensor: &mut Sensor, entries: &[(TupleKey, FirstSeen)], per_key: bool) -> Result<usize> {
@@ -405,6 +459,16 @@ mod tests {
         assert_eq!(over_budget(&mut whole, 0), 0);
     }
 
+    /// The userspace half of a drain, claims included.
+    fn claim_and_write(
+        store: &mut DayStore,
+        entries: &mut [(TupleKey, FirstSeen)],
+        budget: usize,
+    ) -> (Drained, usize) {
+        let claims = entries.iter().map(|(key, _)| store.claim(key)).collect();
+        write(store, entries, claims, budget)
+    }
+
     /// Keys, in order, for comparing what a drain picked.
     fn keys(entries: &[(TupleKey, FirstSeen)]) -> Vec<TupleKey> {
         let mut keys: Vec<TupleKey> = entries.iter().map(|(key, _)| *key).collect();
@@ -420,7 +484,7 @@ mod tests {
         let dir = std::env::temp_dir().join(crate::testing::unique_name("drain"));
         let mut store = DayStore::open(&dir, usize::MAX).unwrap();
         let old = entries(0, 1..=50);
-        let (drained, removable) = write(&mut store, &mut old.clone(), 50);
+        let (drained, removable) = claim_and_write(&mut store, &mut old.clone(), 50);
         assert_eq!((drained.rows, removable), (50, 50));
         let new: Vec<_> = entries(0, 51..=100)
             .into_iter()
@@ -434,7 +498,7 @@ mod tests {
         let all: Vec<_> = old.iter().chain(&new).copied().collect();
 
         let mut drain = all.clone();
-        let (drained, removable) = write(&mut store, &mut drain, 50);
+        let (drained, removable) = claim_and_write(&mut store, &mut drain, 50);
         assert_eq!(drained.rows, 50, "the 50 new rows, within the budget");
         assert_eq!(drained.deferred, 0, "nothing new waits");
         assert_eq!(drained.lingering, 50, "the budget is spent on rows");
@@ -444,7 +508,7 @@ mod tests {
         // With budget to spare, entries written before leave the map too,
         // without being written again.
         let mut drain = all.clone();
-        let (drained, removable) = write(&mut store, &mut drain, 60);
+        let (drained, removable) = claim_and_write(&mut store, &mut drain, 60);
         assert_eq!((drained.rows, drained.deferred, drained.kept), (0, 0, 0));
         assert_eq!((removable, drained.lingering), (60, 40));
         fs::remove_dir_all(&dir).unwrap();
@@ -462,7 +526,7 @@ mod tests {
         let healthy = entries(1, 1..=50);
         let all: Vec<_> = blocked.iter().chain(&healthy).copied().collect();
         let mut drain = all.clone();
-        let (drained, written) = write(&mut store, &mut drain, usize::MAX);
+        let (drained, written) = claim_and_write(&mut store, &mut drain, usize::MAX);
         assert_eq!(drained.rows, 50, "every row of the healthy day");
         assert_eq!(drained.kept, 50, "the blocked day's entries stay");
         assert_eq!(keys(&drain[..written]), keys(&healthy));
@@ -470,7 +534,7 @@ mod tests {
         // Its file fixed, the next drain writes the blocked day and lets go
         // of the rest, written before.
         fs::remove_dir(dir.join("2025-11-24.csv")).unwrap();
-        let (drained, written) = write(&mut store, &mut all.clone(), usize::MAX);
+        let (drained, written) = claim_and_write(&mut store, &mut all.clone(), usize::MAX);
         assert_eq!((drained.rows, drained.kept, written), (50, 0, 100));
         fs::remove_dir_all(&dir).unwrap();
     }
