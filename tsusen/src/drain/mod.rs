@@ -285,8 +285,10 @@ fn write(
     (drained, on_disk + room)
 }
 
-/// Entries per batch read: 48 bytes each, so about 3 MiB of buffer.
-const BATCH: usize = 65_536;
+/// Entries per batch read or deleted: 48 bytes each, so under a megabyte a
+/// buffer (a drain has three in use at once; larger ones were no faster, and
+/// the allocator kept them resident after the drain).
+const BATCH: usize = 16_384;
 
 /// Read the map and [`DayStore::claim`] each entry (one lookup in its day's
 /// set), the claims overlapping the next batch's read. Should the read fail
