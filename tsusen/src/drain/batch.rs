@@ -1,6 +1,6 @@
 //! Batched map reads and deletes: BPF_MAP_LOOKUP_BATCH and
 //! BPF_MAP_DELETE_BATCH (kernel 5.6), which aya 0.14 does not offer for hash
-//! maps. A drain of a million entries takes a few dozen syscalls instead of
+//! maps. A drain of a million entries takes about 120 syscalls instead of
 //! three million. On older kernels the caller falls back to per-key calls.
 
 use std::{io, os::fd::BorrowedFd, sync::mpsc};
