@@ -1,8 +1,9 @@
 //! Drain: the kernel's first-seen map, turned into rows in the day store.
 //!
-//! Each drain reads every entry, queues a row for each tuple not yet written
-//! that day, flushes (one write and fsync per day file) and only then removes
-//! from the map the entries whose rows are on disk. An entry whose row is not
+//! Each drain reads every entry (in batches, into one vector sized for a
+//! full map), looks each tuple up once in its day's set, queues a row for
+//! each tuple not yet written that day, flushes (one fsync per day file) and
+//! only then removes from the map the entries whose rows are on disk. An entry whose row is not
 //! (its day's file cannot be read or written, or `--max-pending` rows already
 //! wait for a failing disk) stays in the map, and the next drain tries again;
 //! a crash at any point leaves the entries in the (pinned) map. Rows are
@@ -17,14 +18,23 @@
 //! drains write them once the flood ebbs, and while it lasts the map's LRU
 //! evicts the oldest, counted as `evicted`. Rows of the sources with the most
 //! tuples in the map go first, so a real scan (one source, many tuples) wins
-//! over spoofed singletons.
+//! over spoofed singletons. The budget counts rows to write: entries whose
+//! rows are on disk already (a flood that loops over the same tuples brings
+//! them back after a drain removed them) take only what it leaves over, and
+//! leave the map without a row; any beyond that stay for a later drain
+//! (`lingering`), so they never starve new rows and a drain's deletes stay
+//! within the budget too.
 
 mod batch;
 
 use anyhow::{Context as _, Result};
 use tsusen_common::{FirstSeen, Stat, TupleKey};
 
-use crate::{capture::sensor::Sensor, dayfile::Row, store::DayStore};
+use crate::{
+    capture::sensor::Sensor,
+    dayfile::Row,
+    store::{Claim, DayStore},
+};
 
 /// What one drain did.
 #[derive(Debug, Default)]
@@ -41,6 +51,11 @@ pub struct Drained {
     /// row budget (a flood): the next drains write them unless the map
     /// evicts them first (`evicted`).
     pub deferred: usize,
+    /// Entries left in the map whose rows were on disk before this drain
+    /// (a flood put their tuples back after a drain removed them), beyond
+    /// what the row budget left for removing them: a later drain removes
+    /// them.
+    pub lingering: usize,
     /// Whether the flush failed for some day (its rows stay pending).
     pub flush_failed: bool,
 }
@@ -93,18 +108,19 @@ impl Drain {
         // never overcount them.
         let before = sensor.stats()?;
         let per_key = self.per_key || per_key_forced();
-        let mut entries = read_all(sensor, per_key)?;
-        let deferred = over_budget(&mut entries, self.row_budget);
-        let (mut drained, written) = write(store, &entries)?;
-        drained.entries += deferred;
-        drained.deferred = deferred;
-        if !written.is_empty() {
-            drained.removed = remove(sensor, &written, per_key)?;
+        let Claimed {
+            mut entries,
+            claims,
+            ..
+        } = read_and_claim(sensor, store, per_key, self.row_budget)?;
+        let (mut drained, removable) = write(store, &mut entries, claims, self.row_budget);
+        if removable > 0 {
+            drained.removed = remove(sensor, &entries[..removable], per_key)?;
             // All of them were drained, even those evicted after the read.
-            sensor.add_to_counter(Stat::Drained, written.len() as u64)?;
+            sensor.add_to_counter(Stat::Drained, removable as u64)?;
         }
-        let drained_total = before[Stat::Drained as usize] + written.len() as u64;
-        let present = (drained.kept + drained.deferred) as u64;
+        let drained_total = before[Stat::Drained as usize] + removable as u64;
+        let present = (drained.kept + drained.deferred + drained.lingering) as u64;
         let inserted = before[Stat::NewTuples as usize];
         self.evicted = self
             .evicted
@@ -163,12 +179,13 @@ pub fn row_budget(interval: std::time::Duration, now_ns: u64, written_today: usi
     per_drain.min(allowed.saturating_sub(written_today))
 }
 
-/// Cut `entries` to `budget`, keeping first the entries of the sources with
-/// the most entries (a scanner's), then the oldest; returns how many were
-/// cut. Linear: one count per source and a selection, no sort.
-fn over_budget(entries: &mut Vec<(TupleKey, FirstSeen)>, budget: usize) -> usize {
+/// Move to the front of `entries` the `budget` that go first: the entries
+/// of the sources with the most entries (a scanner's), then the oldest;
+/// returns how many that is (all of them when they fit). Linear: one count
+/// per source and a selection, no sort.
+fn over_budget(entries: &mut [(TupleKey, FirstSeen)], budget: usize) -> usize {
     if entries.len() <= budget {
-        return 0;
+        return entries.len();
     }
     let mut per_source: std::collections::HashMap<[u8; 16], u32, foldhash::fast::RandomState> =
         std::collections::HashMap::default();
@@ -181,63 +198,170 @@ fn over_budget(entries: &mut Vec<(TupleKey, FirstSeen)>, budget: usize) -> usize
     if budget > 0 {
         entries.select_nth_unstable_by_key(budget - 1, rank);
     }
-    let cut = entries.len() - budget;
-    entries.truncate(budget);
-    cut
+    budget
 }
 
-/// The userspace half of a drain: queue a row for each entry, flush, and
-/// pick the entries whose rows are on disk, the only ones that may leave the
-/// kernel's map.
+/// The userspace half of a drain: sort each entry out (a new row, a row on
+/// disk already, or one that must wait), queue the new rows the budget
+/// allows, flush, and move to the front of `entries` those whose rows are on
+/// disk, the only ones that may leave the kernel's map; returns how many.
+///
+/// The budget counts rows to write first; what it leaves goes to entries
+/// whose rows were written before (a flood brings tuples back after a drain
+/// removed them), so those never crowd out new rows, and a drain's deletes
+/// stay within the budget too. Entries are reordered in place: no copy of
+/// them, whatever the drain's size.
 fn write(
     store: &mut DayStore,
-    entries: &[(TupleKey, FirstSeen)],
-) -> Result<(Drained, Vec<TupleKey>)> {
+    entries: &mut [(TupleKey, FirstSeen)],
+    mut claims: Vec<Claim>,
+    budget: usize,
+) -> (Drained, usize) {
     let mut drained = Drained {
         entries: entries.len(),
         ..Drained::default()
     };
-    if let Some((key, _)) = entries.first() {
-        // Most entries share the current day: size its set once.
-        store.reserve(key.day, entries.len())?;
+    // New ones first, rows on disk next, and the entries that must stay last.
+    let (mut new, mut i, mut held) = (0, 0, entries.len());
+    while i < held {
+        match claims[i] {
+            Claim::New => {
+                entries.swap(new, i);
+                claims.swap(new, i);
+                new += 1;
+                i += 1;
+            }
+            Claim::Written => i += 1,
+            Claim::Held => {
+                held -= 1;
+                entries.swap(i, held);
+                claims.swap(i, held);
+            }
+        }
     }
-    for (key, seen) in entries {
-        store.record_keyed(*key, Row::from_entry(key, seen))?;
+    drop(claims);
+    drained.kept = entries.len() - held;
+    let queued = over_budget(&mut entries[..new], budget);
+    for (key, _) in &entries[queued..new] {
+        store.unclaim(key);
+    }
+    drained.deferred = new - queued;
+    if let Some((key, _)) = entries.first() {
+        store.reserve_rows(key.day, queued);
+    }
+    for (key, seen) in &entries[..queued] {
+        store.queue(key, Row::from_entry(key, seen));
     }
     // Rows of the days that could be written count even when another failed.
     let written_before = store.stats.rows_written;
     drained.flush_failed = store.flush().is_err(); // logged by the store
     drained.rows = usize::try_from(store.stats.rows_written - written_before)
         .expect("one drain's rows fit in memory");
-    let written: Vec<TupleKey> = entries
-        .iter()
-        .map(|(key, _)| *key)
-        .filter(|key| store.is_written(key))
-        .collect();
-    drained.kept = entries.len() - written.len();
-    Ok((drained, written))
+    // Queued rows on disk first. Days are few (today, yesterday): ask once
+    // per run of entries of the same day.
+    let mut last: Option<(u16, bool)> = None;
+    let mut on_disk = 0;
+    for i in 0..queued {
+        let day = entries[i].0.day;
+        let written = match last {
+            Some((known, written)) if known == day => written,
+            _ => {
+                let written = store.day_written(day);
+                last = Some((day, written));
+                written
+            }
+        };
+        if written {
+            entries.swap(on_disk, i);
+            on_disk += 1;
+        }
+    }
+    drained.kept += queued - on_disk;
+    // Then the rows on disk before, as many as the budget has room for.
+    let before = held - new;
+    let room = budget.saturating_sub(queued).min(before);
+    entries[on_disk..held].rotate_left(new - on_disk);
+    drained.lingering = before - room;
+    (drained, on_disk + room)
 }
 
-/// Entries per batch read: 48 bytes each, so about 3 MiB of buffer.
-const BATCH: usize = 65_536;
+/// Entries per batch read or deleted: 48 bytes each, so under a megabyte a
+/// buffer (a drain has three in use at once; larger ones were no faster, and
+/// the allocator kept them resident after the drain).
+const BATCH: usize = 16_384;
 
-fn read_all(sensor: &mut Sensor, per_key: bool) -> Result<Vec<(TupleKey, FirstSeen)>> {
+/// Read the map and [`DayStore::claim`] each entry (one lookup in its day's
+/// set), the claims overlapping the next batch's read. Should the read fail
+/// part way, the claims made are given back.
+fn read_and_claim(
+    sensor: &mut Sensor,
+    store: &mut DayStore,
+    per_key: bool,
+    budget: usize,
+) -> Result<Claimed> {
+    // Room for a full map up front: no copy as it grows, and pages are only
+    // touched for the entries there are.
+    let mut read = Claimed::with_capacity(sensor.first_seen_capacity()? as usize, budget);
     if !per_key {
-        match batch::lookup_all(sensor.first_seen_fd()?, BATCH) {
-            Ok(entries) => return Ok(entries),
-            Err(err) if batch::unsupported(&err) => {}
-            Err(err) => return Err(err).context("reading the first-seen map"),
+        let result = batch::lookup_each(sensor.first_seen_fd()?, BATCH, |keys, values| {
+            for (key, seen) in keys.iter().zip(values) {
+                read.push(store, key, *seen);
+            }
+        });
+        match result {
+            Ok(()) => return Ok(read),
+            Err(err) => {
+                for ((key, _), claim) in read.entries.iter().zip(&read.claims) {
+                    if *claim == Claim::New {
+                        store.unclaim(key);
+                    }
+                }
+                if !(read.entries.is_empty() && batch::unsupported(&err)) {
+                    return Err(err).context("reading the first-seen map");
+                }
+            }
         }
     }
     // Kernels before 5.6: one key at a time. An entry evicted while we walk
     // can end the walk early; the next drain gets the rest.
     let map = sensor.first_seen()?;
-    Ok(map.iter().filter_map(Result::ok).collect())
+    for (key, seen) in map.iter().filter_map(Result::ok) {
+        read.push(store, &key, seen);
+    }
+    Ok(read)
 }
 
-fn remove(sensor: &mut Sensor, keys: &[TupleKey], per_key: bool) -> Result<usize> {
+/// Entries read and, for each, its [`Claim`].
+struct Claimed {
+    entries: Vec<(TupleKey, FirstSeen)>,
+    claims: Vec<Claim>,
+    /// The most new tuples the drain will keep in a day's set.
+    new_rows: usize,
+}
+
+impl Claimed {
+    fn with_capacity(capacity: usize, budget: usize) -> Self {
+        Claimed {
+            entries: Vec::with_capacity(capacity),
+            claims: Vec::with_capacity(capacity),
+            new_rows: capacity.min(budget),
+        }
+    }
+
+    fn push(&mut self, store: &mut DayStore, key: &TupleKey, seen: FirstSeen) {
+        if self.entries.is_empty() {
+            // Most entries share the current day: size its set once, for
+            // the rows the budget lets in.
+            store.reserve_tuples(key.day, self.new_rows);
+        }
+        self.claims.push(store.claim(key));
+        self.entries.push((*key, seen));
+    }
+}
+
+fn remove(sensor: &mut Sensor, entries: &[(TupleKey, FirstSeen)], per_key: bool) -> Result<usize> {
     if !per_key {
-        match batch::delete_all(sensor.first_seen_fd()?, keys) {
+        match batch::delete_all(sensor.first_seen_fd()?, entries, BATCH) {
             Ok(removed) => return Ok(removed),
             Err(err) if batch::unsupported(&err) => {}
             Err(err) => return Err(err).context("removing drained entries"),
@@ -245,7 +369,10 @@ fn remove(sensor: &mut Sensor, keys: &[TupleKey], per_key: bool) -> Result<usize
     }
     let mut map = sensor.first_seen()?;
     // Gone already (evicted) is fine: it was written.
-    Ok(keys.iter().filter(|key| map.remove(key).is_ok()).count())
+    Ok(entries
+        .iter()
+        .filter(|(key, _)| map.remove(key).is_ok())
+        .count())
 }
 
 #[cfg(test)]
@@ -319,8 +446,8 @@ mod tests {
             .collect();
         all.extend(&scan);
         let mut cut = all.clone();
-        assert_eq!(over_budget(&mut cut, 30), 90);
-        assert_eq!(cut.len(), 30);
+        assert_eq!(over_budget(&mut cut, 30), 30);
+        cut.truncate(30);
         for entry in &scan {
             assert!(cut.contains(entry), "the scan's {:?} is kept", entry.0);
         }
@@ -329,10 +456,64 @@ mod tests {
             assert!(cut.contains(entry), "{:?} is among the oldest", entry.0);
         }
         let mut whole = all.clone();
-        assert_eq!(over_budget(&mut whole, 120), 0);
+        assert_eq!(over_budget(&mut whole, 120), 120);
         assert_eq!(whole, all);
-        assert_eq!(over_budget(&mut whole, 0), 120);
-        assert!(whole.is_empty());
+        assert_eq!(over_budget(&mut whole, 0), 0);
+    }
+
+    /// The userspace half of a drain, claims included.
+    fn claim_and_write(
+        store: &mut DayStore,
+        entries: &mut [(TupleKey, FirstSeen)],
+        budget: usize,
+    ) -> (Drained, usize) {
+        let claims = entries.iter().map(|(key, _)| store.claim(key)).collect();
+        write(store, entries, claims, budget)
+    }
+
+    /// Keys, in order, for comparing what a drain picked.
+    fn keys(entries: &[(TupleKey, FirstSeen)]) -> Vec<TupleKey> {
+        let mut keys: Vec<TupleKey> = entries.iter().map(|(key, _)| *key).collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    #[test]
+    fn the_budget_is_for_rows_to_write_not_for_entries_written_before() {
+        // A flood loops over the same spoofed tuples: a drain wrote the first
+        // 50 and removed their entries, the flood put them back (older than
+        // the 50 new ones that came after), and the map now holds both.
+        let dir = std::env::temp_dir().join(crate::testing::unique_name("drain"));
+        let mut store = DayStore::open(&dir, usize::MAX).unwrap();
+        let old = entries(0, 1..=50);
+        let (drained, removable) = claim_and_write(&mut store, &mut old.clone(), 50);
+        assert_eq!((drained.rows, removable), (50, 50));
+        let new: Vec<_> = entries(0, 51..=100)
+            .into_iter()
+            .map(|(key, seen)| {
+                let later = FirstSeen {
+                    wall_ns: seen.wall_ns + 1_000,
+                };
+                (key, later)
+            })
+            .collect();
+        let all: Vec<_> = old.iter().chain(&new).copied().collect();
+
+        let mut drain = all.clone();
+        let (drained, removable) = claim_and_write(&mut store, &mut drain, 50);
+        assert_eq!(drained.rows, 50, "the 50 new rows, within the budget");
+        assert_eq!(drained.deferred, 0, "nothing new waits");
+        assert_eq!(drained.lingering, 50, "the budget is spent on rows");
+        assert_eq!(keys(&drain[..removable]), keys(&new));
+        assert_eq!(store.tuples(old[0].0.day).unwrap(), 100);
+
+        // With budget to spare, entries written before leave the map too,
+        // without being written again.
+        let mut drain = all.clone();
+        let (drained, removable) = claim_and_write(&mut store, &mut drain, 60);
+        assert_eq!((drained.rows, drained.deferred, drained.kept), (0, 0, 0));
+        assert_eq!((removable, drained.lingering), (60, 40));
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -346,17 +527,17 @@ mod tests {
         let blocked = entries(0, 1..=50);
         let healthy = entries(1, 1..=50);
         let all: Vec<_> = blocked.iter().chain(&healthy).copied().collect();
-        let (drained, written) = write(&mut store, &all).unwrap();
+        let mut drain = all.clone();
+        let (drained, written) = claim_and_write(&mut store, &mut drain, usize::MAX);
         assert_eq!(drained.rows, 50, "every row of the healthy day");
         assert_eq!(drained.kept, 50, "the blocked day's entries stay");
-        let expected: Vec<TupleKey> = healthy.iter().map(|(key, _)| *key).collect();
-        assert_eq!(written, expected);
+        assert_eq!(keys(&drain[..written]), keys(&healthy));
 
         // Its file fixed, the next drain writes the blocked day and lets go
         // of the rest, written before.
         fs::remove_dir(dir.join("2025-11-24.csv")).unwrap();
-        let (drained, written) = write(&mut store, &all).unwrap();
-        assert_eq!((drained.rows, drained.kept, written.len()), (50, 0, 100));
+        let (drained, written) = claim_and_write(&mut store, &mut all.clone(), usize::MAX);
+        assert_eq!((drained.rows, drained.kept, written), (50, 0, 100));
         fs::remove_dir_all(&dir).unwrap();
     }
 }

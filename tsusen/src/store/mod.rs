@@ -3,8 +3,8 @@
 //! Each row is a tuple's first sighting on that day, written once: the store
 //! keeps, per day, the set of tuples on disk or waiting to be written, loaded
 //! from the day's file when the day is first touched (so a restart continues
-//! where the last run stopped). A flush appends the waiting rows in one write
-//! and fsyncs.
+//! where the last run stopped). A flush appends the waiting rows (written a
+//! megabyte at a time, under one lock) and fsyncs once.
 //!
 //! The file is shared with whoever else writes the out-dir (another tsusen,
 //! a replay, a person moving files): before each append the store checks that
@@ -49,6 +49,21 @@ pub struct StoreStats {
     pub repaired_lines: u64,
     /// Lines of day files skipped as not a row (foreign text, not UTF-8).
     pub bad_lines: u64,
+}
+
+/// Where a drained entry's tuple stands (see [`DayStore::claim`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// Not known that day: claimed now. Its row must be queued
+    /// ([`DayStore::queue`]) or the claim given back ([`DayStore::unclaim`])
+    /// before the next flush.
+    New,
+    /// Its row is on disk: the entry may leave the kernel's map.
+    Written,
+    /// Its row is not on disk and is not queued now (its day's file cannot
+    /// be read, it waits after a failed write, or `--max-pending` rows wait
+    /// for a failing disk): the entry stays in the kernel's map.
+    Held,
 }
 
 /// One day's file and what is known about it.
@@ -151,13 +166,19 @@ impl DayStore {
     }
 
     /// Make room for `additional` more tuples on `day`.
-    pub fn reserve(&mut self, day: u16, additional: usize) -> Result<()> {
+    pub fn reserve_tuples(&mut self, day: u16, additional: usize) {
         let day = self.day(day);
         if day.blocked.is_none() {
             day.tuples.reserve(additional);
+        }
+    }
+
+    /// Make room for `additional` more rows to queue on `day`.
+    pub fn reserve_rows(&mut self, day: u16, additional: usize) {
+        let day = self.day(day);
+        if day.blocked.is_none() {
             day.pending.reserve(additional);
         }
-        Ok(())
     }
 
     /// Whether the row's tuple is already on disk or pending for its day; an
@@ -200,6 +221,59 @@ impl DayStore {
         day.pending.push(row);
         self.pending += 1;
         Ok(true)
+    }
+
+    /// A drained entry's tuple, in one lookup of its day's set: a new one is
+    /// claimed (and counts as pending), so the drain can apply its row
+    /// budget to the rows it would write before queuing them.
+    pub fn claim(&mut self, key: &TupleKey) -> Claim {
+        let capped = self.refusing && self.pending >= self.max_pending;
+        let day = self.day(key.day);
+        if day.blocked.is_some() {
+            return Claim::Held;
+        }
+        let known = if capped {
+            day.tuples.contains(key)
+        } else {
+            !day.tuples.insert(key)
+        };
+        if !known {
+            if capped {
+                // Not remembered: when the tuple is drained again it is
+                // queued then.
+                self.stats.pending_dropped += 1;
+                return Claim::Held;
+            }
+            self.pending += 1;
+            return Claim::New;
+        }
+        if day.unwritten.is_empty() || !day.unwritten.contains(key) {
+            Claim::Written
+        } else {
+            Claim::Held
+        }
+    }
+
+    /// Queue the row of a tuple [`DayStore::claim`] found new.
+    pub fn queue(&mut self, key: &TupleKey, row: Row) {
+        let day = self.days.get_mut(&key.day).expect("claimed before");
+        day.pending.push(row);
+    }
+
+    /// Give back the claim on a tuple [`DayStore::claim`] found new, whose
+    /// row is not queued after all (beyond the drain's row budget).
+    pub fn unclaim(&mut self, key: &TupleKey) {
+        let day = self.days.get_mut(&key.day).expect("claimed before");
+        if day.tuples.remove(key) {
+            self.pending -= 1;
+        }
+    }
+
+    /// Whether every row queued for `day` is on disk (after a flush).
+    pub fn day_written(&self, day: u16) -> bool {
+        self.days
+            .get(&day)
+            .is_some_and(|day| day.blocked.is_none() && day.pending.is_empty())
     }
 
     /// Whether the tuple's row is on disk (written by this flush, an earlier
@@ -419,8 +493,9 @@ fn read_rows(
     Ok(reading.line_no)
 }
 
-/// Append a day's pending rows (with the header if the file is new) in one
-/// write and fsync, after reading what others wrote there since. Returns the
+/// Append a day's pending rows (with the header if the file is new), a
+/// megabyte per write, and fsync once, after reading what others wrote there
+/// since; a failed write cuts back what this append wrote. Returns the
 /// rows written.
 fn append(day: &mut Day, stats: &mut StoreStats) -> Result<usize> {
     let mut locked = file::open(&day.path, true)?.expect("opened to append, or created");
@@ -504,7 +579,7 @@ fn append(day: &mut Day, stats: &mut StoreStats) -> Result<usize> {
             .sort_unstable_by(|a, b| a.timestamp.cmp(&b.timestamp).then_with(|| a.cmp(b)));
     }
     let format = *day.format.get_or_insert_default();
-    let mut buf = Vec::with_capacity(day.pending.len() * 48 + 64);
+    let mut buf = Vec::with_capacity((day.pending.len() * 48 + 64).min(WRITE_PIECE + 256));
     if len == 0 {
         buf.extend_from_slice(format.header().as_bytes());
         buf.push(b'\n');
@@ -515,13 +590,26 @@ fn append(day: &mut Day, stats: &mut StoreStats) -> Result<usize> {
         buf.push(b'\n');
         lines += 1;
     }
+    // Written a piece at a time from one small buffer, which stays in the
+    // cache (one buffer of the whole append would be as large as the rows).
+    let mut appended = 0;
+    let mut result = Ok(());
     for row in &day.pending {
         row.write_line_as(format, &mut buf);
+        if buf.len() >= WRITE_PIECE {
+            result = locked.file.write_all(&buf);
+            if result.is_err() {
+                break;
+            }
+            appended += buf.len() as u64;
+            buf.clear();
+        }
     }
-    let result = locked
-        .file
-        .write_all(&buf)
-        .and_then(|()| locked.file.sync_data());
+    if result.is_ok() {
+        result = locked.file.write_all(&buf);
+        appended += buf.len() as u64;
+    }
+    let result = result.and_then(|()| locked.file.sync_data());
     if let Err(err) = result {
         // Cut back our own partial write, and only that: under the lock, the
         // bytes past `len` of this file are ours.
@@ -536,7 +624,7 @@ fn append(day: &mut Day, stats: &mut StoreStats) -> Result<usize> {
     let rows = day.pending.len();
     day.seen = Some(Seen {
         id: locked.id,
-        len: len + buf.len() as u64,
+        len: len + appended,
         lines: lines + rows as u64,
     });
     // Give the buffer back: after a burst it can be large.
@@ -546,6 +634,9 @@ fn append(day: &mut Day, stats: &mut StoreStats) -> Result<usize> {
     }
     Ok(rows)
 }
+
+/// Bytes of rows formatted before each write of an append.
+const WRITE_PIECE: usize = 1 << 20;
 
 fn ends_in_newline(file: &mut File, len: u64) -> io::Result<bool> {
     let mut last = [0u8];

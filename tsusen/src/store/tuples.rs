@@ -54,6 +54,11 @@ impl TupleSet {
         self.0.insert(fingerprint(key))
     }
 
+    /// Whether the tuple was in the set.
+    pub(super) fn remove(&mut self, key: &TupleKey) -> bool {
+        self.0.remove(&fingerprint(key))
+    }
+
     pub(super) fn contains(&self, key: &TupleKey) -> bool {
         self.0.contains(&fingerprint(key))
     }
