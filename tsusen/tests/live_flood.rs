@@ -108,6 +108,24 @@ fn a_spoofed_flood_is_bounded_counted_and_recording_resumes() {
     for flush in daemon.flushes() {
         assert!(flush.get("rows") <= BUDGET, "{}", flush.line);
     }
+    // Each drain over budget warns once, with the count its flush line
+    // calls deferred (not every entry it read: a looping flood brings back
+    // tuples whose rows are on disk, and those are not over the budget).
+    let mut warned: Vec<u64> = daemon
+        .lines()
+        .iter()
+        .filter(|line| line.contains("beyond this flush's row budget"))
+        .map(|line| {
+            let count = live::message(line).split(' ').next().unwrap_or_default();
+            count
+                .parse()
+                .unwrap_or_else(|_| panic!("a count first: {line}"))
+        })
+        .collect();
+    let mut deferred: Vec<u64> = deferring.iter().map(|f| f.get("deferred")).collect();
+    warned.sort_unstable();
+    deferred.sort_unstable();
+    assert_eq!(warned, deferred, "the warnings and the flush lines agree");
     let text = live::fetch_metrics(&live.net.sensor, METRICS).unwrap();
     let evicted_metric = live::metric(&text, "tsusen_evicted_tuples_total").unwrap();
     assert_eq!(

@@ -412,10 +412,10 @@ impl Daemon {
         let drained = self.drain.run(sensor, &mut self.store)?;
         if drained.deferred > 0 {
             warn!(
-                "{} new tuples in the first-seen map, more than this flush's row budget \
-                 ({}): {} left there for the next flushes (a flood?); tuples the map must \
+                "{} new tuples in the first-seen map beyond this flush's row budget \
+                 ({} rows): left there for the next flushes (a flood?); tuples the map must \
                  evict meanwhile count as evicted",
-                drained.entries, self.drain.row_budget, drained.deferred
+                drained.deferred, self.drain.row_budget
             );
         }
         // Someone may have taken an interface from us (`--force` from
