@@ -401,6 +401,19 @@ mod tests {
             .collect()
     }
 
+    /// The same entries, first seen a microsecond later.
+    fn later(entries: Vec<(TupleKey, FirstSeen)>) -> Vec<(TupleKey, FirstSeen)> {
+        entries
+            .into_iter()
+            .map(|(key, seen)| {
+                let later = FirstSeen {
+                    wall_ns: seen.wall_ns + 1_000,
+                };
+                (key, later)
+            })
+            .collect()
+    }
+
     #[test]
     fn the_budget_is_a_rate_per_drain_and_an_allowance_per_day() {
         use std::time::Duration;
@@ -435,15 +448,7 @@ mod tests {
                 entry
             })
             .collect();
-        let scan: Vec<_> = entries(0, 1..=20)
-            .into_iter()
-            .map(|(key, seen)| {
-                let later = FirstSeen {
-                    wall_ns: seen.wall_ns + 1_000,
-                };
-                (key, later)
-            })
-            .collect();
+        let scan = later(entries(0, 1..=20));
         all.extend(&scan);
         let mut cut = all.clone();
         assert_eq!(over_budget(&mut cut, 30), 30);
@@ -488,15 +493,7 @@ mod tests {
         let old = entries(0, 1..=50);
         let (drained, removable) = claim_and_write(&mut store, &mut old.clone(), 50);
         assert_eq!((drained.rows, removable), (50, 50));
-        let new: Vec<_> = entries(0, 51..=100)
-            .into_iter()
-            .map(|(key, seen)| {
-                let later = FirstSeen {
-                    wall_ns: seen.wall_ns + 1_000,
-                };
-                (key, later)
-            })
-            .collect();
+        let new = later(entries(0, 51..=100));
         let all: Vec<_> = old.iter().chain(&new).copied().collect();
 
         let mut drain = all.clone();

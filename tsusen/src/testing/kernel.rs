@@ -136,21 +136,18 @@ impl KernelSensor {
     /// Run the TC egress program (loaded on first use) once on `packet`, as
     /// if this host sent it.
     pub fn egress(&mut self, packet: &[u8]) -> Result<()> {
-        let egress: &mut SchedClassifier = self
-            .ebpf
-            .program_mut(capture::EGRESS_PROGRAM)
-            .context("no egress program")?
-            .try_into()?;
-        if egress.fd().is_err() {
-            egress.load()?;
-        }
-        test_run(egress, packet, 1, TC_ACT_OK)?;
+        test_run(self.egress_program()?, packet, 1, TC_ACT_OK)?;
         Ok(())
     }
 
     /// Run the TC egress program (loaded on first use) `repeat` times on
     /// `packet`; returns the mean time per run.
     pub fn time_egress(&mut self, packet: &[u8], repeat: u32) -> Result<Duration> {
+        test_run(self.egress_program()?, packet, repeat, TC_ACT_OK)
+    }
+
+    /// The TC egress program, loaded on first use.
+    fn egress_program(&mut self) -> Result<&mut SchedClassifier> {
         let egress: &mut SchedClassifier = self
             .ebpf
             .program_mut(capture::EGRESS_PROGRAM)
@@ -159,7 +156,7 @@ impl KernelSensor {
         if egress.fd().is_err() {
             egress.load()?;
         }
-        test_run(egress, packet, repeat, TC_ACT_OK)
+        Ok(egress)
     }
 
     /// The same for the empty program (loaded on first use): the floor.
