@@ -456,11 +456,32 @@ fn wrong_password_wrong_url_and_another_schema_are_one_line_each() {
     );
     assert_eq!(out.status.code(), Some(1));
 
-    // https to the plain HTTP port: no CA would help, the scheme or port is wrong.
+    // https to the plain HTTP port: no CA would help, the scheme or port is
+    // wrong. ClickHouse answers a TLS greeting with an error or waits for
+    // the rest of an HTTP request, by the greeting's random bytes: both say so.
     let out = ship(&url.replacen("http://", "https://", 1), "right", &[]);
     let line = one_error_line(&out);
     assert!(
         line.contains("plain HTTP")
+            && line.contains("http://")
+            && !line.contains("--clickhouse-ca"),
+        "{line}"
+    );
+    assert_eq!(out.status.code(), Some(2));
+
+    // The waiting kind, every time: a port that takes the connection and
+    // never answers is a wrong scheme or port, not a server that is down.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("https://default@{}/", silent.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let held: Vec<_> = silent.incoming().collect();
+        drop(held);
+    });
+    let out = ship(&silent_url, "right", &[]);
+    let line = one_error_line(&out);
+    assert!(
+        line.contains("did not answer the TLS handshake")
+            && line.contains("plain HTTP")
             && line.contains("http://")
             && !line.contains("--clickhouse-ca"),
         "{line}"

@@ -104,6 +104,16 @@ impl Cause {
 /// with the port of ClickHouse's plain `http_port`. A CA would not help.
 const PLAIN_HTTP_PORT_FIX: &str = "this port answers in plain HTTP, not TLS: use an http:// URL, or the port of the server's https_port";
 
+/// What [`ClickHouseError::transport`] says when an `https` server took the
+/// connection but never answered the TLS handshake.
+const SILENT_HANDSHAKE: &str = "it took the connection but did not answer the TLS handshake";
+
+/// The fix for that: ClickHouse's plain `http_port` often waits for the rest
+/// of an HTTP request that a TLS greeting never completes, rather than
+/// answering it with an error (which of the two depends on the greeting's
+/// random bytes). A CA would not help.
+const SILENT_HANDSHAKE_FIX: &str = "if this is the server's plain HTTP port (http_port), use an http:// URL, or the port of the server's https_port";
+
 /// A failed request: which server, why, what it said, and the fix.
 #[derive(Clone, Debug)]
 pub struct ClickHouseError {
@@ -119,6 +129,8 @@ impl ClickHouseError {
     fn fix(&self) -> &'static str {
         if self.cause == Cause::Tls && self.detail.contains("InvalidContentType") {
             PLAIN_HTTP_PORT_FIX
+        } else if self.cause == Cause::Tls && self.detail == SILENT_HANDSHAKE {
+            SILENT_HANDSHAKE_FIX
         } else {
             self.cause.fix()
         }
@@ -151,6 +163,16 @@ impl ClickHouseError {
 
     /// No answer from `server`.
     pub(super) fn transport(server: &str, err: &ureq::Error) -> Self {
+        // The connect timeout covers the TLS handshake too: tell a server
+        // that is not there from one that took the connection and kept
+        // silent (an https URL at a plain HTTP port), which waiting will not
+        // cure.
+        if matches!(err, ureq::Error::Timeout(ureq::Timeout::Connect))
+            && server.starts_with("https://")
+            && takes_connections(server)
+        {
+            return ClickHouseError::new(Cause::Tls, server, SILENT_HANDSHAKE);
+        }
         let cause = match err {
             ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Pem(_) => Cause::Tls,
             ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => Cause::Tls,
@@ -192,6 +214,24 @@ impl ClickHouseError {
         };
         ClickHouseError::new(cause, server, format!("HTTP {status}: {}", message(body)))
     }
+}
+
+/// Whether `server` (an `https://host[:port]/` URL) accepts a TCP connection
+/// within a second.
+fn takes_connections(server: &str) -> bool {
+    let Ok(uri) = server.parse::<ureq::http::Uri>() else {
+        return false;
+    };
+    let Some(host) = uri.host() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = uri.port_u16().unwrap_or(443);
+    std::net::ToSocketAddrs::to_socket_addrs(&(host, port)).is_ok_and(|mut addrs| {
+        addrs.any(|addr| {
+            std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(1)).is_ok()
+        })
+    })
 }
 
 /// The `N` of `Code: N, e.displayText() = ...` (18.16) or `Code: N. DB::...`
